@@ -1,0 +1,9 @@
+//! qcloud-qsim: the gate-model simulator of qcloud, a pure library (no tokio, no sqlx).
+//!
+//! Circuits arrive as OpenQASM 2, OpenQASM 3 or QPY and are read into one circuit IR ([`ir`]); the
+//! state-vector engine runs them; the Sampler and Estimator primitives give Qiskit V2 semantics on top.
+//! Every reader treats its input as hostile: no file access, bounded sizes and nesting, no panics.
+
+pub mod ir;
+
+pub use ir::{Circuit, ClassicalRegister, Condition, Gate, Instruction, Operation, ParamExpr};

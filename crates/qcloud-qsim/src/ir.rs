@@ -51,7 +51,11 @@ pub enum Operation {
     Delay,
     /// `if (condition) { true_body } else { false_body }`; bodies use the circuit's own qubit and
     /// clbit indices.
-    IfElse { condition: Condition, true_body: Vec<Instruction>, false_body: Vec<Instruction> },
+    IfElse {
+        condition: Condition,
+        true_body: Vec<Instruction>,
+        false_body: Vec<Instruction>,
+    },
 }
 
 /// A classical condition: the value of one clbit, or of a group of clbits read as an unsigned
@@ -135,7 +139,11 @@ pub enum Gate {
     /// `base` controlled on the first `num_ctrl` qubits, active when those qubits read
     /// `ctrl_state` (bit `j` for control `j`); the base acts on the remaining qubits and takes
     /// the instruction's parameters.
-    Controlled { num_ctrl: usize, ctrl_state: u64, base: Box<Gate> },
+    Controlled {
+        num_ctrl: usize,
+        ctrl_state: u64,
+        base: Box<Gate>,
+    },
     /// The inverse of `base` (with the same parameters).
     Inverse(Box<Gate>),
 }
@@ -160,8 +168,8 @@ impl Gate {
         use Gate::*;
         Some(match self {
             I | X | Y | Z | H | S | Sdg | T | Tdg | SX | SXdg | RX | RY | RZ | P | U | U2 | R => 1,
-            CX | CY | CZ | CH | CS | CSdg | CSX | CP | CRX | CRY | CRZ | CU | CU3 | Swap | ISwap
-            | ECR | DCX | RXX | RYY | RZZ | RZX | XXMinusYY | XXPlusYY => 2,
+            CX | CY | CZ | CH | CS | CSdg | CSX | CP | CRX | CRY | CRZ | CU | CU3 | Swap
+            | ISwap | ECR | DCX | RXX | RYY | RZZ | RZX | XXMinusYY | XXPlusYY => 2,
             CCX | CCZ | CSwap | RCCX => 3,
             C3X | C3SX | RC3X => 4,
             MCX => return None,
@@ -311,7 +319,11 @@ impl Circuit {
             for i in ins {
                 match &i.op {
                     Operation::Gate { params, .. } => params.iter().for_each(|p| p.symbols(out)),
-                    Operation::IfElse { true_body, false_body, .. } => {
+                    Operation::IfElse {
+                        true_body,
+                        false_body,
+                        ..
+                    } => {
                         walk(true_body, out);
                         walk(false_body, out);
                     }
@@ -373,17 +385,26 @@ mod tests {
         let mut c = Circuit::new(1, 0);
         for name in ["theta[10]", "theta[2]", "beta", "theta[0]"] {
             c.instructions.push(Instruction {
-                op: Operation::Gate { gate: Gate::RX, params: vec![ParamExpr::Symbol(name.into())] },
+                op: Operation::Gate {
+                    gate: Gate::RX,
+                    params: vec![ParamExpr::Symbol(name.into())],
+                },
                 qubits: vec![0],
                 condition: None,
             });
         }
-        assert_eq!(c.parameters(), vec!["beta", "theta[0]", "theta[2]", "theta[10]"]);
+        assert_eq!(
+            c.parameters(),
+            vec!["beta", "theta[0]", "theta[2]", "theta[10]"]
+        );
     }
 
     #[test]
     fn eval_reports_unbound_and_non_finite() {
-        let e = ParamExpr::Div(Box::new(ParamExpr::Const(1.0)), Box::new(ParamExpr::Symbol("x".into())));
+        let e = ParamExpr::Div(
+            Box::new(ParamExpr::Const(1.0)),
+            Box::new(ParamExpr::Symbol("x".into())),
+        );
         assert_eq!(e.eval(&HashMap::new()), Err(BindError::Unbound("x".into())));
         let vals = HashMap::from([("x".to_string(), 0.0)]);
         assert_eq!(e.eval(&vals), Err(BindError::NotFinite));

@@ -3,7 +3,13 @@
 //! Circuits arrive as OpenQASM 2, OpenQASM 3 or QPY and are read into one circuit IR ([`ir`]); the
 //! state-vector engine runs them; the Sampler and Estimator primitives give Qiskit V2 semantics on top.
 //! Every reader treats its input as hostile: no file access, bounded sizes and nesting, no panics.
+#![forbid(unsafe_code)]
 
+pub mod error;
 pub mod ir;
+pub mod qasm2;
+pub mod qasm3;
+pub mod qpy;
 
+pub use error::{ReadError, ReadLimits};
 pub use ir::{Circuit, ClassicalRegister, Condition, Gate, Instruction, Operation, ParamExpr};

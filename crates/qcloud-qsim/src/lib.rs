@@ -5,11 +5,17 @@
 //! Every reader treats its input as hostile: no file access, bounded sizes and nesting, no panics.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod error;
 pub mod ir;
+pub mod primitives;
 pub mod qasm2;
 pub mod qasm3;
 pub mod qpy;
 
 pub use error::{ReadError, ReadLimits};
 pub use ir::{Circuit, ClassicalRegister, Condition, Gate, Instruction, Operation, ParamExpr};
+pub use primitives::{
+    prepare_estimator, prepare_sampler, run_estimator, run_sampler, PreparedEstimator,
+    PreparedSampler, SimError, SimLimits,
+};

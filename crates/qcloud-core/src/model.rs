@@ -1,0 +1,195 @@
+//! The domain vocabulary: devices, sessions, jobs and their enumerations.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Declares a string-backed enum with `as_str`, `FromStr`, `Display` and serde in snake_case.
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = crate::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($s => Ok($name::$variant),)+
+                    other => Err(crate::UnknownValue {
+                        kind: stringify!($name),
+                        value: other.to_string(),
+                        expected: &[$($s),+],
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+string_enum!(
+    /// Gate-model or analog (neutral atoms) device.
+    DeviceKind { Gate => "gate", Analog => "analog" }
+);
+string_enum!(
+    /// Which driver runs the device's jobs.
+    DriverKind { Noop => "noop", Statevector => "statevector", Analog => "analog", Agent => "agent" }
+);
+string_enum!(
+    /// Whether a device takes new assignments (rule 11: paused and offline devices do not).
+    DeviceStatus { Online => "online", Paused => "paused", Offline => "offline" }
+);
+string_enum!(
+    /// IBM Session (`dedicated`), IBM Batch and Pasqal batches (`batch`).
+    SessionMode { Dedicated => "dedicated", Batch => "batch" }
+);
+string_enum!(
+    /// Session lifecycle: pending -> active -> (inactive -> active ...) -> closed.
+    SessionState { Pending => "pending", Active => "active", Inactive => "inactive", Closed => "closed" }
+);
+string_enum!(
+    /// Why a session closed.
+    ClosedReason {
+        Completed => "completed",
+        Canceled => "canceled",
+        MaxTtl => "max_ttl",
+        IdleTimeout => "idle_timeout",
+        Failed => "failed",
+    }
+);
+string_enum!(
+    /// What an active session does when its interactive TTL runs out with no job (rule 4).
+    IdlePolicy { Deactivate => "deactivate", TimeOut => "time_out" }
+);
+string_enum!(
+    /// Job lifecycle: queued -> running -> completed | failed | canceled (queued may go straight to
+    /// failed or canceled).
+    JobStatus {
+        Queued => "queued",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+        Canceled => "canceled",
+    }
+);
+string_enum!(
+    /// Scheduling priority (rule 3): high before medium before low.
+    Priority { Low => "low", Medium => "medium", High => "high" }
+);
+
+impl Priority {
+    /// Numeric rank stored in the database: larger runs first.
+    pub fn rank(self) -> i16 {
+        match self {
+            Priority::Low => 0,
+            Priority::Medium => 1,
+            Priority::High => 2,
+        }
+    }
+
+    pub fn from_rank(rank: i16) -> Priority {
+        match rank {
+            i16::MIN..=0 => Priority::Low,
+            1 => Priority::Medium,
+            _ => Priority::High,
+        }
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::Medium
+    }
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Canceled
+        )
+    }
+
+    /// The allowed job transitions. Running may go back to queued only when its worker was lost
+    /// and the job is retried (a new attempt).
+    pub fn can_become(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Running)
+                | (Queued, Failed)
+                | (Queued, Canceled)
+                | (Running, Completed)
+                | (Running, Failed)
+                | (Running, Canceled)
+                | (Running, Queued)
+        )
+    }
+}
+
+impl SessionState {
+    pub fn is_open(self) -> bool {
+        self != SessionState::Closed
+    }
+
+    /// The allowed session transitions.
+    pub fn can_become(self, next: SessionState) -> bool {
+        use SessionState::*;
+        matches!(
+            (self, next),
+            (Pending, Active)
+                | (Pending, Closed)
+                | (Active, Inactive)
+                | (Active, Closed)
+                | (Inactive, Active)
+                | (Inactive, Closed)
+        )
+    }
+}
+
+/// The occupancy model of a device: how long the device is busy for one job, on top of the
+/// work the driver does. Zero for plain simulators; a QPU emulation sets e.g. a setup time and a
+/// per-shot time.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// Fixed time per job, in milliseconds.
+    #[serde(default)]
+    pub setup_ms: f64,
+    /// Time per shot, in milliseconds.
+    #[serde(default)]
+    pub per_shot_ms: f64,
+}
+
+impl Timing {
+    /// Device occupancy for a job of `shots` shots, in milliseconds.
+    pub fn occupancy_ms(&self, shots: u64) -> f64 {
+        (self.setup_ms + self.per_shot_ms * shots as f64).max(0.0)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("setup_ms", self.setup_ms),
+            ("per_shot_ms", self.per_shot_ms),
+        ] {
+            if !v.is_finite() || v < 0.0 || v > 86_400_000.0 {
+                return Err(format!(
+                    "timing.{name} must be between 0 and 86400000 ms, got {v}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

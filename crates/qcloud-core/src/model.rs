@@ -108,6 +108,8 @@ impl Priority {
     }
 }
 
+// The macro owns the derive list, so Default is written out.
+#[allow(clippy::derivable_impls)]
 impl Default for Priority {
     fn default() -> Self {
         Priority::Medium
@@ -184,7 +186,7 @@ impl Timing {
             ("setup_ms", self.setup_ms),
             ("per_shot_ms", self.per_shot_ms),
         ] {
-            if !v.is_finite() || v < 0.0 || v > 86_400_000.0 {
+            if !v.is_finite() || !(0.0..=86_400_000.0).contains(&v) {
                 return Err(format!(
                     "timing.{name} must be between 0 and 86400000 ms, got {v}"
                 ));

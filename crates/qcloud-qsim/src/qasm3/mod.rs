@@ -1,0 +1,1557 @@
+//! OpenQASM 3 reader.
+//!
+//! A self-contained lexer ([`lexer`]) and recursive-descent parser ([`parser`]) for the subset of
+//! OpenQASM 3 that Qiskit writes and that a gate-model simulator can run, then a lowering pass (this
+//! module) that resolves names, inlines custom gates, applies gate modifiers, unrolls constant
+//! `for` loops and produces the circuit IR.
+//!
+//! Why not `oq3_semantics` / `oq3_syntax` (Qiskit's openqasm3_parser, 0.7): its parser rejects
+//! `qreg`/`creg`, `measure q -> c;`, `**` and brace-less `if` bodies (all of which Qiskit's own
+//! exporters write), and its semantic pass panics on inputs such as `sin(x)` in gate arguments,
+//! `if (!c[0])`, array declarations and `cal` blocks. A small parser we own is easier to keep
+//! panic-free and bounded than a large one we would have to wrap in `catch_unwind`.
+//!
+//! Hostile input: the source size is checked first; every recursive rule counts its depth against
+//! [`ReadLimits::max_depth`]; qubit/clbit counts, emitted instructions and expansion work are
+//! bounded; `include` is only ever compared with `"stdgates.inc"` (the gates are built in) and
+//! never opens a file.
+
+mod lexer;
+mod parser;
+
+use std::collections::HashMap;
+use std::f64::consts::{E, PI, TAU};
+
+use crate::error::{ReadError, ReadLimits};
+use crate::ir::{
+    Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr,
+};
+use parser::{BinOp, Expr, ForIter, Index, Modifier, Operand, Stmt, StmtKind};
+
+pub(crate) const FORMAT: &str = "OpenQASM 3";
+
+pub(crate) fn syntax(msg: &str, line: u32, col: u32) -> ReadError {
+    ReadError::Syntax {
+        format: FORMAT,
+        message: msg.to_string(),
+        location: Some(format!("line {line}, column {col}")),
+    }
+}
+
+pub(crate) fn unsupported(msg: &str) -> ReadError {
+    ReadError::Unsupported {
+        format: FORMAT,
+        message: msg.to_string(),
+    }
+}
+
+fn too_large(msg: String) -> ReadError {
+    ReadError::TooLarge {
+        format: FORMAT,
+        message: msg,
+    }
+}
+
+/// Read an OpenQASM 3 program (also accepts the `OPENQASM 2.0;` + `stdgates.inc` + `qreg`/`creg`
+/// dialect that Qiskit's `qasm3.dumps` writes for some circuits).
+pub fn parse(src: &str, limits: &ReadLimits) -> Result<Circuit, ReadError> {
+    if src.len() > limits.max_source_bytes {
+        return Err(too_large(format!(
+            "source is {} bytes, the limit is {}",
+            src.len(),
+            limits.max_source_bytes
+        )));
+    }
+    let toks = lexer::tokenize(src)?;
+    let stmts = parser::Parser::new(&toks, limits.max_depth.max(1)).program()?;
+    let mut l = Lowerer::new(limits);
+    let mut out = Vec::new();
+    l.block(&stmts, &mut out, &mut Scope::default(), true)?;
+    let num_qubits = if let Some(hw) = l.hw_max {
+        hw + 1
+    } else {
+        l.num_qubits
+    };
+    Ok(Circuit {
+        name: None,
+        num_qubits,
+        num_clbits: l.num_clbits,
+        cregs: l.cregs,
+        instructions: out,
+        global_phase: l.global_phase,
+    })
+}
+
+/// A native gate of `stdgates.inc` (or a builtin): name, IR gate, parameter and qubit counts.
+fn std_gate(name: &str, stdgates: bool) -> Option<(Gate, usize, usize)> {
+    use Gate::*;
+    if name == "U" {
+        return Some((U, 3, 1));
+    }
+    if !stdgates {
+        return None;
+    }
+    Some(match name {
+        "p" | "phase" | "u1" => (P, 1, 1),
+        "x" => (X, 0, 1),
+        "y" => (Y, 0, 1),
+        "z" => (Z, 0, 1),
+        "h" => (H, 0, 1),
+        "s" => (S, 0, 1),
+        "sdg" => (Sdg, 0, 1),
+        "t" => (T, 0, 1),
+        "tdg" => (Tdg, 0, 1),
+        "sx" => (SX, 0, 1),
+        "rx" => (RX, 1, 1),
+        "ry" => (RY, 1, 1),
+        "rz" => (RZ, 1, 1),
+        "cx" | "CX" => (CX, 0, 2),
+        "cy" => (CY, 0, 2),
+        "cz" => (CZ, 0, 2),
+        "cp" | "cphase" => (CP, 1, 2),
+        "crx" => (CRX, 1, 2),
+        "cry" => (CRY, 1, 2),
+        "crz" => (CRZ, 1, 2),
+        "ch" => (CH, 0, 2),
+        "swap" => (Swap, 0, 2),
+        "ccx" => (CCX, 0, 3),
+        "cswap" => (CSwap, 0, 3),
+        "cu" => (CU, 4, 2),
+        "id" => (I, 0, 1),
+        "u2" => (U2, 2, 1),
+        "u3" => (U, 3, 1),
+        _ => return None,
+    })
+}
+
+struct GateDef<'a> {
+    params: &'a [String],
+    qubits: &'a [String],
+    body: &'a [Stmt],
+}
+
+enum Sym<'a> {
+    Qubits { bits: Vec<usize>, single: bool },
+    Bits { bits: Vec<usize>, single: bool },
+    /// An `input` parameter or a `const`.
+    Value(ParamExpr),
+    Gate(GateDef<'a>),
+}
+
+/// Local names: loop variables (global context) or gate parameters and qubits (inside a gate).
+#[derive(Default)]
+struct Scope {
+    values: Vec<(String, ParamExpr)>,
+    gate_qubits: Option<HashMap<String, usize>>,
+    /// Inside an `if` body: a global phase there is conditional, hence unobservable, and dropped.
+    in_branch: bool,
+}
+
+impl Scope {
+    fn value(&self, name: &str) -> Option<&ParamExpr> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Controls added by modifiers (outermost first) and the inverse flag, pushed down while
+/// inlining custom gates.
+#[derive(Clone, Default)]
+struct Mods {
+    ctrls: Vec<(usize, bool)>,
+    inverse: bool,
+}
+
+struct Lowerer<'a> {
+    limits: &'a ReadLimits,
+    syms: HashMap<String, Sym<'a>>,
+    stdgates: bool,
+    num_qubits: usize,
+    num_clbits: usize,
+    cregs: Vec<ClassicalRegister>,
+    hw_max: Option<usize>,
+    global_phase: ParamExpr,
+    emitted: usize,
+    steps: usize,
+    statements_seen: usize,
+}
+
+fn c(v: f64) -> ParamExpr {
+    ParamExpr::Const(v)
+}
+
+fn neg(p: ParamExpr) -> ParamExpr {
+    match p {
+        ParamExpr::Const(v) => c(-v),
+        ParamExpr::Neg(inner) => *inner,
+        p => ParamExpr::Neg(Box::new(p)),
+    }
+}
+
+fn add(a: ParamExpr, b: ParamExpr) -> ParamExpr {
+    match (&a, &b) {
+        (ParamExpr::Const(x), ParamExpr::Const(y)) => c(x + y),
+        (ParamExpr::Const(x), _) if *x == 0.0 => b,
+        (_, ParamExpr::Const(y)) if *y == 0.0 => a,
+        _ => ParamExpr::Add(Box::new(a), Box::new(b)),
+    }
+}
+
+fn mul(a: ParamExpr, b: ParamExpr) -> ParamExpr {
+    match (&a, &b) {
+        (ParamExpr::Const(x), ParamExpr::Const(y)) => c(x * y),
+        (ParamExpr::Const(x), _) if *x == 1.0 => b,
+        (_, ParamExpr::Const(y)) if *y == 1.0 => a,
+        _ => ParamExpr::Mul(Box::new(a), Box::new(b)),
+    }
+}
+
+/// Fold a constant result, rejecting non-finite constants.
+fn fold(e: ParamExpr, line: u32, col: u32) -> Result<ParamExpr, ReadError> {
+    let mut syms = Vec::new();
+    e.symbols(&mut syms);
+    if syms.is_empty() {
+        match e.as_const() {
+            Some(v) => Ok(c(v)),
+            None => Err(syntax(
+                "constant expression has no finite value",
+                line,
+                col,
+            )),
+        }
+    } else {
+        Ok(e)
+    }
+}
+
+impl<'a> Lowerer<'a> {
+    fn new(limits: &'a ReadLimits) -> Self {
+        Lowerer {
+            limits,
+            syms: HashMap::new(),
+            stdgates: false,
+            num_qubits: 0,
+            num_clbits: 0,
+            cregs: Vec::new(),
+            hw_max: None,
+            global_phase: c(0.0),
+            emitted: 0,
+            steps: 0,
+            statements_seen: 0,
+        }
+    }
+
+    fn step(&mut self) -> Result<(), ReadError> {
+        self.steps += 1;
+        let max = self.limits.max_instructions.saturating_mul(4).max(1024);
+        if self.steps > max {
+            return Err(too_large(format!(
+                "program expands to more than {max} steps (gate inlining / loop unrolling)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn emit(
+        &mut self,
+        out: &mut Vec<Instruction>,
+        op: Operation,
+        qubits: Vec<usize>,
+    ) -> Result<(), ReadError> {
+        self.emitted += 1;
+        if self.emitted > self.limits.max_instructions {
+            return Err(too_large(format!(
+                "more than {} instructions after inlining and unrolling",
+                self.limits.max_instructions
+            )));
+        }
+        out.push(Instruction {
+            op,
+            qubits,
+            condition: None,
+        });
+        Ok(())
+    }
+
+    fn declare(&mut self, name: &str, sym: Sym<'a>, line: u32, col: u32) -> Result<(), ReadError> {
+        if self.syms.contains_key(name)
+            || std_gate(name, self.stdgates).is_some()
+            || matches!(name, "gphase" | "pi" | "π" | "tau" | "τ" | "euler" | "ℇ")
+        {
+            return Err(syntax(&format!("'{name}' is already defined"), line, col));
+        }
+        self.syms.insert(name.to_string(), sym);
+        Ok(())
+    }
+
+    fn block(
+        &mut self,
+        stmts: &'a [Stmt],
+        out: &mut Vec<Instruction>,
+        scope: &mut Scope,
+        top: bool,
+    ) -> Result<(), ReadError> {
+        for s in stmts {
+            self.stmt(s, out, scope, top)?;
+            if top {
+                self.statements_seen += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn stmt(
+        &mut self,
+        s: &'a Stmt,
+        out: &mut Vec<Instruction>,
+        scope: &mut Scope,
+        top: bool,
+    ) -> Result<(), ReadError> {
+        let (line, col) = (s.line, s.col);
+        let global_only = |what: &str| -> Result<(), ReadError> {
+            if top {
+                Ok(())
+            } else {
+                Err(syntax(
+                    &format!("{what} is only allowed at the top level of the program"),
+                    line,
+                    col,
+                ))
+            }
+        };
+        match &s.kind {
+            StmtKind::Version(v) => {
+                if !top || self.statements_seen != 0 {
+                    return Err(syntax(
+                        "the OPENQASM version must be the first statement",
+                        line,
+                        col,
+                    ));
+                }
+                let major = v.split('.').next().unwrap_or_default();
+                if major != "3" && major != "2" {
+                    return Err(unsupported(&format!("OpenQASM version {v}")));
+                }
+            }
+            StmtKind::Include(path) => {
+                global_only("'include'")?;
+                if path == "stdgates.inc" {
+                    self.stdgates = true;
+                } else {
+                    return Err(unsupported(&format!(
+                        "include of \"{path}\" (line {line}): only \"stdgates.inc\" is available, \
+                         built in; the reader never reads files"
+                    )));
+                }
+            }
+            StmtKind::QubitDecl { name, size } => {
+                global_only("a qubit declaration")?;
+                if self.hw_max.is_some() {
+                    return Err(unsupported(
+                        "declaring qubits in a program that uses physical qubits ($n)",
+                    ));
+                }
+                let n = self.size(size.as_ref(), line, col)?;
+                let total = self.num_qubits.saturating_add(n);
+                if total > self.limits.max_qubits {
+                    return Err(too_large(format!(
+                        "{total} qubits declared, the limit is {}",
+                        self.limits.max_qubits
+                    )));
+                }
+                let bits = (self.num_qubits..total).collect();
+                self.num_qubits = total;
+                let single = size.is_none();
+                self.declare(name, Sym::Qubits { bits, single }, line, col)?;
+            }
+            StmtKind::BitDecl { name, size } => {
+                global_only("a bit declaration")?;
+                let n = self.size(size.as_ref(), line, col)?;
+                let total = self.num_clbits.saturating_add(n);
+                if total > self.limits.max_clbits {
+                    return Err(too_large(format!(
+                        "{total} clbits declared, the limit is {}",
+                        self.limits.max_clbits
+                    )));
+                }
+                let bits: Vec<usize> = (self.num_clbits..total).collect();
+                self.num_clbits = total;
+                self.cregs.push(ClassicalRegister {
+                    name: name.clone(),
+                    bits: bits.clone(),
+                });
+                let single = size.is_none();
+                self.declare(name, Sym::Bits { bits, single }, line, col)?;
+            }
+            StmtKind::Input { ty, name } => {
+                global_only("an input declaration")?;
+                if !matches!(ty.as_str(), "float" | "angle" | "int" | "uint") {
+                    return Err(unsupported(&format!("'input {ty}' (line {line})")));
+                }
+                self.declare(name, Sym::Value(ParamExpr::Symbol(name.clone())), line, col)?;
+            }
+            StmtKind::Const { name, value } => {
+                global_only("a const declaration")?;
+                let v = self.param(value, scope, line, col)?;
+                if v.as_const().is_none() {
+                    return Err(syntax(
+                        &format!("const '{name}' needs a constant value"),
+                        line,
+                        col,
+                    ));
+                }
+                self.declare(name, Sym::Value(v), line, col)?;
+            }
+            StmtKind::GateDef {
+                name,
+                params,
+                qubits,
+                body,
+            } => {
+                global_only("a gate definition")?;
+                self.check_gate_def(name, params, qubits, body)?;
+                self.declare(
+                    name,
+                    Sym::Gate(GateDef {
+                        params,
+                        qubits,
+                        body,
+                    }),
+                    line,
+                    col,
+                )?;
+            }
+            StmtKind::GateCall {
+                modifiers,
+                name,
+                args,
+                operands,
+            } => {
+                self.call(
+                    modifiers,
+                    name,
+                    args,
+                    operands,
+                    scope,
+                    &Mods::default(),
+                    out,
+                    0,
+                    line,
+                    col,
+                )?;
+            }
+            StmtKind::Measure { qubits, target } => {
+                let Some(target) = target else {
+                    return Err(unsupported(&format!(
+                        "'measure' without a target bit (line {line})"
+                    )));
+                };
+                let (qs, _) = self.qubit_operand(qubits, scope, line, col)?;
+                let (bs, _) = self.bit_operand(target, scope, line, col)?;
+                if qs.len() != bs.len() {
+                    return Err(syntax(
+                        &format!(
+                            "measuring {} qubits into {} bits",
+                            qs.len(),
+                            bs.len()
+                        ),
+                        line,
+                        col,
+                    ));
+                }
+                for (q, b) in qs.into_iter().zip(bs) {
+                    self.emit(out, Operation::Measure { clbit: b }, vec![q])?;
+                }
+            }
+            StmtKind::Reset(op) => {
+                let (qs, _) = self.qubit_operand(op, scope, line, col)?;
+                for q in qs {
+                    self.emit(out, Operation::Reset, vec![q])?;
+                }
+            }
+            StmtKind::Barrier(ops) | StmtKind::Delay(ops) => {
+                let mut qs = Vec::new();
+                if ops.is_empty() {
+                    qs = (0..self.num_qubits).collect();
+                } else {
+                    for op in ops {
+                        qs.extend(self.qubit_operand(op, scope, line, col)?.0);
+                    }
+                }
+                let mut seen = qs.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                if seen.len() != qs.len() {
+                    return Err(syntax("duplicate qubit operand", line, col));
+                }
+                if matches!(s.kind, StmtKind::Barrier(_)) {
+                    self.emit(out, Operation::Barrier, qs)?;
+                } else {
+                    // One delay per qubit, as Qiskit represents them.
+                    for q in qs {
+                        self.emit(out, Operation::Delay, vec![q])?;
+                    }
+                }
+            }
+            StmtKind::If {
+                cond,
+                then_body,
+                else_body,
+            } => {
+                let (condition, negated) = self.condition(cond, scope, false, line, col)?;
+                let was = scope.in_branch;
+                scope.in_branch = true;
+                let mut t = Vec::new();
+                let mut f = Vec::new();
+                // Count the IfElse itself before its bodies.
+                self.emitted += 1;
+                if self.emitted > self.limits.max_instructions {
+                    return Err(too_large(format!(
+                        "more than {} instructions",
+                        self.limits.max_instructions
+                    )));
+                }
+                let r = self
+                    .block(then_body, &mut t, scope, false)
+                    .and_then(|_| self.block(else_body, &mut f, scope, false));
+                scope.in_branch = was;
+                r?;
+                let (true_body, false_body) = if negated { (f, t) } else { (t, f) };
+                out.push(Instruction {
+                    op: Operation::IfElse {
+                        condition,
+                        true_body,
+                        false_body,
+                    },
+                    qubits: Vec::new(),
+                    condition: None,
+                });
+            }
+            StmtKind::For { var, iter, body } => {
+                let values = self.loop_values(iter, scope, line, col)?;
+                for v in values {
+                    self.step()?;
+                    scope.values.push((var.clone(), v));
+                    let r = self.block(body, out, scope, false);
+                    scope.values.pop();
+                    r?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A declared size: `None` is 1.
+    fn size(&mut self, e: Option<&Expr>, line: u32, col: u32) -> Result<usize, ReadError> {
+        let Some(e) = e else {
+            return Ok(1);
+        };
+        let v = self.const_int(e, &Scope::default(), line, col)?;
+        if v < 1 {
+            return Err(syntax("register size must be at least 1", line, col));
+        }
+        // Sizes beyond the limits are reported by the callers; saturate here.
+        Ok(usize::try_from(v).unwrap_or(usize::MAX))
+    }
+
+    fn const_int(
+        &mut self,
+        e: &Expr,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<i128, ReadError> {
+        if let Expr::Int(v) = e {
+            return match v {
+                Some(v) => Ok(i128::try_from(*v).unwrap_or(i128::MAX)),
+                None => Ok(i128::MAX),
+            };
+        }
+        let p = self.param(e, scope, line, col)?;
+        let Some(v) = p.as_const() else {
+            return Err(syntax("expected a constant integer", line, col));
+        };
+        if v.fract() != 0.0 || v.abs() > 9.0e15 {
+            return Err(syntax(
+                &format!("expected an integer, got {v}"),
+                line,
+                col,
+            ));
+        }
+        Ok(v as i128)
+    }
+
+    fn loop_values(
+        &mut self,
+        iter: &ForIter,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<Vec<ParamExpr>, ReadError> {
+        match iter {
+            ForIter::Set(items) => items
+                .iter()
+                .map(|e| {
+                    let v = self.param(e, scope, line, col)?;
+                    if v.as_const().is_none() {
+                        return Err(unsupported("'for' loops over non-constant values"));
+                    }
+                    Ok(v)
+                })
+                .collect(),
+            ForIter::Range(start, step, stop) => {
+                let (Some(start), Some(stop)) = (start, stop) else {
+                    return Err(syntax("a loop range needs a start and a stop", line, col));
+                };
+                let a = self.loop_bound(start, scope, line, col)?;
+                let b = self.loop_bound(stop, scope, line, col)?;
+                let s = match step {
+                    Some(s) => self.loop_bound(s, scope, line, col)?,
+                    None => 1,
+                };
+                if s == 0 {
+                    return Err(syntax("loop range step is zero", line, col));
+                }
+                let count = if s > 0 && b >= a {
+                    (b - a) / s + 1
+                } else if s < 0 && a >= b {
+                    (a - b) / (-s) + 1
+                } else {
+                    0
+                };
+                if count > self.limits.max_instructions as i128 {
+                    return Err(too_large(format!(
+                        "'for' loop of {count} iterations (the instruction limit is {})",
+                        self.limits.max_instructions
+                    )));
+                }
+                Ok((0..count).map(|k| c((a + k * s) as f64)).collect())
+            }
+        }
+    }
+
+    fn loop_bound(
+        &mut self,
+        e: &Expr,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<i128, ReadError> {
+        match self.const_int(e, scope, line, col) {
+            Err(ReadError::Syntax { message, .. })
+                if message.starts_with("expected a constant integer") =>
+            {
+                Err(unsupported(&format!(
+                    "'for' loops with non-constant bounds (line {line})"
+                )))
+            }
+            r => r,
+        }
+    }
+
+    /// A gate-parameter expression.
+    fn param(
+        &mut self,
+        e: &Expr,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<ParamExpr, ReadError> {
+        let p = match e {
+            Expr::Num(v) => c(*v),
+            Expr::Int(Some(v)) => c(*v as f64),
+            Expr::Int(None) => return Err(syntax("integer literal too large", line, col)),
+            Expr::Bool(_) | Expr::BitStr(_) => {
+                return Err(syntax("expected a number", line, col))
+            }
+            Expr::Ident(name) => self.ident_value(name, scope, line, col)?,
+            Expr::Index(name, _) => {
+                return Err(unsupported(&format!(
+                    "classical values ('{name}[...]') in gate arguments (line {line})"
+                )))
+            }
+            Expr::Neg(a) => neg(self.param(a, scope, line, col)?),
+            Expr::Not(_) => return Err(syntax("'!' in a numeric expression", line, col)),
+            Expr::Bin(op, a, b) => {
+                let x = self.param(a, scope, line, col)?;
+                let y = self.param(b, scope, line, col)?;
+                let (x, y) = (Box::new(x), Box::new(y));
+                let r = match op {
+                    BinOp::Add => ParamExpr::Add(x, y),
+                    BinOp::Sub => ParamExpr::Sub(x, y),
+                    BinOp::Mul => ParamExpr::Mul(x, y),
+                    BinOp::Div => ParamExpr::Div(x, y),
+                    BinOp::Pow => ParamExpr::Pow(x, y),
+                    BinOp::Eq => return Err(unsupported("'==' in a gate argument")),
+                    BinOp::Ne => return Err(unsupported("'!=' in a gate argument")),
+                    BinOp::Other(o) => {
+                        return Err(unsupported(&format!(
+                            "operator '{o}' in a numeric expression (line {line})"
+                        )))
+                    }
+                };
+                fold(r, line, col)?
+            }
+            Expr::Call(f, args) => {
+                let func = match f.as_str() {
+                    "sin" => Func::Sin,
+                    "cos" => Func::Cos,
+                    "tan" => Func::Tan,
+                    "arcsin" | "asin" => Func::Asin,
+                    "arccos" | "acos" => Func::Acos,
+                    "arctan" | "atan" => Func::Atan,
+                    "exp" => Func::Exp,
+                    "log" | "ln" => Func::Ln,
+                    "sqrt" => Func::Sqrt,
+                    "abs" => Func::Abs,
+                    _ => {
+                        return Err(unsupported(&format!(
+                            "function or subroutine call '{f}(...)' (line {line})"
+                        )))
+                    }
+                };
+                if args.len() != 1 {
+                    return Err(syntax(
+                        &format!("'{f}' takes one argument, got {}", args.len()),
+                        line,
+                        col,
+                    ));
+                }
+                let a = self.param(&args[0], scope, line, col)?;
+                fold(ParamExpr::Func(func, Box::new(a)), line, col)?
+            }
+        };
+        Ok(p)
+    }
+
+    fn ident_value(
+        &self,
+        name: &str,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<ParamExpr, ReadError> {
+        if let Some(v) = scope.value(name) {
+            return Ok(v.clone());
+        }
+        // Inside a gate body only the gate's own parameters and global constants are visible.
+        if let Some(Sym::Value(v)) = self.syms.get(name) {
+            let visible = scope.gate_qubits.is_none() || v.as_const().is_some();
+            if visible {
+                return Ok(v.clone());
+            }
+        }
+        match name {
+            "pi" | "π" => Ok(c(PI)),
+            "tau" | "τ" => Ok(c(TAU)),
+            "euler" | "ℇ" => Ok(c(E)),
+            _ => Err(syntax(
+                &format!("unknown identifier '{name}' in an expression"),
+                line,
+                col,
+            )),
+        }
+    }
+
+    /// Resolve an index into a register of length `len` (negative indices count from the end).
+    fn indices(
+        &mut self,
+        index: &Index,
+        len: usize,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<Vec<usize>, ReadError> {
+        let one = |i: i128| -> Result<usize, ReadError> {
+            let l = len as i128;
+            let j = if i < 0 { i + l } else { i };
+            if j < 0 || j >= l {
+                return Err(syntax(
+                    &format!("index {i} out of range for a register of size {len}"),
+                    line,
+                    col,
+                ));
+            }
+            Ok(j as usize)
+        };
+        match index {
+            Index::Single(e) => Ok(vec![one(self.const_int(e, scope, line, col)?)?]),
+            Index::Set(items) => {
+                let mut v = Vec::with_capacity(items.len());
+                for e in items {
+                    v.push(one(self.const_int(e, scope, line, col)?)?);
+                }
+                Ok(v)
+            }
+            Index::Range(a, s, b) => {
+                let a = match a {
+                    Some(e) => self.const_int(e, scope, line, col)?,
+                    None => 0,
+                };
+                let b = match b {
+                    Some(e) => self.const_int(e, scope, line, col)?,
+                    None => len as i128 - 1,
+                };
+                let s = match s {
+                    Some(e) => self.const_int(e, scope, line, col)?,
+                    None => 1,
+                };
+                if s == 0 {
+                    return Err(syntax("range step is zero", line, col));
+                }
+                let (a, b) = (one(a)? as i128, one(b)? as i128);
+                let mut v = Vec::new();
+                let mut i = a;
+                while (s > 0 && i <= b) || (s < 0 && i >= b) {
+                    v.push(i as usize);
+                    i += s;
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// Qubits of an operand, and whether it is a single qubit (not broadcast).
+    fn qubit_operand(
+        &mut self,
+        op: &Operand,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<(Vec<usize>, bool), ReadError> {
+        if let Some(gq) = &scope.gate_qubits {
+            return match op {
+                Operand::Named { name, index: None } => match gq.get(name) {
+                    Some(&q) => Ok((vec![q], true)),
+                    None => Err(syntax(
+                        &format!("'{name}' is not a qubit argument of this gate"),
+                        line,
+                        col,
+                    )),
+                },
+                _ => Err(syntax(
+                    "inside a gate body, operands must be the gate's qubit arguments",
+                    line,
+                    col,
+                )),
+            };
+        }
+        match op {
+            Operand::Hw(n) => {
+                if self.num_qubits > 0 {
+                    return Err(unsupported(
+                        "physical qubits ($n) in a program that declares qubits",
+                    ));
+                }
+                let q: usize = n.parse().unwrap_or(usize::MAX);
+                if q >= self.limits.max_qubits {
+                    return Err(too_large(format!(
+                        "physical qubit ${n}: the limit is {} qubits",
+                        self.limits.max_qubits
+                    )));
+                }
+                self.hw_max = Some(self.hw_max.map_or(q, |m| m.max(q)));
+                Ok((vec![q], true))
+            }
+            Operand::Named { name, index } => {
+                let bits = match self.syms.get(name) {
+                    Some(Sym::Qubits { bits, single }) => {
+                        if index.is_none() {
+                            return Ok((bits.clone(), *single));
+                        }
+                        bits.clone()
+                    }
+                    Some(_) => {
+                        return Err(syntax(&format!("'{name}' is not a qubit"), line, col))
+                    }
+                    None => {
+                        return Err(syntax(&format!("unknown qubit '{name}'"), line, col))
+                    }
+                };
+                let Some(index) = index else {
+                    return Ok((bits, false));
+                };
+                let single = matches!(index, Index::Single(_));
+                let idx = self.indices(index, bits.len(), scope, line, col)?;
+                Ok((idx.into_iter().map(|i| bits[i]).collect(), single))
+            }
+        }
+    }
+
+    fn bit_operand(
+        &mut self,
+        op: &Operand,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<(Vec<usize>, bool), ReadError> {
+        match op {
+            Operand::Hw(_) => Err(syntax("expected a bit, found a physical qubit", line, col)),
+            Operand::Named { name, index } => {
+                let (bits, single) = match self.syms.get(name) {
+                    Some(Sym::Bits { bits, single }) => (bits.clone(), *single),
+                    Some(_) => return Err(syntax(&format!("'{name}' is not a bit"), line, col)),
+                    None => return Err(syntax(&format!("unknown bit '{name}'"), line, col)),
+                };
+                let Some(index) = index else {
+                    return Ok((bits, single));
+                };
+                let single = matches!(index, Index::Single(_));
+                let idx = self.indices(index, bits.len(), scope, line, col)?;
+                Ok((idx.into_iter().map(|i| bits[i]).collect(), single))
+            }
+        }
+    }
+
+    /// The condition of an `if`, and whether the branches must be swapped.
+    fn condition(
+        &mut self,
+        e: &Expr,
+        scope: &Scope,
+        negated: bool,
+        line: u32,
+        col: u32,
+    ) -> Result<(Condition, bool), ReadError> {
+        let bits_of = |l: &mut Self, e: &Expr| -> Result<Option<Vec<usize>>, ReadError> {
+            let op = match e {
+                Expr::Ident(name) => Operand::Named {
+                    name: name.clone(),
+                    index: None,
+                },
+                Expr::Index(name, i) => Operand::Named {
+                    name: name.clone(),
+                    index: Some(Index::Single((**i).clone())),
+                },
+                _ => return Ok(None),
+            };
+            if let Operand::Named { name, .. } = &op {
+                if !matches!(l.syms.get(name), Some(Sym::Bits { .. })) {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(l.bit_operand(&op, scope, line, col)?.0))
+        };
+        match e {
+            Expr::Not(inner) => self.condition(inner, scope, !negated, line, col),
+            Expr::Ident(_) | Expr::Index(..) => {
+                let Some(bits) = bits_of(self, e)? else {
+                    return Err(unsupported(&format!(
+                        "this 'if' condition (line {line}): only bits and bit registers compared \
+                         with constants are supported"
+                    )));
+                };
+                if bits.len() != 1 {
+                    return Err(unsupported(&format!(
+                        "a multi-bit register used as a boolean (line {line}); compare it with \
+                         '==' instead"
+                    )));
+                }
+                Ok((Condition { bits, value: 1 }, negated))
+            }
+            Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), a, b) => {
+                let neg_here = matches!(op, BinOp::Ne) != negated;
+                let (bits, other) = match (bits_of(self, a)?, bits_of(self, b)?) {
+                    (Some(bits), None) => (bits, b),
+                    (None, Some(bits)) => (bits, a),
+                    _ => {
+                        return Err(unsupported(&format!(
+                            "this 'if' condition (line {line}): only a bit or register compared \
+                             with a constant is supported"
+                        )))
+                    }
+                };
+                let value: u128 = match &**other {
+                    Expr::Bool(v) => *v as u128,
+                    Expr::BitStr(s) => {
+                        let s: String = s.chars().filter(|&ch| ch != '_').collect();
+                        if s.is_empty()
+                            || s.len() > 64
+                            || !s.chars().all(|ch| ch == '0' || ch == '1')
+                        {
+                            return Err(syntax("malformed bit string", line, col));
+                        }
+                        if s.len() != bits.len() {
+                            return Err(syntax(
+                                &format!(
+                                    "bit string of {} bits compared with {} bits",
+                                    s.len(),
+                                    bits.len()
+                                ),
+                                line,
+                                col,
+                            ));
+                        }
+                        u128::from_str_radix(&s, 2).unwrap_or(u128::MAX)
+                    }
+                    other => {
+                        let v = self.const_int(other, scope, line, col)?;
+                        if v < 0 {
+                            return Err(syntax(
+                                "cannot compare bits with a negative value",
+                                line,
+                                col,
+                            ));
+                        }
+                        v as u128
+                    }
+                };
+                if bits.len() > 64 {
+                    return Err(unsupported("conditions on more than 64 bits"));
+                }
+                if bits.len() < 128 && value >> bits.len() != 0 {
+                    return Err(syntax(
+                        &format!(
+                            "value {value} does not fit in {} bit(s): the condition is never true",
+                            bits.len()
+                        ),
+                        line,
+                        col,
+                    ));
+                }
+                let value = value as u64;
+                if neg_here && bits.len() == 1 {
+                    return Ok((
+                        Condition {
+                            bits,
+                            value: 1 - value,
+                        },
+                        false,
+                    ));
+                }
+                Ok((Condition { bits, value }, neg_here))
+            }
+            _ => Err(unsupported(&format!(
+                "this 'if' condition (line {line}): only bits and bit registers compared with \
+                 constants are supported"
+            ))),
+        }
+    }
+
+    /// Validate a gate definition: only gate calls on the gate's own qubits, of gates defined
+    /// before it (so definitions cannot recurse).
+    fn check_gate_def(
+        &self,
+        name: &str,
+        params: &[String],
+        qubits: &[String],
+        body: &[Stmt],
+    ) -> Result<(), ReadError> {
+        let mut names: Vec<&String> = params.iter().chain(qubits).collect();
+        names.sort();
+        let n = names.len();
+        names.dedup();
+        if names.len() != n {
+            return Err(unsupported(&format!(
+                "gate '{name}' repeats a parameter or qubit name"
+            )));
+        }
+        for s in body {
+            let StmtKind::GateCall {
+                name: callee,
+                operands,
+                ..
+            } = &s.kind
+            else {
+                if let StmtKind::Barrier(_) = s.kind {
+                    continue;
+                }
+                return Err(syntax(
+                    &format!("only gate calls are allowed in the body of gate '{name}'"),
+                    s.line,
+                    s.col,
+                ));
+            };
+            if callee == name {
+                return Err(syntax(
+                    &format!("gate '{name}' calls itself (recursive definitions are not allowed)"),
+                    s.line,
+                    s.col,
+                ));
+            }
+            let known = callee == "gphase"
+                || std_gate(callee, self.stdgates).is_some()
+                || matches!(self.syms.get(callee), Some(Sym::Gate(_)));
+            if !known {
+                return Err(syntax(
+                    &format!("gate '{name}' uses '{callee}', which is not a gate defined before it"),
+                    s.line,
+                    s.col,
+                ));
+            }
+            for op in operands {
+                match op {
+                    Operand::Named { name: q, index: None } if qubits.contains(q) => {}
+                    _ => {
+                        return Err(syntax(
+                            &format!(
+                                "in gate '{name}', operands must be its qubit arguments"
+                            ),
+                            s.line,
+                            s.col,
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        modifiers: &[Modifier],
+        name: &str,
+        args: &[Expr],
+        operands: &[Operand],
+        scope: &Scope,
+        outer: &Mods,
+        out: &mut Vec<Instruction>,
+        depth: usize,
+        line: u32,
+        col: u32,
+    ) -> Result<(), ReadError> {
+        self.step()?;
+        // Modifiers: controls in order; inv and pow commute with ctrl and with each other for
+        // integer exponents, so they fold into one signed exponent.
+        let mut ctrl_spec: Vec<bool> = Vec::new();
+        let mut exponent: i128 = 1;
+        for m in modifiers {
+            match m {
+                Modifier::Inv => exponent = -exponent,
+                Modifier::Pow(e) => {
+                    let p = self.param(e, scope, line, col)?;
+                    let Some(k) = p.as_const() else {
+                        return Err(unsupported(&format!(
+                            "pow() with a non-constant exponent (line {line})"
+                        )));
+                    };
+                    if k.fract() != 0.0 {
+                        return Err(unsupported(&format!(
+                            "pow({k}) with a non-integer exponent (line {line})"
+                        )));
+                    }
+                    if k.abs() > self.limits.max_instructions as f64 {
+                        return Err(too_large(format!("pow({k}) (line {line})")));
+                    }
+                    exponent = exponent.saturating_mul(k as i128);
+                    if exponent.unsigned_abs() > self.limits.max_instructions as u128 {
+                        return Err(too_large(format!(
+                            "combined pow() exponent {exponent} (line {line})"
+                        )));
+                    }
+                }
+                Modifier::Ctrl(n) | Modifier::NegCtrl(n) => {
+                    let k = match n {
+                        Some(e) => self.const_int(e, scope, line, col)?,
+                        None => 1,
+                    };
+                    if k < 1 || k > self.limits.max_qubits as i128 {
+                        return Err(syntax(
+                            &format!("invalid number of controls {k}"),
+                            line,
+                            col,
+                        ));
+                    }
+                    for _ in 0..k {
+                        ctrl_spec.push(matches!(m, Modifier::Ctrl(_)));
+                    }
+                }
+            }
+        }
+        // Parameters.
+        let mut params = Vec::with_capacity(args.len());
+        for a in args {
+            params.push(self.param(a, scope, line, col)?);
+        }
+        // Operands, broadcast over registers.
+        let mut ops = Vec::with_capacity(operands.len());
+        for op in operands {
+            ops.push(self.qubit_operand(op, scope, line, col)?);
+        }
+        let mut width: Option<usize> = None;
+        for (qs, single) in &ops {
+            if !*single {
+                match width {
+                    None => width = Some(qs.len()),
+                    Some(w) if w != qs.len() => {
+                        return Err(syntax(
+                            "registers of different sizes in one gate call",
+                            line,
+                            col,
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let width = width.unwrap_or(1);
+        for k in 0..width {
+            let qubits: Vec<usize> = ops
+                .iter()
+                .map(|(qs, single)| if *single { qs[0] } else { qs[k] })
+                .collect();
+            let mut sorted = qubits.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != qubits.len() {
+                return Err(syntax("a qubit appears twice in one gate call", line, col));
+            }
+            if qubits.len() < ctrl_spec.len() {
+                return Err(syntax(
+                    &format!(
+                        "'{name}' with {} control modifier(s) needs at least {} qubits, got {}",
+                        ctrl_spec.len(),
+                        ctrl_spec.len(),
+                        qubits.len()
+                    ),
+                    line,
+                    col,
+                ));
+            }
+            let (ctrl_qs, targets) = qubits.split_at(ctrl_spec.len());
+            let mut mods = outer.clone();
+            mods.ctrls
+                .extend(ctrl_qs.iter().copied().zip(ctrl_spec.iter().copied()));
+            let reps = exponent.unsigned_abs();
+            if exponent < 0 {
+                mods.inverse = !mods.inverse;
+            }
+            for _ in 0..reps {
+                self.apply(name, &params, targets, &mods, scope, out, depth, line, col)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply one (possibly controlled / inverted) gate to concrete qubits.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        name: &str,
+        params: &[ParamExpr],
+        targets: &[usize],
+        mods: &Mods,
+        scope: &Scope,
+        out: &mut Vec<Instruction>,
+        depth: usize,
+        line: u32,
+        col: u32,
+    ) -> Result<(), ReadError> {
+        self.step()?;
+        if name == "gphase" {
+            if params.len() != 1 || !targets.is_empty() {
+                return Err(syntax(
+                    "gphase takes one parameter and no qubits (beyond controls)",
+                    line,
+                    col,
+                ));
+            }
+            let theta = if mods.inverse {
+                neg(params[0].clone())
+            } else {
+                params[0].clone()
+            };
+            let Some((&(last, last_pos), rest)) = mods.ctrls.split_last() else {
+                if !scope.in_branch {
+                    self.global_phase = add(std::mem::replace(&mut self.global_phase, c(0.0)), theta);
+                }
+                return Ok(());
+            };
+            // Controlled global phase = phase gate on the last control, controlled by the rest.
+            if !last_pos {
+                self.emit(out, gate_op(Gate::X, vec![]), vec![last])?;
+            }
+            let inner = Mods {
+                ctrls: rest.to_vec(),
+                inverse: false,
+            };
+            self.native(Gate::P, vec![theta], &[last], &inner, out)?;
+            if !last_pos {
+                self.emit(out, gate_op(Gate::X, vec![]), vec![last])?;
+            }
+            return Ok(());
+        }
+        // Custom gates shadow nothing (redefinitions are rejected), so the order does not matter.
+        if let Some((gate, np, nq)) = std_gate(name, self.stdgates) {
+            check_arity(name, np, nq, params.len(), targets.len(), line, col)?;
+            return self.native(gate, params.to_vec(), targets, mods, out);
+        }
+        let def = match self.syms.get(name) {
+            Some(Sym::Gate(d)) => GateDef {
+                params: d.params,
+                qubits: d.qubits,
+                body: d.body,
+            },
+            Some(_) => return Err(syntax(&format!("'{name}' is not a gate"), line, col)),
+            None => {
+                let hint = if !self.stdgates {
+                    " (is `include \"stdgates.inc\";` missing?)"
+                } else {
+                    ""
+                };
+                return Err(syntax(&format!("unknown gate '{name}'{hint}"), line, col));
+            }
+        };
+        check_arity(
+            name,
+            def.params.len(),
+            def.qubits.len(),
+            params.len(),
+            targets.len(),
+            line,
+            col,
+        )?;
+        if depth + 1 > self.limits.max_depth {
+            return Err(too_large(format!(
+                "gate definitions nested deeper than {}",
+                self.limits.max_depth
+            )));
+        }
+        let inner_scope = Scope {
+            values: def
+                .params
+                .iter()
+                .cloned()
+                .zip(params.iter().cloned())
+                .collect(),
+            gate_qubits: Some(
+                def.qubits
+                    .iter()
+                    .cloned()
+                    .zip(targets.iter().copied())
+                    .collect(),
+            ),
+            in_branch: scope.in_branch,
+        };
+        let body: Box<dyn Iterator<Item = &Stmt>> = if mods.inverse {
+            Box::new(def.body.iter().rev())
+        } else {
+            Box::new(def.body.iter())
+        };
+        for s in body {
+            match &s.kind {
+                StmtKind::GateCall {
+                    modifiers,
+                    name,
+                    args,
+                    operands,
+                } => self.call(
+                    modifiers,
+                    name,
+                    args,
+                    operands,
+                    &inner_scope,
+                    mods,
+                    out,
+                    depth + 1,
+                    s.line,
+                    s.col,
+                )?,
+                StmtKind::Barrier(ops) => {
+                    if mods.ctrls.is_empty() {
+                        let mut qs = Vec::new();
+                        if ops.is_empty() {
+                            qs = targets.to_vec();
+                        } else {
+                            for op in ops {
+                                qs.extend(self.qubit_operand(op, &inner_scope, s.line, s.col)?.0);
+                            }
+                        }
+                        self.emit(out, Operation::Barrier, qs)?;
+                    }
+                }
+                _ => {
+                    return Err(syntax(
+                        "only gate calls are allowed in a gate body",
+                        s.line,
+                        s.col,
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Emit a native gate with modifiers folded into the IR gate.
+    fn native(
+        &mut self,
+        gate: Gate,
+        params: Vec<ParamExpr>,
+        targets: &[usize],
+        mods: &Mods,
+        out: &mut Vec<Instruction>,
+    ) -> Result<(), ReadError> {
+        let (gate, params) = if mods.inverse {
+            invert(gate, params)
+        } else {
+            (gate, params)
+        };
+        if mods.ctrls.is_empty() {
+            return self.emit(out, gate_op(gate, params), targets.to_vec());
+        }
+        if mods.ctrls.len() > 64 {
+            return Err(unsupported("more than 64 controls"));
+        }
+        let mut qubits: Vec<usize> = mods.ctrls.iter().map(|&(q, _)| q).collect();
+        qubits.extend_from_slice(targets);
+        let all_pos = mods.ctrls.iter().all(|&(_, p)| p);
+        let gate = if all_pos {
+            controlled_native(&gate, mods.ctrls.len())
+        } else {
+            None
+        }
+        .unwrap_or_else(|| {
+            let ctrl_state = mods
+                .ctrls
+                .iter()
+                .enumerate()
+                .fold(0u64, |acc, (j, &(_, p))| if p { acc | (1u64 << j) } else { acc });
+            Gate::Controlled {
+                num_ctrl: mods.ctrls.len(),
+                ctrl_state,
+                base: Box::new(gate),
+            }
+        });
+        self.emit(out, gate_op(gate, params), qubits)
+    }
+}
+
+fn gate_op(gate: Gate, params: Vec<ParamExpr>) -> Operation {
+    Operation::Gate { gate, params }
+}
+
+fn check_arity(
+    name: &str,
+    np: usize,
+    nq: usize,
+    gp: usize,
+    gq: usize,
+    line: u32,
+    col: u32,
+) -> Result<(), ReadError> {
+    if np != gp {
+        return Err(syntax(
+            &format!("gate '{name}' takes {np} parameter(s), got {gp}"),
+            line,
+            col,
+        ));
+    }
+    if nq != gq {
+        return Err(syntax(
+            &format!("gate '{name}' acts on {nq} qubit(s), got {gq}"),
+            line,
+            col,
+        ));
+    }
+    Ok(())
+}
+
+/// The inverse of a native gate, as Qiskit's `Gate.inverse()` writes it.
+fn invert(gate: Gate, mut params: Vec<ParamExpr>) -> (Gate, Vec<ParamExpr>) {
+    use Gate::*;
+    match gate {
+        I | X | Y | Z | H | CX | CY | CZ | CH | Swap | CCX | CCZ | CSwap | C3X | MCX => {
+            (gate, params)
+        }
+        S => (Sdg, params),
+        Sdg => (S, params),
+        T => (Tdg, params),
+        Tdg => (T, params),
+        SX => (SXdg, params),
+        SXdg => (SX, params),
+        CS => (CSdg, params),
+        CSdg => (CS, params),
+        RX | RY | RZ | P | CP | CRX | CRY | CRZ | RXX | RYY | RZZ | RZX => {
+            let params = params.into_iter().map(neg).collect();
+            (gate, params)
+        }
+        U | CU3 if params.len() == 3 => {
+            let lam = params.pop().map(neg).unwrap_or(c(0.0));
+            let phi = params.pop().map(neg).unwrap_or(c(0.0));
+            let theta = params.pop().map(neg).unwrap_or(c(0.0));
+            (gate, vec![theta, lam, phi])
+        }
+        CU if params.len() == 4 => {
+            let gamma = params.pop().map(neg).unwrap_or(c(0.0));
+            let lam = params.pop().map(neg).unwrap_or(c(0.0));
+            let phi = params.pop().map(neg).unwrap_or(c(0.0));
+            let theta = params.pop().map(neg).unwrap_or(c(0.0));
+            (CU, vec![theta, lam, phi, gamma])
+        }
+        Inverse(base) => (*base, params),
+        g => (Inverse(Box::new(g)), params),
+    }
+}
+
+/// `ctrl(n) @ gate` as a named IR gate, where one exists (all controls positive).
+fn controlled_native(gate: &Gate, n: usize) -> Option<Gate> {
+    use Gate::*;
+    Some(match (gate, n) {
+        (X, 1) => CX,
+        (X, 2) | (CX, 1) => CCX,
+        (X, 3) | (CX, 2) | (CCX, 1) => C3X,
+        (X, _) => MCX,
+        (CX, _) | (CCX, _) | (C3X, _) | (MCX, _) => MCX,
+        (Y, 1) => CY,
+        (Z, 1) => CZ,
+        (Z, 2) | (CZ, 1) => CCZ,
+        (H, 1) => CH,
+        (S, 1) => CS,
+        (Sdg, 1) => CSdg,
+        (SX, 1) => CSX,
+        (P, 1) => CP,
+        (RX, 1) => CRX,
+        (RY, 1) => CRY,
+        (RZ, 1) => CRZ,
+        (U, 1) => CU3,
+        (Swap, 1) => CSwap,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(src: &str) -> Result<Circuit, ReadError> {
+        parse(src, &ReadLimits::default())
+    }
+
+    #[test]
+    fn minimal_program() {
+        let c = p("OPENQASM 3; include \"stdgates.inc\"; qubit q; h q;").unwrap();
+        assert_eq!(c.num_qubits, 1);
+        assert_eq!(c.instructions.len(), 1);
+    }
+
+    #[test]
+    fn inverse_of_rotations_negates() {
+        let (g, ps) = invert(Gate::RX, vec![c(0.5)]);
+        assert_eq!(g, Gate::RX);
+        assert_eq!(ps, vec![c(-0.5)]);
+        let (g, ps) = invert(Gate::U, vec![c(1.0), c(2.0), c(3.0)]);
+        assert_eq!(g, Gate::U);
+        assert_eq!(ps, vec![c(-1.0), c(-3.0), c(-2.0)]);
+    }
+
+    #[test]
+    fn controlled_names() {
+        assert_eq!(controlled_native(&Gate::X, 1), Some(Gate::CX));
+        assert_eq!(controlled_native(&Gate::CX, 1), Some(Gate::CCX));
+        assert_eq!(controlled_native(&Gate::X, 5), Some(Gate::MCX));
+        assert_eq!(controlled_native(&Gate::RXX, 1), None);
+    }
+
+    #[test]
+    fn lexer_errors_are_located() {
+        match p("OPENQASM 3;\nqubit q;\n h q; `") {
+            Err(ReadError::Syntax { location, .. }) => {
+                assert_eq!(location.as_deref(), Some("line 3, column 7"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -453,11 +453,11 @@ mod tests {
             }),
         };
         assert_eq!(
-            decide_device(&held(1), &[cand.clone()]),
+            decide_device(&held(1), std::slice::from_ref(&cand)),
             DeviceDecision::StartSessionJob
         );
         assert_eq!(
-            decide_device(&held(0), &[cand.clone()]),
+            decide_device(&held(0), std::slice::from_ref(&cand)),
             DeviceDecision::HoldForSession
         );
         let free = DeviceFacts {
@@ -465,7 +465,7 @@ mod tests {
             holder: None,
         };
         assert_eq!(
-            decide_device(&free, &[cand.clone()]),
+            decide_device(&free, std::slice::from_ref(&cand)),
             DeviceDecision::Take(cand.clone())
         );
         let paused = DeviceFacts {

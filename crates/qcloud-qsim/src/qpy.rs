@@ -68,7 +68,10 @@ pub fn parse(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Circuit>, ReadErro
         version,
         limits,
         work: 0,
-        work_limit: limits.max_instructions.saturating_mul(2).saturating_add(1024),
+        work_limit: limits
+            .max_instructions
+            .saturating_mul(2)
+            .saturating_add(1024),
         emitted: 0,
     };
     let mut circuits = Vec::new();
@@ -459,12 +462,7 @@ impl<'l> Reader<'l> {
                     }
                 }
             }
-            other => {
-                return Err(syntax(
-                    format!("invalid register attachment {other}"),
-                    pos,
-                ))
-            }
+            other => return Err(syntax(format!("invalid register attachment {other}"), pos)),
         }
         Ok((quantum, in_circuit, RegInfo { name, bits }))
     }
@@ -745,8 +743,8 @@ impl<'l> Reader<'l> {
         // Control flow carries its condition itself; any other conditioned instruction (legacy
         // `c_if`) becomes an if-else around it.
         if name == "IfElseOp" {
-            let condition = condition
-                .ok_or_else(|| syntax("IfElseOp without a condition".into(), pos))?;
+            let condition =
+                condition.ok_or_else(|| syntax("IfElseOp without a condition".into(), pos))?;
             let mut true_body = Vec::new();
             let mut false_body = Vec::new();
             let blocks = [params.first(), params.get(1)];
@@ -1141,7 +1139,9 @@ impl<'l> Reader<'l> {
             let vi = d.u16()? as usize;
             let index = d.u64()?;
             let v = scope.vectors.get(vi).ok_or_else(|| {
-                d.err(&format!("parameter vector {vi} is not in the circuit's table"))
+                d.err(&format!(
+                    "parameter vector {vi} is not in the circuit's table"
+                ))
             })?;
             if index >= v.size {
                 return Err(d.err(&format!(
@@ -1178,9 +1178,8 @@ impl<'l> Reader<'l> {
         self.check_depth(depth, d.base + d.pos)?;
         let num_symbols = d.u64()?;
         let expr_len = d.u64()?;
-        let mut ops = d.sub(
-            usize::try_from(expr_len).map_err(|_| d.err("length does not fit in memory"))?,
-        )?;
+        let mut ops =
+            d.sub(usize::try_from(expr_len).map_err(|_| d.err("length does not fit in memory"))?)?;
         let mut symbols: HashMap<u128, String> = HashMap::new();
         d.check_count(num_symbols, 10, "expression symbols")?;
         for _ in 0..num_symbols {
@@ -1229,8 +1228,8 @@ impl<'l> Reader<'l> {
             let rhs: [u8; 16] = ops.array()?;
             let err = |m: &str| syntax(format!("parameter expression: {m}"), pos);
             let operand = |stack: &mut Vec<(ParamExpr, usize)>,
-                               ty: u8,
-                               data: [u8; 16]|
+                           ty: u8,
+                           data: [u8; 16]|
              -> Result<(ParamExpr, usize), ReadError> {
                 let mut hi = [0u8; 8];
                 hi.copy_from_slice(&data[8..]);
@@ -1246,7 +1245,9 @@ impl<'l> Reader<'l> {
                         if im == 0.0 {
                             Ok((ParamExpr::Const(re), 1))
                         } else {
-                            Err(unsupported("complex literal in a parameter expression".into()))
+                            Err(unsupported(
+                                "complex literal in a parameter expression".into(),
+                            ))
                         }
                     }
                     b'p' => {
@@ -1260,11 +1261,12 @@ impl<'l> Reader<'l> {
                     _ => Err(err("invalid operand type")),
                 }
             };
-            let binary = |a: (ParamExpr, usize),
-                          b: (ParamExpr, usize),
-                          f: fn(Box<ParamExpr>, Box<ParamExpr>) -> ParamExpr| {
-                (f(Box::new(a.0), Box::new(b.0)), a.1.max(b.1) + 1)
-            };
+            let binary =
+                |a: (ParamExpr, usize),
+                 b: (ParamExpr, usize),
+                 f: fn(Box<ParamExpr>, Box<ParamExpr>) -> ParamExpr| {
+                    (f(Box::new(a.0), Box::new(b.0)), a.1.max(b.1) + 1)
+                };
             let result = match op {
                 255 => continue,
                 0..=4 | 18..=20 => {
@@ -1303,11 +1305,7 @@ impl<'l> Reader<'l> {
                     (ParamExpr::Func(f, Box::new(a)), dp + 1)
                 }
                 13 => return Err(unsupported("gradient in a parameter expression".into())),
-                15 => {
-                    return Err(unsupported(
-                        "substitution in a parameter expression".into(),
-                    ))
-                }
+                15 => return Err(unsupported("substitution in a parameter expression".into())),
                 _ => return Err(err(&format!("invalid op code {op}"))),
             };
             if result.1 > max_tree {
@@ -1411,9 +1409,9 @@ impl<'l> Reader<'l> {
         let var_bits = |v: &CExpr| -> Result<Option<(Vec<usize>, bool)>, ReadError> {
             match v {
                 CExpr::Clbit(i) => {
-                    let g = scope.global_clbit(*i).ok_or_else(|| {
-                        syntax(format!("condition clbit {i} out of range"), pos)
-                    })?;
+                    let g = scope
+                        .global_clbit(*i)
+                        .ok_or_else(|| syntax(format!("condition clbit {i} out of range"), pos))?;
                     Ok(Some((vec![g], true)))
                 }
                 CExpr::Register(name) => Ok(Some((scope.register_bits(name, pos)?, false))),

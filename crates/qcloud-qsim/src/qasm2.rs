@@ -14,7 +14,9 @@
 //! top-level parameter expression are free parameters (Qiskit writes unbound parameters that way).
 
 use crate::error::{ReadError, ReadLimits};
-use crate::ir::{Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr};
+use crate::ir::{
+    Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr,
+};
 use std::collections::HashMap;
 
 const FORMAT: &str = "OpenQASM 2";
@@ -493,7 +495,11 @@ impl<'a> Parser<'a> {
         if qargs.is_empty() {
             return self.err(format!("gate '{name}' has no qubit arguments"));
         }
-        if let Some(d) = qargs.iter().enumerate().find(|(i, a)| qargs[..*i].contains(a)) {
+        if let Some(d) = qargs
+            .iter()
+            .enumerate()
+            .find(|(i, a)| qargs[..*i].contains(a))
+        {
             return self.err(format!("gate '{name}' repeats argument '{}'", d.1));
         }
         if opaque {
@@ -874,7 +880,11 @@ impl<'a> Parser<'a> {
                 self.expect_sym(";")?;
                 let quantum = vec![true; args.len()];
                 for qubits in self.resolve(&args, &quantum)? {
-                    if qubits.iter().enumerate().any(|(i, q)| qubits[..i].contains(q)) {
+                    if qubits
+                        .iter()
+                        .enumerate()
+                        .any(|(i, q)| qubits[..i].contains(q))
+                    {
                         return self.err(format!("'{name}' is applied to the same qubit twice"));
                     }
                     self.apply(&name, &params, &qubits, &cond, 0)?;
@@ -959,7 +969,10 @@ impl<'a> Parser<'a> {
                 for call in &body {
                     let cparams: Vec<ParamExpr> =
                         call.params.iter().map(|e| substitute(e, &env)).collect();
-                    if cparams.iter().any(|e| expr_size(e, MAX_EXPR_NODES) > MAX_EXPR_NODES) {
+                    if cparams
+                        .iter()
+                        .any(|e| expr_size(e, MAX_EXPR_NODES) > MAX_EXPR_NODES)
+                    {
                         return Err(too_large(format!(
                             "parameter expressions of gate '{name}' grow past {MAX_EXPR_NODES} nodes"
                         )));

@@ -131,8 +131,14 @@ struct GateDef<'a> {
 }
 
 enum Sym<'a> {
-    Qubits { bits: Vec<usize>, single: bool },
-    Bits { bits: Vec<usize>, single: bool },
+    Qubits {
+        bits: Vec<usize>,
+        single: bool,
+    },
+    Bits {
+        bits: Vec<usize>,
+        single: bool,
+    },
     /// An `input` parameter or a `const`.
     Value(ParamExpr),
     Gate(GateDef<'a>),
@@ -200,15 +206,6 @@ fn add(a: ParamExpr, b: ParamExpr) -> ParamExpr {
     }
 }
 
-fn mul(a: ParamExpr, b: ParamExpr) -> ParamExpr {
-    match (&a, &b) {
-        (ParamExpr::Const(x), ParamExpr::Const(y)) => c(x * y),
-        (ParamExpr::Const(x), _) if *x == 1.0 => b,
-        (_, ParamExpr::Const(y)) if *y == 1.0 => a,
-        _ => ParamExpr::Mul(Box::new(a), Box::new(b)),
-    }
-}
-
 /// Fold a constant result, rejecting non-finite constants.
 fn fold(e: ParamExpr, line: u32, col: u32) -> Result<ParamExpr, ReadError> {
     let mut syms = Vec::new();
@@ -216,11 +213,7 @@ fn fold(e: ParamExpr, line: u32, col: u32) -> Result<ParamExpr, ReadError> {
     if syms.is_empty() {
         match e.as_const() {
             Some(v) => Ok(c(v)),
-            None => Err(syntax(
-                "constant expression has no finite value",
-                line,
-                col,
-            )),
+            None => Err(syntax("constant expression has no finite value", line, col)),
         }
     } else {
         Ok(e)
@@ -277,9 +270,13 @@ impl<'a> Lowerer<'a> {
     }
 
     fn declare(&mut self, name: &str, sym: Sym<'a>, line: u32, col: u32) -> Result<(), ReadError> {
+        // Gate names may not shadow builtin gates; registers and parameters live apart from
+        // gates in this reader (a register may be called `x`).
+        let gate_clash = matches!(sym, Sym::Gate(_))
+            && (std_gate(name, self.stdgates).is_some() || name == "gphase");
         if self.syms.contains_key(name)
-            || std_gate(name, self.stdgates).is_some()
-            || matches!(name, "gphase" | "pi" | "π" | "tau" | "τ" | "euler" | "ℇ")
+            || gate_clash
+            || matches!(name, "pi" | "π" | "tau" | "τ" | "euler" | "ℇ")
         {
             return Err(syntax(&format!("'{name}' is already defined"), line, col));
         }
@@ -453,11 +450,7 @@ impl<'a> Lowerer<'a> {
                 let (bs, _) = self.bit_operand(target, scope, line, col)?;
                 if qs.len() != bs.len() {
                     return Err(syntax(
-                        &format!(
-                            "measuring {} qubits into {} bits",
-                            qs.len(),
-                            bs.len()
-                        ),
+                        &format!("measuring {} qubits into {} bits", qs.len(), bs.len()),
                         line,
                         col,
                     ));
@@ -575,11 +568,7 @@ impl<'a> Lowerer<'a> {
             return Err(syntax("expected a constant integer", line, col));
         };
         if v.fract() != 0.0 || v.abs() > 9.0e15 {
-            return Err(syntax(
-                &format!("expected an integer, got {v}"),
-                line,
-                col,
-            ));
+            return Err(syntax(&format!("expected an integer, got {v}"), line, col));
         }
         Ok(v as i128)
     }
@@ -664,9 +653,7 @@ impl<'a> Lowerer<'a> {
             Expr::Num(v) => c(*v),
             Expr::Int(Some(v)) => c(*v as f64),
             Expr::Int(None) => return Err(syntax("integer literal too large", line, col)),
-            Expr::Bool(_) | Expr::BitStr(_) => {
-                return Err(syntax("expected a number", line, col))
-            }
+            Expr::Bool(_) | Expr::BitStr(_) => return Err(syntax("expected a number", line, col)),
             Expr::Ident(name) => self.ident_value(name, scope, line, col)?,
             Expr::Index(name, _) => {
                 return Err(unsupported(&format!(
@@ -864,12 +851,8 @@ impl<'a> Lowerer<'a> {
                         }
                         bits.clone()
                     }
-                    Some(_) => {
-                        return Err(syntax(&format!("'{name}' is not a qubit"), line, col))
-                    }
-                    None => {
-                        return Err(syntax(&format!("unknown qubit '{name}'"), line, col))
-                    }
+                    Some(_) => return Err(syntax(&format!("'{name}' is not a qubit"), line, col)),
+                    None => return Err(syntax(&format!("unknown qubit '{name}'"), line, col)),
                 };
                 let Some(index) = index else {
                     return Ok((bits, false));
@@ -949,7 +932,9 @@ impl<'a> Lowerer<'a> {
                          '==' instead"
                     )));
                 }
-                Ok((Condition { bits, value: 1 }, negated))
+                // `!b` is `b == 0`.
+                let value = if negated { 0 } else { 1 };
+                Ok((Condition { bits, value }, false))
             }
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), a, b) => {
                 let neg_here = matches!(op, BinOp::Ne) != negated;
@@ -1076,19 +1061,22 @@ impl<'a> Lowerer<'a> {
                 || matches!(self.syms.get(callee), Some(Sym::Gate(_)));
             if !known {
                 return Err(syntax(
-                    &format!("gate '{name}' uses '{callee}', which is not a gate defined before it"),
+                    &format!(
+                        "gate '{name}' uses '{callee}', which is not a gate defined before it"
+                    ),
                     s.line,
                     s.col,
                 ));
             }
             for op in operands {
                 match op {
-                    Operand::Named { name: q, index: None } if qubits.contains(q) => {}
+                    Operand::Named {
+                        name: q,
+                        index: None,
+                    } if qubits.contains(q) => {}
                     _ => {
                         return Err(syntax(
-                            &format!(
-                                "in gate '{name}', operands must be its qubit arguments"
-                            ),
+                            &format!("in gate '{name}', operands must be its qubit arguments"),
                             s.line,
                             s.col,
                         ))
@@ -1256,7 +1244,8 @@ impl<'a> Lowerer<'a> {
             };
             let Some((&(last, last_pos), rest)) = mods.ctrls.split_last() else {
                 if !scope.in_branch {
-                    self.global_phase = add(std::mem::replace(&mut self.global_phase, c(0.0)), theta);
+                    self.global_phase =
+                        add(std::mem::replace(&mut self.global_phase, c(0.0)), theta);
                 }
                 return Ok(());
             };
@@ -1404,11 +1393,11 @@ impl<'a> Lowerer<'a> {
             None
         }
         .unwrap_or_else(|| {
-            let ctrl_state = mods
-                .ctrls
-                .iter()
-                .enumerate()
-                .fold(0u64, |acc, (j, &(_, p))| if p { acc | (1u64 << j) } else { acc });
+            let ctrl_state =
+                mods.ctrls.iter().enumerate().fold(
+                    0u64,
+                    |acc, (j, &(_, p))| if p { acc | (1u64 << j) } else { acc },
+                );
             Gate::Controlled {
                 num_ctrl: mods.ctrls.len(),
                 ctrl_state,

@@ -952,3 +952,67 @@ fn instruction_limit_counts_after_inlining() {
         Err(ReadError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn symbolic_parameter_growth_is_bounded() {
+    // Each level doubles the symbolic expression: 2^40 terms if nothing stopped it.
+    let mut src = format!("{PRE}input float t;\ngate a0(p) q {{ rz(p) q; }}\n");
+    for i in 1..40 {
+        src.push_str(&format!("gate a{i}(p) q {{ a{}(p + p) q; }}\n", i - 1));
+    }
+    src.push_str("qubit r; a39(t) r;");
+    let e = err(&src);
+    assert!(matches!(e, ReadError::TooLarge { .. }), "{e:?}");
+    // With constants everything folds, so the same program is fine.
+    let c = read(&src.replace("a39(t)", "a39(1)"));
+    assert_eq!(
+        c.instructions,
+        vec![g(Gate::RZ, vec![cst(2f64.powi(39))], vec![0])]
+    );
+}
+
+#[test]
+fn symbolic_global_phase_is_bounded() {
+    let src = format!("{PRE}input float t; for int i in [0:100000] {{ gphase(t); }}");
+    assert!(matches!(err(&src), ReadError::TooLarge { .. }));
+    let c = read(&format!("{PRE}input float t; gphase(t); gphase(0.5);"));
+    assert_eq!(
+        c.global_phase,
+        ParamExpr::Add(Box::new(ParamExpr::Symbol("t".into())), Box::new(cst(0.5)))
+    );
+}
+
+#[test]
+fn huge_integers_do_not_overflow() {
+    for src in [
+        "qubit q; for int i in [-9000000000000000:340282366920938463463374607431768211455] { x q; }",
+        "qubit q; for int i in [340282366920938463463374607431768211455:-3:-9000000000000000] { x q; }",
+        "qubit[2] q; x q[340282366920938463463374607431768211455];",
+        "qubit[2] q; x q[0:340282366920938463463374607431768211455:1];",
+        "qubit q; pow(340282366920938463463374607431768211455) @ x q;",
+        "qubit q; ctrl(340282366920938463463374607431768211455) @ x q;",
+        "qubit q; bit[2] c; if (c == 340282366920938463463374607431768211455) x q;",
+        "qubit q; bit[2] c; if (c == 99999999999999999999999999999999999999999999) x q;",
+        "qubit q; rx(99999999999999999999999999999999999999999999) q;",
+        "qubit q; rx(1e308 * 10) q;",
+    ] {
+        // A clean result either way (a huge step is legal: `q[0:HUGE:1]` is just `q[0]`).
+        let _ = parse(&format!("{PRE}{src}"), &ReadLimits::default());
+    }
+    assert!(matches!(
+        err(&format!(
+            "{PRE}qubit q; for int i in [0:340282366920938463463374607431768211455] {{ x q; }}"
+        )),
+        ReadError::TooLarge { .. }
+    ));
+}
+
+#[test]
+fn oversized_gate_definitions_are_rejected() {
+    let qs: Vec<String> = (0..100).map(|i| format!("a{i}")).collect();
+    let src = format!("{PRE}gate big {} {{ }}", qs.join(", "));
+    assert!(matches!(err(&src), ReadError::TooLarge { .. }));
+    let ps: Vec<String> = (0..2000).map(|i| format!("p{i}")).collect();
+    let src = format!("{PRE}gate big({}) q {{ }}", ps.join(", "));
+    assert!(matches!(err(&src), ReadError::TooLarge { .. }));
+}

@@ -30,6 +30,38 @@ use parser::{BinOp, Expr, ForIter, Index, Modifier, Operand, Stmt, StmtKind};
 
 pub(crate) const FORMAT: &str = "OpenQASM 3";
 
+/// Most nodes in one parameter expression of the IR.
+const MAX_EXPR_NODES: usize = 4096;
+/// Most parameters of a custom gate.
+const MAX_GATE_PARAMS: usize = 1024;
+
+/// Node count and depth of an expression; stops descending below `max_depth` (so the recursion
+/// is bounded and the reported depth is then `max_depth + 1`).
+fn expr_size(p: &ParamExpr, max_depth: usize) -> (usize, usize) {
+    fn walk(p: &ParamExpr, d: usize, max: usize, nodes: &mut usize, deepest: &mut usize) {
+        *nodes = nodes.saturating_add(1);
+        *deepest = (*deepest).max(d);
+        if d > max {
+            return;
+        }
+        match p {
+            ParamExpr::Const(_) | ParamExpr::Symbol(_) => {}
+            ParamExpr::Neg(a) | ParamExpr::Func(_, a) => walk(a, d + 1, max, nodes, deepest),
+            ParamExpr::Add(a, b)
+            | ParamExpr::Sub(a, b)
+            | ParamExpr::Mul(a, b)
+            | ParamExpr::Div(a, b)
+            | ParamExpr::Pow(a, b) => {
+                walk(a, d + 1, max, nodes, deepest);
+                walk(b, d + 1, max, nodes, deepest);
+            }
+        }
+    }
+    let (mut nodes, mut depth) = (0, 0);
+    walk(p, 1, max_depth, &mut nodes, &mut depth);
+    (nodes, depth)
+}
+
 pub(crate) fn syntax(msg: &str, line: u32, col: u32) -> ReadError {
     ReadError::Syntax {
         format: FORMAT,
@@ -147,7 +179,10 @@ enum Sym<'a> {
 /// Local names: loop variables (global context) or gate parameters and qubits (inside a gate).
 #[derive(Default)]
 struct Scope {
+    /// Loop variables, innermost last (few: bounded by the nesting depth).
     values: Vec<(String, ParamExpr)>,
+    /// Parameters of the gate being inlined.
+    params: HashMap<String, ParamExpr>,
     gate_qubits: Option<HashMap<String, usize>>,
     /// Inside an `if` body: a global phase there is conditional, hence unobservable, and dropped.
     in_branch: bool,
@@ -160,6 +195,7 @@ impl Scope {
             .rev()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v)
+            .or_else(|| self.params.get(name))
     }
 }
 
@@ -238,7 +274,13 @@ impl<'a> Lowerer<'a> {
     }
 
     fn step(&mut self) -> Result<(), ReadError> {
-        self.steps += 1;
+        self.step_by(1)
+    }
+
+    /// Account for `cost` units of expansion work (a gate application costs the size of its
+    /// parameters, which are cloned into every instruction).
+    fn step_by(&mut self, cost: usize) -> Result<(), ReadError> {
+        self.steps = self.steps.saturating_add(cost);
         let max = self.limits.max_instructions.saturating_mul(4).max(1024);
         if self.steps > max {
             return Err(too_large(format!(
@@ -281,6 +323,20 @@ impl<'a> Lowerer<'a> {
             return Err(syntax(&format!("'{name}' is already defined"), line, col));
         }
         self.syms.insert(name.to_string(), sym);
+        Ok(())
+    }
+
+    /// Symbolic expressions grow when gates pass their parameters on; keep every expression in
+    /// the IR small and shallow (evaluation, cloning and dropping recurse over it).
+    fn check_expr(&self, p: &ParamExpr, line: u32) -> Result<(), ReadError> {
+        let max_depth = self.limits.max_depth.saturating_mul(4).max(16);
+        let (nodes, depth) = expr_size(p, max_depth);
+        if depth > max_depth || nodes > MAX_EXPR_NODES {
+            return Err(too_large(format!(
+                "parameter expression (line {line}) has more than {MAX_EXPR_NODES} terms or is \
+                 nested deeper than {max_depth}"
+            )));
+        }
         Ok(())
     }
 
@@ -557,11 +613,14 @@ impl<'a> Lowerer<'a> {
         line: u32,
         col: u32,
     ) -> Result<i128, ReadError> {
+        // Integers are kept within +-2^62 so that range arithmetic cannot overflow; anything that
+        // large exceeds every limit anyway.
+        const BIG: i128 = 1 << 62;
         if let Expr::Int(v) = e {
-            return match v {
-                Some(v) => Ok(i128::try_from(*v).unwrap_or(i128::MAX)),
-                None => Ok(i128::MAX),
-            };
+            return Ok(match v {
+                Some(v) => i128::try_from(*v).unwrap_or(BIG).min(BIG),
+                None => BIG,
+            });
         }
         let p = self.param(e, scope, line, col)?;
         let Some(v) = p.as_const() else {
@@ -1024,6 +1083,15 @@ impl<'a> Lowerer<'a> {
         qubits: &[String],
         body: &[Stmt],
     ) -> Result<(), ReadError> {
+        if qubits.len() > self.limits.max_qubits || params.len() > MAX_GATE_PARAMS {
+            return Err(too_large(format!(
+                "gate '{name}' has {} parameters and {} qubits (limits: {MAX_GATE_PARAMS} and {})",
+                params.len(),
+                qubits.len(),
+                self.limits.max_qubits
+            )));
+        }
+        let qubit_set: std::collections::HashSet<&String> = qubits.iter().collect();
         let mut names: Vec<&String> = params.iter().chain(qubits).collect();
         names.sort();
         let n = names.len();
@@ -1073,7 +1141,7 @@ impl<'a> Lowerer<'a> {
                     Operand::Named {
                         name: q,
                         index: None,
-                    } if qubits.contains(q) => {}
+                    } if qubit_set.contains(q) => {}
                     _ => {
                         return Err(syntax(
                             &format!("in gate '{name}', operands must be its qubit arguments"),
@@ -1152,7 +1220,9 @@ impl<'a> Lowerer<'a> {
         // Parameters.
         let mut params = Vec::with_capacity(args.len());
         for a in args {
-            params.push(self.param(a, scope, line, col)?);
+            let p = self.param(a, scope, line, col)?;
+            self.check_expr(&p, line)?;
+            params.push(p);
         }
         // Operands, broadcast over registers.
         let mut ops = Vec::with_capacity(operands.len());
@@ -1228,7 +1298,8 @@ impl<'a> Lowerer<'a> {
         line: u32,
         col: u32,
     ) -> Result<(), ReadError> {
-        self.step()?;
+        let cost: usize = params.iter().map(|p| expr_size(p, usize::MAX).0).sum();
+        self.step_by(1 + cost + targets.len())?;
         if name == "gphase" {
             if params.len() != 1 || !targets.is_empty() {
                 return Err(syntax(
@@ -1244,8 +1315,9 @@ impl<'a> Lowerer<'a> {
             };
             let Some((&(last, last_pos), rest)) = mods.ctrls.split_last() else {
                 if !scope.in_branch {
-                    self.global_phase =
-                        add(std::mem::replace(&mut self.global_phase, c(0.0)), theta);
+                    let gp = add(std::mem::replace(&mut self.global_phase, c(0.0)), theta);
+                    self.check_expr(&gp, line)?;
+                    self.global_phase = gp;
                 }
                 return Ok(());
             };
@@ -1300,7 +1372,8 @@ impl<'a> Lowerer<'a> {
             )));
         }
         let inner_scope = Scope {
-            values: def
+            values: Vec::new(),
+            params: def
                 .params
                 .iter()
                 .cloned()

@@ -210,7 +210,8 @@ fn versions_and_declarations() {
         assert_eq!(c.num_clbits, 7);
         assert_eq!(
             c.cregs,
-            vec![creg("c", 0..2), creg("b", 2..3), creg("d", 3..7)]
+            // `bit b;` is a loose clbit, as in Qiskit: not a register.
+            vec![creg("c", 0..2), creg("d", 3..7)]
         );
         assert_eq!(c.instructions, vec![g0(Gate::X, &[2]), g0(Gate::X, &[5])]);
     }
@@ -800,7 +801,6 @@ fn unsupported_constructs_are_named() {
         ("switch (1) { }", "switch"),
         ("@annot\nx q;", "annotations"),
         ("bit c; c = 1;", "classical assignments"),
-        ("let a = q;", "let"),
         ("input bool f;", "input bool"),
         ("x q; rx(foo(1)) q;", "foo"),
     ];
@@ -1015,4 +1015,52 @@ fn oversized_gate_definitions_are_rejected() {
     let ps: Vec<String> = (0..2000).map(|i| format!("p{i}")).collect();
     let src = format!("{PRE}gate big({}) q {{ }}", ps.join(", "));
     assert!(matches!(err(&src), ReadError::TooLarge { .. }));
+}
+
+#[test]
+fn let_aliases_as_qiskit_exports_them() {
+    // Loose bits, and registers over them (Qiskit `qasm3.dumps` of overlapping registers).
+    let c = read(&format!(
+        "{PRE}bit _bit0;\nbit _bit1;\nbit _bit2;\nbit _bit3;\nlet cr1 = {{_bit1, _bit2}};\n\
+         let cr2 = {{cr1[1], _bit3}};\nqubit[1] qr;\n_bit0 = measure qr[0];\ncr2[1] = measure qr[0];"
+    ));
+    assert_eq!(c.num_clbits, 4);
+    assert_eq!(
+        c.cregs,
+        vec![
+            ClassicalRegister {
+                name: "cr1".into(),
+                bits: vec![1, 2]
+            },
+            ClassicalRegister {
+                name: "cr2".into(),
+                bits: vec![2, 3]
+            },
+        ]
+    );
+    assert_eq!(c.instructions, vec![meas(0, 0), meas(0, 3)]);
+    // Slices of a synthetic register, for both bits and qubits.
+    let c = read(&format!(
+        "{PRE}bit[7] _all_clbits;\nlet cr1 = _all_clbits[1:2];\nqubit[3] _all_qubits;\n\
+         let qr = _all_qubits[1:2];\nlet both = qr ++ _all_qubits[0];\ncr1 = measure qr;\nh both;"
+    ));
+    assert_eq!(c.cregs, vec![creg("_all_clbits", 0..7), creg("cr1", 1..3)]);
+    assert_eq!(
+        c.instructions,
+        vec![
+            meas(1, 1),
+            meas(2, 2),
+            g0(Gate::H, &[1]),
+            g0(Gate::H, &[2]),
+            g0(Gate::H, &[0]),
+        ]
+    );
+    assert!(matches!(
+        err(&format!("{PRE}qubit[2] q; let a = q[0] ++ q[0];")),
+        ReadError::Syntax { .. }
+    ));
+    assert!(matches!(
+        err(&format!("{PRE}qubit[2] q; bit b; let a = q[0] ++ b;")),
+        ReadError::Syntax { .. }
+    ));
 }

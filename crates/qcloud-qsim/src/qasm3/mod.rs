@@ -432,12 +432,70 @@ impl<'a> Lowerer<'a> {
                 }
                 let bits: Vec<usize> = (self.num_clbits..total).collect();
                 self.num_clbits = total;
-                self.cregs.push(ClassicalRegister {
-                    name: name.clone(),
-                    bits: bits.clone(),
-                });
+                // As in Qiskit: `bit[n] c;` is a register, `bit c;` a loose clbit.
                 let single = size.is_none();
+                if !single {
+                    self.cregs.push(ClassicalRegister {
+                        name: name.clone(),
+                        bits: bits.clone(),
+                    });
+                }
                 self.declare(name, Sym::Bits { bits, single }, line, col)?;
+            }
+            StmtKind::Alias { name, parts } => {
+                global_only("'let'")?;
+                let quantum = match parts.first() {
+                    Some(Operand::Hw(_)) => true,
+                    Some(Operand::Named { name: n, .. }) => {
+                        matches!(self.syms.get(n), Some(Sym::Qubits { .. }))
+                    }
+                    None => false,
+                };
+                let mut bits = Vec::new();
+                for part in parts {
+                    let (b, _) = if quantum {
+                        self.qubit_operand(part, scope, line, col)?
+                    } else {
+                        self.bit_operand(part, scope, line, col)?
+                    };
+                    bits.extend(b);
+                }
+                let mut seen = bits.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                if seen.len() != bits.len() || bits.is_empty() {
+                    return Err(syntax(
+                        &format!("alias '{name}' is empty or repeats a bit"),
+                        line,
+                        col,
+                    ));
+                }
+                if quantum {
+                    self.declare(
+                        name,
+                        Sym::Qubits {
+                            bits,
+                            single: false,
+                        },
+                        line,
+                        col,
+                    )?;
+                } else {
+                    // Qiskit reads a classical alias as a register (aliasing the bits).
+                    self.declare(
+                        name,
+                        Sym::Bits {
+                            bits: bits.clone(),
+                            single: false,
+                        },
+                        line,
+                        col,
+                    )?;
+                    self.cregs.push(ClassicalRegister {
+                        name: name.clone(),
+                        bits,
+                    });
+                }
             }
             StmtKind::Input { ty, name } => {
                 global_only("an input declaration")?;

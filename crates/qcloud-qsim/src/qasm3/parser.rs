@@ -99,6 +99,11 @@ pub(crate) enum StmtKind {
     Reset(Operand),
     Barrier(Vec<Operand>),
     Delay(Vec<Operand>),
+    /// `let name = a ++ {b, c[1]} ++ d[0:2];`: the operands, in order.
+    Alias {
+        name: String,
+        parts: Vec<Operand>,
+    },
     If {
         cond: Expr,
         then_body: Vec<Stmt>,
@@ -141,7 +146,6 @@ const UNSUPPORTED_WORDS: &[(&str, &str)] = &[
     ("while", "'while' loops"),
     ("switch", "'switch' statements"),
     ("array", "arrays"),
-    ("let", "'let' aliases"),
     ("return", "'return'"),
     ("break", "'break'"),
     ("continue", "'continue'"),
@@ -520,6 +524,30 @@ impl<'t> Parser<'t> {
                 };
                 let body = self.block_or_stmt()?;
                 Ok(StmtKind::For { var, iter, body })
+            }
+            "let" => {
+                self.pos += 1;
+                let name = self.ident("an alias name")?;
+                self.expect_punct("=")?;
+                let mut parts = Vec::new();
+                loop {
+                    if self.eat_punct("{") {
+                        loop {
+                            parts.push(self.operand()?);
+                            if self.eat_punct("}") {
+                                break;
+                            }
+                            self.expect_punct(",")?;
+                        }
+                    } else {
+                        parts.push(self.operand()?);
+                    }
+                    if !self.eat_punct("++") {
+                        break;
+                    }
+                }
+                self.expect_punct(";")?;
+                Ok(StmtKind::Alias { name, parts })
             }
             "else" => self.err("'else' without 'if'"),
             w => {

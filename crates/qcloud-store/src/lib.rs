@@ -1,1 +1,48 @@
-//! qcloud-store
+//! qcloud-store: Postgres persistence through sqlx. Row types, the queries of every resource,
+//! migrations, LISTEN/NOTIFY channel names and the leader lease. Functions take a
+//! `&mut PgConnection` so the service layer decides the transaction boundaries; nothing here
+//! decides a scheduling rule.
+#![forbid(unsafe_code)]
+
+pub mod devices;
+pub mod jobs;
+pub mod lease;
+pub mod sessions;
+pub mod tokens;
+
+pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+/// The embedded migrations (`migrations/` at the repository root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// NOTIFY channels.
+pub mod channel {
+    /// Something changed on a device (payload: device name): the leader should look at it.
+    pub const WAKE: &str = "qcloud_wake";
+    /// Jobs were assigned without an owner: workers should claim.
+    pub const RUN: &str = "qcloud_run";
+    /// A running job should stop (payload: job id).
+    pub const CANCEL: &str = "qcloud_cancel";
+}
+
+/// Queue a notification; Postgres delivers it when the transaction commits.
+pub async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(conn).await?;
+    Ok(())
+}
+
+/// Database time, so that every replica uses one clock for TTL rules.
+pub async fn now(conn: &mut PgConnection) -> sqlx::Result<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("SELECT now()").fetch_one(conn).await
+}
+
+/// Whether every embedded migration has been applied (for `/readyz`).
+pub async fn migrations_applied(pool: &PgPool) -> sqlx::Result<bool> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await {
+            Ok(v) => v,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(false),
+            Err(e) => return Err(e),
+        };
+    Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
+}

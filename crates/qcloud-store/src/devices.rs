@@ -1,0 +1,142 @@
+//! Devices.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub name: String,
+    pub kind: String,
+    pub driver: String,
+    pub status: String,
+    pub num_qubits: i32,
+    pub timing: Json<serde_json::Value>,
+    pub config: Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A device with its queue length and holding session, for listings.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceOverview {
+    #[sqlx(flatten)]
+    pub device: DeviceRow,
+    pub queued_jobs: i64,
+    pub held_by: Option<Uuid>,
+}
+
+const OVERVIEW: &str = "SELECT d.*,
+        (SELECT count(*) FROM jobs j WHERE j.device = d.name AND j.status = 'queued') AS queued_jobs,
+        (SELECT s.id FROM sessions s WHERE s.device = d.name AND s.state = 'active') AS held_by
+    FROM devices d";
+
+pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<DeviceOverview>> {
+    sqlx::query_as(&format!("{OVERVIEW} ORDER BY d.name")).fetch_all(conn).await
+}
+
+pub async fn overview(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<DeviceOverview>> {
+    sqlx::query_as(&format!("{OVERVIEW} WHERE d.name = $1")).bind(name).fetch_optional(conn).await
+}
+
+pub async fn get(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<DeviceRow>> {
+    sqlx::query_as("SELECT * FROM devices WHERE name = $1").bind(name).fetch_optional(conn).await
+}
+
+/// Lock the device row: every dispatch of a device holds this lock, so dispatches of one device
+/// are serial while different devices dispatch in parallel.
+pub async fn lock(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<DeviceRow>> {
+    sqlx::query_as("SELECT * FROM devices WHERE name = $1 FOR UPDATE").bind(name).fetch_optional(conn).await
+}
+
+pub struct NewDevice<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub driver: &'a str,
+    pub status: &'a str,
+    pub num_qubits: i32,
+    pub timing: serde_json::Value,
+    pub config: serde_json::Value,
+}
+
+/// Insert a device; `None` when the name is taken.
+pub async fn insert(conn: &mut PgConnection, d: NewDevice<'_>) -> sqlx::Result<Option<DeviceRow>> {
+    sqlx::query_as(
+        "INSERT INTO devices (name, kind, driver, status, num_qubits, timing, config)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING *",
+    )
+    .bind(d.name)
+    .bind(d.kind)
+    .bind(d.driver)
+    .bind(d.status)
+    .bind(d.num_qubits)
+    .bind(Json(d.timing))
+    .bind(Json(d.config))
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    name: &str,
+    status: Option<&str>,
+    timing: Option<serde_json::Value>,
+    config: Option<serde_json::Value>,
+) -> sqlx::Result<Option<DeviceRow>> {
+    sqlx::query_as(
+        "UPDATE devices SET status = COALESCE($2, status), timing = COALESCE($3, timing),
+                config = COALESCE($4, config), updated_at = now()
+         WHERE name = $1 RETURNING *",
+    )
+    .bind(name)
+    .bind(status)
+    .bind(timing.map(Json))
+    .bind(config.map(Json))
+    .fetch_optional(conn)
+    .await
+}
+
+/// Online devices with no running job and something queued: the leader's periodic sweep.
+pub async fn with_pending_work(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT d.name FROM devices d
+         WHERE d.status = 'online'
+           AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = d.name AND r.status = 'running')
+           AND EXISTS (SELECT 1 FROM jobs q WHERE q.device = d.name AND q.status = 'queued')",
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Device seconds per project over the fair-share window.
+pub async fn recent_usage(
+    conn: &mut PgConnection,
+    device: &str,
+    projects: &[String],
+    window_s: f64,
+) -> sqlx::Result<Vec<(String, f64)>> {
+    sqlx::query_as(
+        "SELECT project, SUM(seconds)::float8 FROM device_usage
+         WHERE device = $1 AND project = ANY($2) AND bucket >= now() - make_interval(secs => $3)
+         GROUP BY project",
+    )
+    .bind(device)
+    .bind(projects)
+    .bind(window_s)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn add_usage(conn: &mut PgConnection, device: &str, project: &str, seconds: f64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO device_usage (device, project, bucket, seconds) VALUES ($1, $2, date_trunc('minute', now()), $3)
+         ON CONFLICT (device, project, bucket) DO UPDATE SET seconds = device_usage.seconds + EXCLUDED.seconds",
+    )
+    .bind(device)
+    .bind(project)
+    .bind(seconds)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! Jobs and their results.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, QueryBuilder};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub project: String,
+    pub user_name: String,
+    pub device: String,
+    pub session_id: Option<Uuid>,
+    pub program: String,
+    pub payload: Json<serde_json::Value>,
+    pub shots: Option<i64>,
+    pub tags: Vec<String>,
+    pub priority: i16,
+    pub status: String,
+    pub reason: Option<String>,
+    pub reason_code: Option<String>,
+    pub attempt: i32,
+    pub parent_id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+    pub max_execution_ms: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub usage_seconds: f64,
+    pub cancel_requested: bool,
+    pub assigned_term: Option<i64>,
+    pub lease_owner: Option<Uuid>,
+    pub lease_epoch: i64,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub project: &'a str,
+    pub user: &'a str,
+    pub device: &'a str,
+    pub session_id: Option<Uuid>,
+    pub program: &'a str,
+    pub payload: &'a serde_json::Value,
+    pub shots: Option<i64>,
+    pub tags: &'a [String],
+    pub priority: i16,
+    pub idempotency_key: Option<&'a str>,
+    pub max_execution_ms: i64,
+}
+
+/// Insert a job. With an idempotency key already used by the project, nothing is inserted and
+/// `None` is returned.
+pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as(
+        "INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
+                priority, idempotency_key, max_execution_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT ON CONSTRAINT jobs_idempotency_key_unique DO NOTHING
+         RETURNING *",
+    )
+    .bind(j.id)
+    .bind(j.project)
+    .bind(j.user)
+    .bind(j.device)
+    .bind(j.session_id)
+    .bind(j.program)
+    .bind(Json(j.payload))
+    .bind(j.shots)
+    .bind(j.tags)
+    .bind(j.priority)
+    .bind(j.idempotency_key)
+    .bind(j.max_execution_ms)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn by_idempotency_key(conn: &mut PgConnection, project: &str, key: &str) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as("SELECT * FROM jobs WHERE project = $1 AND idempotency_key = $2")
+        .bind(project)
+        .bind(key)
+        .fetch_optional(conn)
+        .await
+}
+
+/// A job of `project` (another project's job is not found).
+pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as("SELECT * FROM jobs WHERE id = $1 AND project = $2")
+        .bind(id)
+        .bind(project)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as("SELECT * FROM jobs WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(conn).await
+}
+
+/// 1-based position of a queued job among the queued jobs of its device, in rule-3 order
+/// (priority, then arrival; fair share can still reorder projects).
+pub async fn queue_position(conn: &mut PgConnection, job: &JobRow) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) + 1 FROM jobs WHERE device = $1 AND status = 'queued'
+           AND (priority > $2 OR (priority = $2 AND seq < $3))",
+    )
+    .bind(&job.device)
+    .bind(job.priority)
+    .bind(job.seq)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn result(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Json<serde_json::Value>>> {
+    sqlx::query_scalar("SELECT result FROM job_results WHERE job_id = $1").bind(id).fetch_optional(conn).await
+}
+
+pub async fn running_on(conn: &mut PgConnection, device: &str) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM jobs WHERE device = $1 AND status = 'running'")
+        .bind(device)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The best queued job-mode jobs of a device in (priority, arrival) order.
+pub async fn job_mode_candidates(
+    conn: &mut PgConnection,
+    device: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, String, i16, i64)>> {
+    sqlx::query_as(
+        "SELECT id, project, priority, seq FROM jobs
+         WHERE device = $1 AND status = 'queued' AND session_id IS NULL
+         ORDER BY priority DESC, seq LIMIT $2",
+    )
+    .bind(device)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The next queued job of a session (arrival order).
+pub async fn next_in_session(conn: &mut PgConnection, session: Uuid) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1",
+    )
+    .bind(session)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Queued jobs of a session, after the first `skip`, for preparing ahead (rule 12).
+pub async fn queued_in_session(conn: &mut PgConnection, session: Uuid, limit: i64) -> sqlx::Result<Vec<JobRow>> {
+    sqlx::query_as("SELECT * FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT $2")
+        .bind(session)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// queued -> running. With `owner`, the caller's replica holds the lease at once (it will run
+/// the job); without, workers claim it. Returns the row when the job was still queued.
+pub async fn start(
+    conn: &mut PgConnection,
+    id: Uuid,
+    term: Option<i64>,
+    owner: Option<Uuid>,
+    lease_ms: i64,
+) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as(
+        "UPDATE jobs SET status = 'running', started_at = now(), assigned_term = $2, lease_owner = $3,
+                lease_epoch = lease_epoch + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
+                attempt = attempt + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
+                lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
+                                        ELSE now() + make_interval(secs => $4::float8 / 1000) END
+         WHERE id = $1 AND status = 'queued' RETURNING *",
+    )
+    .bind(id)
+    .bind(term)
+    .bind(owner)
+    .bind(lease_ms)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Claim up to `limit` assigned jobs that no worker holds.
+pub async fn claim(conn: &mut PgConnection, owner: Uuid, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<JobRow>> {
+    sqlx::query_as(
+        "UPDATE jobs SET lease_owner = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1,
+                lease_expires_at = now() + make_interval(secs => $3::float8 / 1000)
+         WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_owner IS NULL
+                      ORDER BY started_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING *",
+    )
+    .bind(owner)
+    .bind(limit)
+    .bind(lease_ms)
+    .fetch_all(conn)
+    .await
+}
+
+/// Extend every lease this replica holds; returns the jobs whose cancellation was asked for.
+pub async fn heartbeat(conn: &mut PgConnection, owner: Uuid, lease_ms: i64) -> sqlx::Result<Vec<(Uuid, bool)>> {
+    sqlx::query_as(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $2::float8 / 1000)
+         WHERE lease_owner = $1 AND status = 'running' RETURNING id, cancel_requested",
+    )
+    .bind(owner)
+    .bind(lease_ms)
+    .fetch_all(conn)
+    .await
+}
+
+/// running -> terminal, only while the caller's lease (owner + epoch) still holds: a worker that
+/// lost its lease cannot complete the job (fencing).
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_leased(
+    conn: &mut PgConnection,
+    id: Uuid,
+    owner: Uuid,
+    epoch: i64,
+    status: &str,
+    reason: Option<&str>,
+    reason_code: Option<&str>,
+    usage_seconds: f64,
+) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as(
+        "UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7, finished_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_epoch = $3 RETURNING *",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(epoch)
+    .bind(status)
+    .bind(reason)
+    .bind(reason_code)
+    .bind(usage_seconds)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn store_result(conn: &mut PgConnection, id: Uuid, result: &serde_json::Value) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO job_results (job_id, result) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING")
+        .bind(id)
+        .bind(Json(result))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// queued -> failed or canceled for every queued job of a session; returns how many.
+pub async fn end_queued_in_session(
+    conn: &mut PgConnection,
+    session: Uuid,
+    status: &str,
+    reason: &str,
+    reason_code: &str,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET status = $2, reason = $3, reason_code = $4, finished_at = now()
+         WHERE session_id = $1 AND status = 'queued'",
+    )
+    .bind(session)
+    .bind(status)
+    .bind(reason)
+    .bind(reason_code)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// queued -> canceled for one job.
+pub async fn cancel_queued(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as(
+        "UPDATE jobs SET status = 'canceled', reason = 'canceled by the user', reason_code = 'canceled',
+                finished_at = now()
+         WHERE id = $1 AND status = 'queued' RETURNING *",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn request_cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as("UPDATE jobs SET cancel_requested = true WHERE id = $1 AND status = 'running' RETURNING *")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Running jobs whose worker lease ran out (the replica died or lost the database).
+pub async fn expired_leases(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<JobRow>> {
+    sqlx::query_as(
+        "SELECT * FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at < now()
+         ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// running -> queued again (a lost worker; the next attempt starts from the queue).
+pub async fn requeue_lost(conn: &mut PgConnection, id: Uuid, epoch: i64) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET status = 'queued', started_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                assigned_term = NULL, cancel_requested = false
+         WHERE id = $1 AND status = 'running' AND lease_epoch = $2",
+    )
+    .bind(id)
+    .bind(epoch)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// running -> failed without a lease (the leader gives up on a lost job).
+pub async fn fail_lost(conn: &mut PgConnection, id: Uuid, epoch: i64, reason: &str) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET status = 'failed', reason = $3, reason_code = 'worker_lost', finished_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND status = 'running' AND lease_epoch = $2",
+    )
+    .bind(id)
+    .bind(epoch)
+    .bind(reason)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Filters of `GET /v1/jobs`.
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub status: Option<String>,
+    pub device: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub tag: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub cursor: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+pub async fn list(conn: &mut PgConnection, project: &str, f: &JobFilter) -> sqlx::Result<Vec<JobRow>> {
+    let mut q = QueryBuilder::new("SELECT * FROM jobs WHERE project = ");
+    q.push_bind(project);
+    if let Some(v) = &f.status {
+        q.push(" AND status = ").push_bind(v);
+    }
+    if let Some(v) = &f.device {
+        q.push(" AND device = ").push_bind(v);
+    }
+    if let Some(v) = f.session_id {
+        q.push(" AND session_id = ").push_bind(v);
+    }
+    if let Some(v) = &f.tag {
+        q.push(" AND ").push_bind(v).push(" = ANY(tags)");
+    }
+    if let Some(v) = f.created_after {
+        q.push(" AND created_at >= ").push_bind(v);
+    }
+    if let Some(v) = f.created_before {
+        q.push(" AND created_at < ").push_bind(v);
+    }
+    if let Some((t, id)) = f.cursor {
+        q.push(" AND (created_at, id) < (").push_bind(t).push(", ").push_bind(id).push(")");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(f.limit);
+    q.build_query_as().fetch_all(conn).await
+}

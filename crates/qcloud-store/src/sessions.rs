@@ -1,0 +1,264 @@
+//! Sessions (IBM sessions and batches, Pasqal batches).
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, QueryBuilder};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub project: String,
+    pub user_name: String,
+    pub device: String,
+    pub mode: String,
+    pub state: String,
+    pub closed_reason: Option<String>,
+    pub accepting_jobs: bool,
+    pub max_ttl_ms: i64,
+    pub interactive_ttl_ms: i64,
+    pub pending_ttl_ms: i64,
+    pub idle_policy: String,
+    pub priority: i16,
+    pub tags: Vec<String>,
+    pub webhook: Option<String>,
+    pub default_program: Option<Json<serde_json::Value>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub last_job_submitted: Option<DateTime<Utc>>,
+    pub last_job_started: Option<DateTime<Utc>>,
+    pub last_job_completed: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub next_deadline: Option<DateTime<Utc>>,
+    pub usage_seconds: f64,
+}
+
+pub struct NewSession<'a> {
+    pub id: Uuid,
+    pub project: &'a str,
+    pub user: &'a str,
+    pub device: &'a str,
+    pub mode: &'a str,
+    pub max_ttl_ms: i64,
+    pub interactive_ttl_ms: i64,
+    pub pending_ttl_ms: i64,
+    pub idle_policy: &'a str,
+    pub priority: i16,
+    pub tags: &'a [String],
+    pub webhook: Option<&'a str>,
+    pub default_program: Option<serde_json::Value>,
+}
+
+pub async fn insert(conn: &mut PgConnection, s: NewSession<'_>) -> sqlx::Result<SessionRow> {
+    sqlx::query_as(
+        "INSERT INTO sessions (id, project, user_name, device, mode, max_ttl_ms, interactive_ttl_ms,
+                pending_ttl_ms, idle_policy, priority, tags, webhook, default_program, next_deadline)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                 now() + make_interval(secs => $8::float8 / 1000))
+         RETURNING *",
+    )
+    .bind(s.id)
+    .bind(s.project)
+    .bind(s.user)
+    .bind(s.device)
+    .bind(s.mode)
+    .bind(s.max_ttl_ms)
+    .bind(s.interactive_ttl_ms)
+    .bind(s.pending_ttl_ms)
+    .bind(s.idle_policy)
+    .bind(s.priority)
+    .bind(s.tags)
+    .bind(s.webhook)
+    .bind(s.default_program.map(Json))
+    .fetch_one(conn)
+    .await
+}
+
+/// A session of `project` (another project's session is not found).
+pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Result<Option<SessionRow>> {
+    sqlx::query_as("SELECT * FROM sessions WHERE id = $1 AND project = $2")
+        .bind(id)
+        .bind(project)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Lock a session row for a state change.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<SessionRow>> {
+    sqlx::query_as("SELECT * FROM sessions WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(conn).await
+}
+
+/// The active session holding a device, locked.
+pub async fn lock_holder(conn: &mut PgConnection, device: &str) -> sqlx::Result<Option<SessionRow>> {
+    sqlx::query_as("SELECT * FROM sessions WHERE device = $1 AND state = 'active' FOR UPDATE")
+        .bind(device)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Whether the session has queued jobs and running jobs.
+pub async fn job_presence(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<(bool, bool)> {
+    sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1 AND status = 'queued'),
+                EXISTS (SELECT 1 FROM jobs WHERE session_id = $1 AND status = 'running')",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Job counts per status.
+pub async fn job_counts(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT status, count(*) FROM jobs WHERE session_id = $1 GROUP BY status")
+        .bind(id)
+        .fetch_all(conn)
+        .await
+}
+
+/// Sessions waiting for a device (pending or inactive) that have a queued job, with the sequence
+/// number of their first queued job.
+pub async fn waiting_candidates(
+    conn: &mut PgConnection,
+    device: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, String, i16, i64)>> {
+    sqlx::query_as(
+        "SELECT s.id, s.project, s.priority, q.seq FROM sessions s
+         CROSS JOIN LATERAL (SELECT min(seq) AS seq FROM jobs j WHERE j.session_id = s.id AND j.status = 'queued') q
+         WHERE s.device = $1 AND s.state IN ('pending', 'inactive') AND q.seq IS NOT NULL
+         ORDER BY s.priority DESC, q.seq LIMIT $2",
+    )
+    .bind(device)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn activate(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET state = 'active', activated_at = now(), started_at = COALESCE(started_at, now())
+         WHERE id = $1 AND state IN ('pending', 'inactive')",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn deactivate(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sessions SET state = 'inactive' WHERE id = $1 AND state = 'active'")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn close(conn: &mut PgConnection, id: Uuid, reason: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET state = 'closed', closed_reason = $2, accepting_jobs = false, closed_at = now(),
+                next_deadline = NULL
+         WHERE id = $1 AND state <> 'closed'",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn stop_accepting(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sessions SET accepting_jobs = false WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn touch_submitted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sessions SET last_job_submitted = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn touch_started(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sessions SET last_job_started = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn record_completion(conn: &mut PgConnection, id: Uuid, usage_seconds: f64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET last_job_completed = now(), usage_seconds = usage_seconds + $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(usage_seconds)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_deadline(conn: &mut PgConnection, id: Uuid, deadline: Option<DateTime<Utc>>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sessions SET next_deadline = $2 WHERE id = $1")
+        .bind(id)
+        .bind(deadline)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Open sessions whose next timer may have fired.
+pub async fn due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM sessions WHERE state <> 'closed' AND next_deadline <= now() ORDER BY next_deadline LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Filters of `GET /v1/sessions`.
+#[derive(Debug, Default, Clone)]
+pub struct SessionFilter {
+    pub state: Option<String>,
+    pub device: Option<String>,
+    pub mode: Option<String>,
+    pub tag: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// Keyset cursor: rows strictly older than (created_at, id).
+    pub cursor: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+pub async fn list(conn: &mut PgConnection, project: &str, f: &SessionFilter) -> sqlx::Result<Vec<SessionRow>> {
+    let mut q = QueryBuilder::new("SELECT * FROM sessions WHERE project = ");
+    q.push_bind(project);
+    if let Some(v) = &f.state {
+        q.push(" AND state = ").push_bind(v);
+    }
+    if let Some(v) = &f.device {
+        q.push(" AND device = ").push_bind(v);
+    }
+    if let Some(v) = &f.mode {
+        q.push(" AND mode = ").push_bind(v);
+    }
+    if let Some(v) = &f.tag {
+        q.push(" AND ").push_bind(v).push(" = ANY(tags)");
+    }
+    if let Some(v) = f.created_after {
+        q.push(" AND created_at >= ").push_bind(v);
+    }
+    if let Some(v) = f.created_before {
+        q.push(" AND created_at < ").push_bind(v);
+    }
+    if let Some((t, id)) = f.cursor {
+        q.push(" AND (created_at, id) < (").push_bind(t).push(", ").push_bind(id).push(")");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(f.limit);
+    q.build_query_as().fetch_all(conn).await
+}

@@ -1064,3 +1064,18 @@ fn let_aliases_as_qiskit_exports_them() {
         ReadError::Syntax { .. }
     ));
 }
+
+#[test]
+fn constant_folding_work_is_bounded() {
+    // A 4096-term constant expression evaluated in a 1M-iteration loop: folded to one node each
+    // time, but the evaluation work is still charged.
+    let sum = vec!["1"; 4096].join("+");
+    let nested = (0..12).fold("1".to_string(), |acc, _| format!("({acc}+{acc})"));
+    for arg in [sum, nested] {
+        let src = format!("{PRE}qubit q; for int i in [0:999999] {{ rx({arg}) q; }}");
+        let start = std::time::Instant::now();
+        let e = err(&src);
+        assert!(matches!(e, ReadError::TooLarge { .. }), "{e:?}");
+        assert!(start.elapsed().as_secs() < 60, "too slow");
+    }
+}

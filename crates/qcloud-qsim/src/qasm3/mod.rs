@@ -281,7 +281,7 @@ impl<'a> Lowerer<'a> {
     /// parameters, which are cloned into every instruction).
     fn step_by(&mut self, cost: usize) -> Result<(), ReadError> {
         self.steps = self.steps.saturating_add(cost);
-        let max = self.limits.max_instructions.saturating_mul(4).max(1024);
+        let max = self.limits.max_instructions.saturating_mul(16).max(4096);
         if self.steps > max {
             return Err(too_large(format!(
                 "program expands to more than {max} steps (gate inlining / loop unrolling)"
@@ -674,6 +674,7 @@ impl<'a> Lowerer<'a> {
         // Integers are kept within +-2^62 so that range arithmetic cannot overflow; anything that
         // large exceeds every limit anyway.
         const BIG: i128 = 1 << 62;
+        self.step()?;
         if let Expr::Int(v) = e {
             return Ok(match v {
                 Some(v) => i128::try_from(*v).unwrap_or(BIG).min(BIG),
@@ -766,6 +767,9 @@ impl<'a> Lowerer<'a> {
         line: u32,
         col: u32,
     ) -> Result<ParamExpr, ReadError> {
+        // Every expression node evaluated is work (constant expressions fold to one node, so
+        // the IR size alone would not account for them inside unrolled loops).
+        self.step()?;
         let p = match e {
             Expr::Num(v) => c(*v),
             Expr::Int(Some(v)) => c(*v as f64),

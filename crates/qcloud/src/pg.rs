@@ -27,6 +27,10 @@ pub const DEFAULT_PROBES: [&str; 2] = [
     "postgres:///postgres?host=/var/run/postgresql&user=postgres",
 ];
 
+/// Suggested data folder of the private server, relative to the working directory (`.qcloud/` is git-ignored).
+#[allow(dead_code)]
+pub const DEFAULT_DATA_DIR: &str = ".qcloud/postgres";
+
 /// Name of the database qcloud creates and uses on a local or private server.
 pub const DATABASE_NAME: &str = "qcloud";
 

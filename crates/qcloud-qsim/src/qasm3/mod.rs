@@ -1,6 +1,6 @@
 //! OpenQASM 3 reader.
 //!
-//! A self-contained lexer ([`lexer`]) and recursive-descent parser ([`parser`]) for the subset of
+//! A self-contained lexer (`lexer`) and recursive-descent parser (`parser`) for the subset of
 //! OpenQASM 3 that Qiskit writes and that a gate-model simulator can run, then a lowering pass (this
 //! module) that resolves names, inlines custom gates, applies gate modifiers, unrolls constant
 //! `for` loops and produces the circuit IR.
@@ -15,6 +15,26 @@
 //! [`ReadLimits::max_depth`]; qubit/clbit counts, emitted instructions and expansion work are
 //! bounded; `include` is only ever compared with `"stdgates.inc"` (the gates are built in) and
 //! never opens a file.
+//!
+//! Semantics worth knowing:
+//! - Only `U` and `gphase` are builtin; the other standard gates need `include "stdgates.inc";`
+//!   and map to the IR's native gates (`u1`/`phase` -> `P`, `u3` -> `U`, `CX` -> `CX`, ...).
+//! - `bit[n] c;`, `creg c[n];` and classical `let` aliases are registers (`Circuit::cregs`, in
+//!   declaration order); `bit c;` is a loose clbit, as in Qiskit. Qubits and clbits are numbered
+//!   in declaration order. Physical qubits `$n` (in programs without qubit declarations) are
+//!   qubit `n`, and the circuit has `max(n) + 1` qubits.
+//! - Modifiers: `ctrl`/`negctrl` become [`Gate::Controlled`] (or the named controlled gate when
+//!   one exists, e.g. `ctrl @ x` -> `CX`); `inv` and integer `pow(k)` fold into one signed
+//!   exponent: the inverse gate (rotations get negated angles, `s` -> `sdg`, ...) repeated `|k|`
+//!   times. On custom gates they are pushed down through the definition. A controlled `gphase`
+//!   is a phase gate on the last control.
+//! - `gphase` outside any `if` adds to `Circuit::global_phase`; inside an `if` body it is a
+//!   phase on one classical branch only, which no measurement can observe, and is dropped.
+//! - `if` conditions: a bit (`c[0]`, `!c[0]`), or a bit/register compared with `==`/`!=` to an
+//!   integer, boolean or bit string. A negated register comparison swaps the two bodies.
+//! - `for` loops over constant ranges/sets are unrolled; the loop variable is a constant.
+//! - Gate parameters: `input float|angle|int|uint` names become [`ParamExpr::Symbol`]s; constant
+//!   sub-expressions are folded.
 
 mod lexer;
 mod parser;

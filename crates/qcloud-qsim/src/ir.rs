@@ -343,14 +343,24 @@ impl Circuit {
     /// True when the circuit needs per-shot simulation: a measurement followed by more quantum
     /// operations on a measured qubit, a reset, or a classical condition.
     pub fn needs_per_shot(&self) -> bool {
-        fn dynamic(ins: &[Instruction], measured: &mut Vec<bool>) -> bool {
+        fn dynamic(ins: &[Instruction], measured: &mut [bool]) -> bool {
             for i in ins {
                 match &i.op {
                     Operation::Reset | Operation::IfElse { .. } => return true,
                     _ if i.condition.is_some() => return true,
-                    Operation::Measure { .. } => measured[i.qubits[0]] = true,
+                    Operation::Measure { .. } => {
+                        // Out-of-range indices are reported by the engine, never a panic here.
+                        for &q in &i.qubits {
+                            if let Some(m) = measured.get_mut(q) {
+                                *m = true;
+                            }
+                        }
+                    }
                     Operation::Gate { .. } => {
-                        if i.qubits.iter().any(|&q| measured[q]) {
+                        if i.qubits
+                            .iter()
+                            .any(|&q| measured.get(q).copied().unwrap_or(false))
+                        {
                             return true;
                         }
                     }

@@ -120,7 +120,7 @@ fn controlled_1q(gate: &Gate, p: &[f64], nq: usize) -> Option<(usize, u64, [C; 4
         CCZ => (2, all(2), matrix_1q(&Gate::Z, p)?),
         C3X => (3, all(3), matrix_1q(&X, p)?),
         C3SX => (3, all(3), matrix_1q(&SX, p)?),
-        MCX if nq >= 2 && nq <= 64 => (nq - 1, all(nq - 1), matrix_1q(&X, p)?),
+        MCX if (2..=64).contains(&nq) => (nq - 1, all(nq - 1), matrix_1q(&X, p)?),
         Controlled {
             num_ctrl,
             ctrl_state,

@@ -137,6 +137,51 @@ fn apply_slices(m: &[C; 4], kind: Kind1, lo: &mut [C], hi: &mut [C]) {
     }
 }
 
+/// `apply_slices` restricted to the positions `j` where `(base + j) & lmask == lval`.
+#[inline(always)]
+fn apply_masked(
+    m: &[C; 4],
+    kind: Kind1,
+    lo: &mut [C],
+    hi: &mut [C],
+    base: usize,
+    lmask: usize,
+    lval: usize,
+) {
+    let one = C::new(1.0, 0.0);
+    let pairs = lo.iter_mut().zip(hi.iter_mut()).enumerate();
+    match kind {
+        Kind1::Identity => {}
+        Kind1::Diagonal if m[0] == one => {
+            let d1 = m[3];
+            for (j, (_, h)) in pairs {
+                if (base + j) & lmask == lval {
+                    *h *= d1;
+                }
+            }
+        }
+        Kind1::Diagonal => {
+            let (d0, d1) = (m[0], m[3]);
+            for (j, (l, h)) in pairs {
+                if (base + j) & lmask == lval {
+                    *l *= d0;
+                    *h *= d1;
+                }
+            }
+        }
+        _ => {
+            let (m00, m01, m10, m11) = (m[0], m[1], m[2], m[3]);
+            for (j, (l, h)) in pairs {
+                if (base + j) & lmask == lval {
+                    let (x0, x1) = (*l, *h);
+                    *l = m00 * x0 + m01 * x1;
+                    *h = m10 * x0 + m11 * x1;
+                }
+            }
+        }
+    }
+}
+
 /// Apply the 2x2 matrix `m` (row-major) to qubit `q`.
 pub fn apply_1q(amps: &mut [C], q: usize, m: &[C; 4], par: bool) {
     let kind = classify(m);
@@ -181,6 +226,9 @@ pub fn apply_ctrl_1q(amps: &mut [C], cmask: usize, cval: usize, q: usize, m: &[C
             if base & lmask == lval {
                 apply_slices(m, kind, lo, hi);
             }
+        } else if run < 8 {
+            // Short runs: test every index rather than iterate over tiny chunks.
+            apply_masked(m, kind, lo, hi, base, lmask, lval);
         } else {
             for (k, (l, h)) in lo
                 .chunks_exact_mut(run)

@@ -2,6 +2,7 @@
 //! [`Op`]s (gate kernels, measurements, resets, conditions), consecutive 1-qubit gates are fused,
 //! and the ops run on a vector of `2^n` complex amplitudes.
 
+pub mod blocked;
 pub mod gates;
 pub mod kernels;
 
@@ -68,7 +69,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn is_unitary(&self) -> bool {
+    pub fn is_unitary(&self) -> bool {
         !matches!(self, Op::Measure { .. } | Op::Reset { .. } | Op::If { .. })
     }
 }
@@ -316,6 +317,12 @@ impl StateVector {
     /// Apply unitary ops; non-unitary ops are skipped.
     pub fn apply_unitaries(&mut self, ops: &[Op]) {
         let par = self.par();
+        blocked::apply_blocked(&mut self.amps, self.n, ops, par);
+    }
+
+    /// Apply unitary ops one pass per op (no cache blocking): the reference for tests.
+    pub fn apply_unitaries_unblocked(&mut self, ops: &[Op]) {
+        let par = self.par();
         for op in ops {
             apply_op_unitary(&mut self.amps, op, par);
         }
@@ -435,11 +442,8 @@ pub fn condition_holds(cond: &Condition, clbits: &[bool]) -> bool {
 pub fn run_counts<R: Rng>(prog: &Program, shots: u64, rng: &mut R) -> Vec<(Vec<bool>, u64)> {
     let mut sv = StateVector::zero(prog.num_qubits);
     if let Some(measure_map) = prog.final_measurements() {
-        let unitary: Vec<&Op> = prog.ops.iter().filter(|o| o.is_unitary()).collect();
         let par = sv.par();
-        for op in unitary {
-            apply_op_unitary(&mut sv.amps, op, par);
-        }
+        blocked::apply_blocked(&mut sv.amps, sv.n, &prog.ops, par);
         let mut counts: HashMap<Vec<bool>, u64> = HashMap::new();
         for (idx, c) in sv.sample(shots, rng) {
             let mut bits = vec![false; prog.num_clbits];

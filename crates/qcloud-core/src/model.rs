@@ -89,6 +89,22 @@ string_enum!(
     Priority { Low => "low", Medium => "medium", High => "high" }
 );
 
+impl DriverKind {
+    /// The programs a driver runs (`None`: any, the agent forwards whatever its hardware takes).
+    pub fn programs(self) -> Option<&'static [&'static str]> {
+        match self {
+            DriverKind::Noop => Some(&["noop"]),
+            DriverKind::Statevector => Some(&["sampler", "estimator"]),
+            DriverKind::Analog => Some(&["pulser"]),
+            DriverKind::Agent => None,
+        }
+    }
+
+    pub fn accepts_program(self, program: &str) -> bool {
+        self.programs().is_none_or(|p| p.contains(&program))
+    }
+}
+
 impl Priority {
     /// Numeric rank stored in the database: larger runs first.
     pub fn rank(self) -> i16 {

@@ -1,0 +1,42 @@
+//! Server-wide settings of the service layer (rule 14: defaults follow the vendors, everything
+//! configurable so tests run with TTLs of seconds).
+
+use chrono::Duration;
+use qcloud_core::rules::TtlPolicy;
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub ttl: TtlPolicy,
+    /// Rule 10: maximum execution time of a job when the request gives none.
+    pub default_max_execution: Duration,
+    /// Largest maximum execution time a request may ask for.
+    pub max_max_execution: Duration,
+    /// How long a worker's lease on a running job lasts without a heartbeat.
+    pub lease: Duration,
+    /// Attempts a job gets when its worker is lost, before it fails.
+    pub max_attempts: i32,
+    /// Rule 3: the sliding window of fair share, in seconds.
+    pub fair_share_window_s: f64,
+    /// How many queued candidates a dispatch considers per device.
+    pub candidate_limit: i64,
+    /// Largest accepted job payload, in bytes of JSON.
+    pub max_payload_bytes: usize,
+    /// Largest shot count a job may ask for.
+    pub max_shots: i64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            ttl: TtlPolicy::default(),
+            default_max_execution: Duration::hours(3),
+            max_max_execution: Duration::hours(24),
+            lease: Duration::seconds(10),
+            max_attempts: 3,
+            fair_share_window_s: 3600.0,
+            candidate_limit: 32,
+            max_payload_bytes: 16 << 20,
+            max_shots: 10_000_000,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The service layer's error: what went wrong, in terms a client can act on. The API maps each
+//! variant to a status code; `Db` and `Internal` are the only real faults.
+
+use std::borrow::Cow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No token, or one that is unknown or revoked.
+    #[error("{0}")]
+    Unauthenticated(Cow<'static, str>),
+    /// A valid token that may not do this (admin routes).
+    #[error("{0}")]
+    Forbidden(Cow<'static, str>),
+    /// The object does not exist, or belongs to another project.
+    #[error("{what} '{id}' not found")]
+    NotFound { what: &'static str, id: String },
+    /// The request is malformed or names something invalid.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// The request is valid but conflicts with the object's state (closed session, finished job).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The project's quota of device seconds is used up (rule 13).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::Invalid { code, message: message.into() }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::Conflict { code, message: message.into() }
+    }
+
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        ServiceError::NotFound { what, id: id.to_string() }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

@@ -1,1 +1,128 @@
-//! qcloud-devices
+//! qcloud-devices: the `Driver` trait (prepare, then run with a cancellation token), the registry
+//! that maps a device's driver kind to its implementation, and the built-in drivers: `noop`
+//! (measures the scheduler, emulates a busy QPU with the timing model) and `statevector`
+//! (Sampler and Estimator on `qcloud-qsim`). CPU work never runs on the async runtime's threads.
+#![forbid(unsafe_code)]
+
+pub mod noop;
+pub mod statevector;
+
+use async_trait::async_trait;
+use qcloud_core::{DriverKind, Timing};
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The device a job runs on, as a driver sees it.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    pub name: String,
+    pub driver: DriverKind,
+    pub num_qubits: u32,
+    pub timing: Timing,
+    pub config: serde_json::Value,
+}
+
+/// A job handed to a driver.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub id: Uuid,
+    pub program: String,
+    pub payload: serde_json::Value,
+    pub shots: Option<u64>,
+    pub device: DeviceSpec,
+}
+
+/// A prepared job: parsed, validated and compiled, ready for device time.
+pub struct Prepared {
+    pub job_id: Uuid,
+    /// Shots the device will spend (for the timing model).
+    pub shots: u64,
+    pub inner: Box<dyn Any + Send + Sync>,
+}
+
+/// What a driver returns.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    pub result: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DriverError {
+    /// The job's input is wrong: the job fails with this message (a user error, not a fault).
+    #[error("{0}")]
+    Invalid(String),
+    /// The job asks for more than the device can do (too many qubits, too much memory).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The run was stopped through its cancellation token.
+    #[error("canceled")]
+    Canceled,
+    /// Something broke in the driver or the device.
+    #[error("device fault: {0}")]
+    Fault(String),
+}
+
+impl DriverError {
+    /// A short machine-readable code for the job's `reason_code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DriverError::Invalid(_) => "invalid_input",
+            DriverError::TooLarge(_) => "too_large",
+            DriverError::Canceled => "canceled",
+            DriverError::Fault(_) => "device_fault",
+        }
+    }
+}
+
+/// A device driver. `prepare` is CPU work called on a blocking thread; `run` uses device time
+/// and must stop soon after `cancel` fires.
+#[async_trait]
+pub trait Driver: Send + Sync {
+    fn prepare(&self, job: &JobSpec) -> Result<Prepared, DriverError>;
+    async fn run(&self, job: Prepared, cancel: CancellationToken) -> Result<JobOutput, DriverError>;
+}
+
+/// Driver implementations by kind.
+#[derive(Clone)]
+pub struct Registry {
+    drivers: HashMap<DriverKind, Arc<dyn Driver>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let mut drivers: HashMap<DriverKind, Arc<dyn Driver>> = HashMap::new();
+        drivers.insert(DriverKind::Noop, Arc::new(noop::NoopDriver));
+        drivers.insert(DriverKind::Statevector, Arc::new(statevector::StatevectorDriver::default()));
+        Registry { drivers }
+    }
+}
+
+impl Registry {
+    pub fn get(&self, kind: DriverKind) -> Option<Arc<dyn Driver>> {
+        self.drivers.get(&kind).cloned()
+    }
+}
+
+/// Run a prepared job: the driver's work, then the device's own occupancy from its timing model,
+/// both stopped by `cancel`. Returns the output and the device seconds used.
+pub async fn execute(
+    driver: &dyn Driver,
+    prepared: Prepared,
+    timing: &Timing,
+    cancel: CancellationToken,
+) -> (Result<JobOutput, DriverError>, f64) {
+    let started = Instant::now();
+    let occupancy = Duration::from_secs_f64(timing.occupancy_ms(prepared.shots) / 1000.0);
+    let out = driver.run(prepared, cancel.clone()).await;
+    if out.is_ok() && !occupancy.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(occupancy) => {}
+            _ = cancel.cancelled() => return (Err(DriverError::Canceled), started.elapsed().as_secs_f64()),
+        }
+    }
+    (out, started.elapsed().as_secs_f64())
+}

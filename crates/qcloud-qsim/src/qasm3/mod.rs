@@ -263,16 +263,27 @@ fn add(a: ParamExpr, b: ParamExpr) -> ParamExpr {
 }
 
 /// Fold a constant result, rejecting non-finite constants.
+///
+/// Expressions are built bottom-up with every constant subtree already folded, so only the
+/// immediate operands need looking at (constant time per node).
 fn fold(e: ParamExpr, line: u32, col: u32) -> Result<ParamExpr, ReadError> {
-    let mut syms = Vec::new();
-    e.symbols(&mut syms);
-    if syms.is_empty() {
-        match e.as_const() {
-            Some(v) => Ok(c(v)),
-            None => Err(syntax("constant expression has no finite value", line, col)),
-        }
-    } else {
-        Ok(e)
+    let is_c = |p: &ParamExpr| matches!(p, ParamExpr::Const(_));
+    let constant = match &e {
+        ParamExpr::Const(_) => return Ok(e),
+        ParamExpr::Symbol(_) => false,
+        ParamExpr::Neg(a) | ParamExpr::Func(_, a) => is_c(a),
+        ParamExpr::Add(a, b)
+        | ParamExpr::Sub(a, b)
+        | ParamExpr::Mul(a, b)
+        | ParamExpr::Div(a, b)
+        | ParamExpr::Pow(a, b) => is_c(a) && is_c(b),
+    };
+    if !constant {
+        return Ok(e);
+    }
+    match e.as_const() {
+        Some(v) => Ok(c(v)),
+        None => Err(syntax("constant expression has no finite value", line, col)),
     }
 }
 
@@ -1679,6 +1690,37 @@ mod tests {
         let (g, ps) = invert(Gate::U, vec![c(1.0), c(2.0), c(3.0)]);
         assert_eq!(g, Gate::U);
         assert_eq!(ps, vec![c(-1.0), c(-3.0), c(-2.0)]);
+    }
+
+    #[test]
+    fn operator_precedence_and_associativity() {
+        let val = |e: &str| {
+            let circ = p(&format!("OPENQASM 3; qubit q; U({e}, 0, 0) q;")).unwrap();
+            match &circ.instructions[0].op {
+                Operation::Gate { params, .. } => params[0].as_const().unwrap(),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(val("10 - 4 - 3"), 3.0);
+        assert_eq!(val("2 * 3 + 4 / 2"), 8.0);
+        assert_eq!(val("-2 ** 2"), -4.0);
+        assert_eq!(val("2 ** -1"), 0.5);
+        assert_eq!(val("2 ** 3 ** 2"), 512.0);
+        assert_eq!(val("(1 + 2) * 3"), 9.0);
+        assert_eq!(val("- - 1"), 1.0);
+        assert_eq!(val("24 / 4 / 3"), 2.0);
+    }
+
+    #[test]
+    fn folding_keeps_symbols() {
+        let circ = p("OPENQASM 3; input float t; qubit q; U(t * (1 + 1), 0, 0) q;").unwrap();
+        let Operation::Gate { params, .. } = &circ.instructions[0].op else {
+            unreachable!()
+        };
+        assert_eq!(
+            params[0],
+            ParamExpr::Mul(Box::new(ParamExpr::Symbol("t".into())), Box::new(c(2.0)))
+        );
     }
 
     #[test]

@@ -1,1 +1,167 @@
-//! qcloud-scheduler
+//! qcloud-scheduler: the loops that move jobs. On every replica: a listener (LISTEN/NOTIFY), a
+//! leader candidate (lease with term; while leader it dispatches idle devices, fires session
+//! timers and recovers jobs of lost workers), and the worker pool (claims assigned jobs with
+//! SKIP LOCKED, keeps their leases alive, runs drivers off the async runtime, completes each job
+//! and chains the device's next one in the same transaction). Every state change goes through
+//! `qcloud-service`.
+#![forbid(unsafe_code)]
+
+mod leader;
+mod worker;
+
+use qcloud_devices::Registry;
+use qcloud_service::Service;
+use sqlx::postgres::PgListener;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Jobs one replica runs at once (devices are exclusive anyway; this bounds the replica).
+    pub workers: usize,
+    /// Fallback tick: timers, lost-job recovery and a sweep of idle devices.
+    pub tick: Duration,
+    /// Leader lease length; renewed at a third of it.
+    pub leader_ttl: Duration,
+    /// Queued jobs of a batch session prepared ahead of their turn (rule 12).
+    pub prepare_ahead: usize,
+    /// How long shutdown waits for running jobs before handing them back.
+    pub shutdown_grace: Duration,
+    /// Whether this replica takes part in leader election (a worker-only replica says no).
+    pub lead: bool,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            workers: 256,
+            tick: Duration::from_millis(500),
+            leader_ttl: Duration::from_secs(5),
+            prepare_ahead: 16,
+            shutdown_grace: Duration::from_secs(10),
+            lead: true,
+        }
+    }
+}
+
+/// Shared state of one replica's scheduler.
+pub(crate) struct Shared {
+    pub svc: Service,
+    pub registry: Registry,
+    pub cfg: SchedulerConfig,
+    pub me: Uuid,
+    /// Cancellation tokens of the jobs this replica runs.
+    pub running: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// Wakes the claimer (RUN notifications).
+    pub run_wake: Notify,
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    pub fn cancel_job(&self, id: Uuid) {
+        if let Ok(map) = self.running.lock() {
+            if let Some(t) = map.get(&id) {
+                t.cancel();
+            }
+        }
+    }
+}
+
+/// A running scheduler; `shutdown` stops it gracefully.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Scheduler {
+    /// Start the scheduler loops of this replica.
+    pub async fn start(svc: Service, registry: Registry, cfg: SchedulerConfig) -> anyhow::Result<Scheduler> {
+        let me = Uuid::now_v7();
+        let shared = Arc::new(Shared {
+            svc,
+            registry,
+            cfg,
+            me,
+            running: Mutex::new(HashMap::new()),
+            run_wake: Notify::new(),
+            shutdown: CancellationToken::new(),
+        });
+        let mut listener = PgListener::connect_with(&shared.svc.pool).await?;
+        listener
+            .listen_all([qcloud_store::channel::WAKE, qcloud_store::channel::RUN, qcloud_store::channel::CANCEL])
+            .await?;
+        let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+        info!(replica = %me, "scheduler started");
+        let mut tasks = vec![tokio::spawn(listen(shared.clone(), listener, wake_tx))];
+        if shared.cfg.lead {
+            tasks.push(tokio::spawn(leader::run(shared.clone(), wake_rx)));
+        }
+        tasks.push(tokio::spawn(worker::claimer(shared.clone())));
+        tasks.push(tokio::spawn(worker::heartbeat(shared.clone())));
+        Ok(Scheduler { shared, tasks })
+    }
+
+    /// This replica's id (its worker lease owner and leader identity).
+    pub fn replica_id(&self) -> Uuid {
+        self.shared.me
+    }
+
+    /// Stop taking work, let running jobs finish (or hand them back after the grace period),
+    /// give up leadership, then return.
+    pub async fn shutdown(self) {
+        self.shared.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + self.shared.cfg.shutdown_grace;
+        loop {
+            let n = self.shared.running.lock().map(|m| m.len()).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(jobs = n, "shutdown grace period over; handing running jobs back");
+                if let Ok(map) = self.shared.running.lock() {
+                    map.values().for_each(CancellationToken::cancel);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+        info!("scheduler stopped");
+    }
+}
+
+async fn listen(shared: Arc<Shared>, mut listener: PgListener, wake: mpsc::UnboundedSender<String>) {
+    loop {
+        let n = tokio::select! {
+            n = listener.recv() => n,
+            _ = shared.shutdown.cancelled() => return,
+        };
+        match n {
+            Ok(n) => match n.channel() {
+                qcloud_store::channel::WAKE => {
+                    let _ = wake.send(n.payload().to_string());
+                }
+                qcloud_store::channel::RUN => shared.run_wake.notify_one(),
+                qcloud_store::channel::CANCEL => {
+                    if let Ok(id) = n.payload().parse() {
+                        shared.cancel_job(id);
+                    }
+                }
+                _ => {}
+            },
+            Err(e) => {
+                // PgListener reconnects on the next recv; the tick covers what was missed.
+                warn!(error = %e, "notification listener error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

@@ -1,1 +1,96 @@
-//! qcloud-api
+//! qcloud-api: the HTTP front door. Axum routers for the native API `/v1` (devices, sessions,
+//! jobs), health and readiness probes, bearer-token authentication, one JSON error format, request
+//! limits, and the OpenAPI description generated from the handlers (served at
+//! `/v1/openapi.yaml`, kept equal to `openapi.yaml` by a test).
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod v1;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use error::ApiError;
+use qcloud_service::Service;
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { max_body_bytes: 16 << 20, request_timeout: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub svc: Service,
+}
+
+/// The whole HTTP application.
+pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
+    let v1 = Router::new()
+        .route("/devices", get(v1::devices::list).post(v1::devices::create))
+        .route("/devices/{name}", get(v1::devices::get).patch(v1::devices::update))
+        .route("/sessions", get(v1::sessions::list).post(v1::sessions::create))
+        .route("/sessions/{id}", get(v1::sessions::get))
+        .route("/sessions/{id}/close", post(v1::sessions::close))
+        .route("/sessions/{id}/cancel", post(v1::sessions::cancel))
+        .route("/jobs", get(v1::jobs::list).post(v1::jobs::submit))
+        .route("/jobs/{id}", get(v1::jobs::get))
+        .route("/jobs/{id}/result", get(v1::jobs::result))
+        .route("/jobs/{id}/cancel", post(v1::jobs::cancel))
+        .route("/openapi.yaml", get(openapi::serve_yaml))
+        .route("/openapi.json", get(openapi::serve_json));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(AppState { svc })
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.request_timeout))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    match s.svc.ready().await {
+        Ok(true) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response(),
+        Ok(false) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "database migrations are not applied")
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database does not answer").into_response()
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+}

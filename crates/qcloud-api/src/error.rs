@@ -1,0 +1,80 @@
+//! The API's error: every failure is a JSON body `{"error": {"code", "message", "details"}}` with a
+//! 4xx status for anything the caller can fix, 5xx only for real faults (logged once, here).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use qcloud_service::ServiceError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable, stable: `not_found`, `invalid_json`, `session_closed`, ...
+    pub code: String,
+    /// What is wrong, for a person.
+    pub message: String,
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub details: Option<serde_json::Value>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { status, code: code.into(), message: message.into(), details: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, details: self.details } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use ServiceError::*;
+        match e {
+            Unauthenticated(m) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m),
+            Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            NotFound { what, id } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} '{id}' not found"))
+            }
+            Invalid { code: "payload_too_large", message } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
+            Invalid { code, message } => ApiError::new(StatusCode::BAD_REQUEST, code, message),
+            Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            QuotaExceeded(m) => ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", m),
+            e @ Db(_) => {
+                let unavailable = e.is_unavailable();
+                tracing::error!(error = %e, "database error");
+                if unavailable {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry later")
+                } else {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                }
+            }
+            Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}

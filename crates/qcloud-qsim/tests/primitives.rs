@@ -198,3 +198,21 @@ fn estimator_precision_adds_seeded_noise() {
         .iter()
         .all(|e| (e - 1.0).abs() < 0.6 && (e - 1.0).abs() > 0.0));
 }
+
+#[test]
+fn stdgates_include_goes_to_the_qasm3_reader() {
+    // Qiskit's `qasm2.dumps` of a circuit saved as OpenQASM 3 names "stdgates.inc": dispatched to
+    // the OpenQASM 3 reader (whatever its state, the error, if any, must come from it).
+    for name in ["bell_as3.qasm3", "qft4_as3.qasm3"] {
+        let payload = json!({"pubs": [[fixture(name)]], "seed": 1});
+        match prepare_sampler(&payload, &SimLimits::default()) {
+            Ok(p) => {
+                run_sampler(&p).unwrap();
+            }
+            Err(SimError::Circuit { source, .. }) => {
+                assert!(source.to_string().contains("OpenQASM 3"), "{source}")
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+}

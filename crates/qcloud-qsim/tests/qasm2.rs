@@ -193,3 +193,23 @@ fn every_prefix_of_a_program_is_handled() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+    #[test]
+    fn random_token_soup_never_panics(
+        toks in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "OPENQASM 2.0;", "include \"qelib1.inc\";", "qreg", "creg", "q", "c", "[", "]",
+                "(", ")", "{", "}", ";", ",", "->", "==", "gate", "opaque", "measure", "reset",
+                "barrier", "if", "U", "CX", "h", "cx", "rz", "u", "g", "a", "b", "pi", "sin", "0",
+                "1", "2", "3.5", "1e400", "-", "+", "*", "/", "^", "\n", "//", "\"",
+            ]),
+            0..60,
+        )
+    ) {
+        let src = toks.join(" ");
+        let _ = qasm2::parse(&src, &ReadLimits::default());
+        let _ = qasm2::parse(&format!("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[3];\ncreg c[3];\n{src}"), &ReadLimits::default());
+    }
+}

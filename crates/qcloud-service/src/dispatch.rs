@@ -113,17 +113,22 @@ impl Service {
 
     /// Dispatch a device with no running job: start the holder's next job, or give the device to
     /// the best candidate. Returns the started job when it was leased to `owner`.
-    async fn dispatch_in_tx(
-        &self,
-        conn: &mut PgConnection,
-        device: &str,
-        term: Option<i64>,
-        owner: Option<Uuid>,
-    ) -> Result<Option<JobRow>> {
+    async fn dispatch_in_tx(&self, conn: &mut PgConnection, device: &str, fence: Fence) -> Result<Option<JobRow>> {
         let Some(dev) = qcloud_store::devices::lock(conn, device).await? else { return Ok(None) };
         if qcloud_store::jobs::running_on(conn, device).await?.is_some() {
             return Ok(None);
         }
+        // The device is free: from here on this transaction decides, so a leader proves its term
+        // now (a busy device, the common case under load, costs no lease check).
+        let (term, owner) = match fence {
+            Fence::Leader { me, term } => {
+                if !qcloud_store::lease::holds(conn, me, term).await? {
+                    return Err(ServiceError::Conflict { code: "not_leader", message: "leader term lost".into() });
+                }
+                (Some(term), None)
+            }
+            Fence::Worker { me } => (None, Some(me)),
+        };
         let lease_ms = self.cfg.lease.num_milliseconds();
         let mut holder = qcloud_store::sessions::lock_holder(conn, device).await?;
         if let Some(h) = &holder {
@@ -215,22 +220,14 @@ impl Service {
         Ok(out)
     }
 
-    /// Dispatch one device (the leader's entry point). Returns whether a job was started.
+    /// Dispatch one device (the leader's entry point). Returns whether a job was started and
+    /// leased to the caller (a leader's assignments are claimed by workers, so `false`).
     #[instrument(skip_all, fields(device = %device))]
     pub async fn dispatch_device(&self, device: &str, fence: Fence) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let (term, owner) = match fence {
-            Fence::Leader { me, term } => {
-                if !qcloud_store::lease::holds(&mut tx, me, term).await? {
-                    return Err(ServiceError::Conflict { code: "not_leader", message: "leader term lost".into() });
-                }
-                (Some(term), None)
-            }
-            Fence::Worker { me } => (None, Some(me)),
-        };
-        let started = self.dispatch_in_tx(&mut tx, device, term, owner).await?;
+        let started = self.dispatch_in_tx(&mut tx, device, fence).await?;
         tx.commit().await?;
-        Ok(started.is_some() || owner.is_none())
+        Ok(started.is_some())
     }
 
     /// Online devices with no running job and queued work (the leader's sweep).
@@ -294,7 +291,7 @@ impl Service {
             qcloud_store::sessions::record_completion(&mut tx, sid, usage_seconds).await?;
         }
         let next = if chain {
-            self.dispatch_in_tx(&mut tx, &done.device, None, Some(me)).await?
+            self.dispatch_in_tx(&mut tx, &done.device, Fence::Worker { me }).await?
         } else {
             qcloud_store::notify(&mut tx, channel::WAKE, &done.device).await?;
             None

@@ -265,9 +265,8 @@ impl Service {
                 .ok_or_else(|| ServiceError::Internal("idempotency conflict without a job".into()))?;
             return Ok((self.view_with_position(&mut conn, existing).await?, false));
         };
-        if let Some(sid) = req.session_id {
-            self.refresh_deadline(&mut tx, sid).await?;
-        }
+        // No deadline refresh: a new job only moves a session's timers later, and a stored deadline
+        // that is early costs one extra evaluation by the leader, never a missed rule.
         qcloud_store::notify(&mut tx, qcloud_store::channel::WAKE, &device.name).await?;
         let view = job_view(row, None)?;
         tx.commit().await?;

@@ -66,7 +66,11 @@ impl From<ServiceError> for ApiError {
                 let unavailable = e.is_unavailable();
                 tracing::error!(error = %e, "database error");
                 if unavailable {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry later")
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "the database is unavailable; retry later",
+                    )
                 } else {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
                 }

@@ -103,7 +103,11 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the Authorization header must be 'Bearer <token>'")
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the Authorization header must be 'Bearer <token>'",
+                )
             })?;
         Ok(Caller(state.svc.authenticate(token).await?))
     }

@@ -134,10 +134,7 @@ impl Default for Priority {
 
 impl JobStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Canceled
-        )
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Canceled)
     }
 
     /// The allowed job transitions. Running may go back to queued only when its worker was lost
@@ -198,14 +195,9 @@ impl Timing {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
-            ("setup_ms", self.setup_ms),
-            ("per_shot_ms", self.per_shot_ms),
-        ] {
+        for (name, v) in [("setup_ms", self.setup_ms), ("per_shot_ms", self.per_shot_ms)] {
             if !v.is_finite() || !(0.0..=86_400_000.0).contains(&v) {
-                return Err(format!(
-                    "timing.{name} must be between 0 and 86400000 ms, got {v}"
-                ));
+                return Err(format!("timing.{name} must be between 0 and 86400000 ms, got {v}"));
             }
         }
         Ok(())

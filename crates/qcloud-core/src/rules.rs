@@ -56,11 +56,7 @@ pub struct TtlError {
 impl TtlPolicy {
     /// The TTLs of a new session: the request's values (in seconds) where given, validated against
     /// the server limits, else the server defaults.
-    pub fn resolve(
-        &self,
-        max_ttl_s: Option<f64>,
-        interactive_ttl_s: Option<f64>,
-    ) -> Result<SessionTtls, TtlError> {
+    pub fn resolve(&self, max_ttl_s: Option<f64>, interactive_ttl_s: Option<f64>) -> Result<SessionTtls, TtlError> {
         fn pick(
             field: &'static str,
             asked: Option<f64>,
@@ -70,21 +66,11 @@ impl TtlPolicy {
             let Some(s) = asked else { return Ok(default) };
             let max_s = max.num_milliseconds() as f64 / 1000.0;
             if !s.is_finite() || s <= 0.0 || s > max_s {
-                return Err(TtlError {
-                    field,
-                    min_s: 0.001,
-                    max_s,
-                    got: s,
-                });
+                return Err(TtlError { field, min_s: 0.001, max_s, got: s });
             }
             let ms = (s * 1000.0).round() as i64;
             if ms < 1 {
-                return Err(TtlError {
-                    field,
-                    min_s: 0.001,
-                    max_s,
-                    got: s,
-                });
+                return Err(TtlError { field, min_s: 0.001, max_s, got: s });
             }
             Ok(Duration::milliseconds(ms))
         }
@@ -154,24 +140,12 @@ pub fn session_deadline(s: &SessionFacts) -> Option<DateTime<Utc>> {
 
 /// Since when an active session has had nothing to do.
 fn idle_since(s: &SessionFacts) -> DateTime<Utc> {
-    [s.activated_at, s.last_job_completed, s.last_job_submitted]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(s.created_at)
+    [s.activated_at, s.last_job_completed, s.last_job_submitted].into_iter().flatten().max().unwrap_or(s.created_at)
 }
 
 /// Since when a session has seen no job activity (for rule 8).
 fn no_job_since(s: &SessionFacts) -> DateTime<Utc> {
-    [
-        Some(s.created_at),
-        s.last_job_submitted,
-        s.last_job_completed,
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .unwrap_or(s.created_at)
+    [Some(s.created_at), s.last_job_submitted, s.last_job_completed].into_iter().flatten().max().unwrap_or(s.created_at)
 }
 
 /// Rules 4, 5, 6 and 8: what must happen to an open session at `now`, if anything.
@@ -192,15 +166,11 @@ pub fn session_action(s: &SessionFacts, now: DateTime<Utc>) -> Option<SessionAct
         return Some(SessionAction::CloseCompleted);
     }
     match s.state {
-        SessionState::Active if now >= idle_since(s) + s.ttls.interactive_ttl => {
-            Some(match s.idle_policy {
-                IdlePolicy::Deactivate => SessionAction::Deactivate,
-                IdlePolicy::TimeOut => SessionAction::CloseIdleTimeout,
-            })
-        }
-        SessionState::Pending | SessionState::Inactive
-            if now >= no_job_since(s) + s.ttls.pending_ttl =>
-        {
+        SessionState::Active if now >= idle_since(s) + s.ttls.interactive_ttl => Some(match s.idle_policy {
+            IdlePolicy::Deactivate => SessionAction::Deactivate,
+            IdlePolicy::TimeOut => SessionAction::CloseIdleTimeout,
+        }),
+        SessionState::Pending | SessionState::Inactive if now >= no_job_since(s) + s.ttls.pending_ttl => {
             Some(SessionAction::CloseIdleTimeout)
         }
         _ => None,
@@ -230,10 +200,7 @@ pub enum CandidateKind {
 /// least recent usage of the device (fair share), then first come.
 pub fn pick_candidate(candidates: &[Candidate]) -> Option<&Candidate> {
     candidates.iter().min_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.recent_usage_s.total_cmp(&b.recent_usage_s))
-            .then(a.seq.cmp(&b.seq))
+        b.priority.cmp(&a.priority).then(a.recent_usage_s.total_cmp(&b.recent_usage_s)).then(a.seq.cmp(&b.seq))
     })
 }
 
@@ -290,11 +257,7 @@ pub fn decide_device(device: &DeviceFacts, candidates: &[Candidate]) -> DeviceDe
 }
 
 /// Rule 10: has a running job exceeded its maximum execution time?
-pub fn job_time_exceeded(
-    started_at: DateTime<Utc>,
-    max_execution: Duration,
-    now: DateTime<Utc>,
-) -> bool {
+pub fn job_time_exceeded(started_at: DateTime<Utc>, max_execution: Duration, now: DateTime<Utc>) -> bool {
     now >= started_at + max_execution
 }
 
@@ -349,41 +312,22 @@ mod tests {
         assert_eq!(session_action(&s, t(14)), None);
         assert_eq!(session_action(&s, t(15)), Some(SessionAction::Deactivate));
         assert_eq!(session_deadline(&s), Some(t(15)));
-        let s = SessionFacts {
-            idle_policy: IdlePolicy::TimeOut,
-            ..facts()
-        };
-        assert_eq!(
-            session_action(&s, t(15)),
-            Some(SessionAction::CloseIdleTimeout)
-        );
+        let s = SessionFacts { idle_policy: IdlePolicy::TimeOut, ..facts() };
+        assert_eq!(session_action(&s, t(15)), Some(SessionAction::CloseIdleTimeout));
     }
 
     #[test]
     fn busy_session_is_not_idle_but_max_ttl_still_applies() {
-        let s = SessionFacts {
-            running_jobs: 1,
-            ..facts()
-        };
+        let s = SessionFacts { running_jobs: 1, ..facts() };
         assert_eq!(session_action(&s, t(50)), None);
         assert_eq!(session_action(&s, t(101)), Some(SessionAction::CloseMaxTtl));
     }
 
     #[test]
     fn closed_for_new_jobs_and_drained_completes() {
-        let s = SessionFacts {
-            accepting_jobs: false,
-            ..facts()
-        };
-        assert_eq!(
-            session_action(&s, t(6)),
-            Some(SessionAction::CloseCompleted)
-        );
-        let s = SessionFacts {
-            accepting_jobs: false,
-            queued_jobs: 2,
-            ..facts()
-        };
+        let s = SessionFacts { accepting_jobs: false, ..facts() };
+        assert_eq!(session_action(&s, t(6)), Some(SessionAction::CloseCompleted));
+        let s = SessionFacts { accepting_jobs: false, queued_jobs: 2, ..facts() };
         assert_eq!(session_action(&s, t(6)), None);
     }
 
@@ -398,10 +342,7 @@ mod tests {
             ..facts()
         };
         assert_eq!(session_action(&s, t(49)), None);
-        assert_eq!(
-            session_action(&s, t(50)),
-            Some(SessionAction::CloseIdleTimeout)
-        );
+        assert_eq!(session_action(&s, t(50)), Some(SessionAction::CloseIdleTimeout));
     }
 
     #[test]
@@ -425,11 +366,7 @@ mod tests {
             recent_usage_s: usage,
             seq,
         };
-        let list = vec![
-            c(Priority::Medium, 0.0, 1),
-            c(Priority::High, 9.0, 5),
-            c(Priority::High, 1.0, 7),
-        ];
+        let list = vec![c(Priority::Medium, 0.0, 1), c(Priority::High, 9.0, 5), c(Priority::High, 1.0, 7)];
         assert_eq!(pick_candidate(&list).unwrap().seq, 7);
         let list = vec![c(Priority::Low, 0.0, 3), c(Priority::Low, 0.0, 2)];
         assert_eq!(pick_candidate(&list).unwrap().seq, 2);
@@ -447,31 +384,13 @@ mod tests {
         };
         let held = |queued| DeviceFacts {
             accepts_assignments: true,
-            holder: Some(HolderFacts {
-                queued_jobs: queued,
-                accepting_jobs: true,
-            }),
+            holder: Some(HolderFacts { queued_jobs: queued, accepting_jobs: true }),
         };
-        assert_eq!(
-            decide_device(&held(1), std::slice::from_ref(&cand)),
-            DeviceDecision::StartSessionJob
-        );
-        assert_eq!(
-            decide_device(&held(0), std::slice::from_ref(&cand)),
-            DeviceDecision::HoldForSession
-        );
-        let free = DeviceFacts {
-            accepts_assignments: true,
-            holder: None,
-        };
-        assert_eq!(
-            decide_device(&free, std::slice::from_ref(&cand)),
-            DeviceDecision::Take(cand.clone())
-        );
-        let paused = DeviceFacts {
-            accepts_assignments: false,
-            holder: None,
-        };
+        assert_eq!(decide_device(&held(1), std::slice::from_ref(&cand)), DeviceDecision::StartSessionJob);
+        assert_eq!(decide_device(&held(0), std::slice::from_ref(&cand)), DeviceDecision::HoldForSession);
+        let free = DeviceFacts { accepts_assignments: true, holder: None };
+        assert_eq!(decide_device(&free, std::slice::from_ref(&cand)), DeviceDecision::Take(cand.clone()));
+        let paused = DeviceFacts { accepts_assignments: false, holder: None };
         assert_eq!(decide_device(&paused, &[cand]), DeviceDecision::Idle);
     }
 

@@ -55,14 +55,8 @@ mod tests {
     fn views_follow_the_design_table() {
         assert_eq!(ibm_session_state(SessionState::Pending, false), "open");
         assert_eq!(ibm_session_state(SessionState::Inactive, true), "inactive");
-        assert_eq!(
-            pasqal_batch_status(SessionState::Closed, Some(ClosedReason::IdleTimeout)),
-            "TIMED_OUT"
-        );
-        assert_eq!(
-            pasqal_batch_status(SessionState::Closed, Some(ClosedReason::MaxTtl)),
-            "ERROR"
-        );
+        assert_eq!(pasqal_batch_status(SessionState::Closed, Some(ClosedReason::IdleTimeout)), "TIMED_OUT");
+        assert_eq!(pasqal_batch_status(SessionState::Closed, Some(ClosedReason::MaxTtl)), "ERROR");
         assert_eq!(ibm_job_status(JobStatus::Canceled), "CANCELLED");
         assert_eq!(pasqal_job_status(JobStatus::Failed), "ERROR");
     }

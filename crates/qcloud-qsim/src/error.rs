@@ -32,21 +32,11 @@ impl Default for ReadLimits {
 pub enum ReadError {
     /// The input is not valid in its format (syntax, unknown name, wrong arity, ...).
     #[error("{format} parse error{}: {message}", location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default())]
-    Syntax {
-        format: &'static str,
-        message: String,
-        location: Option<String>,
-    },
+    Syntax { format: &'static str, message: String, location: Option<String> },
     /// Valid input that uses something this reader does not support.
     #[error("{format}: unsupported: {message}")]
-    Unsupported {
-        format: &'static str,
-        message: String,
-    },
+    Unsupported { format: &'static str, message: String },
     /// The input exceeds a [`ReadLimits`] bound.
     #[error("{format}: too large: {message}")]
-    TooLarge {
-        format: &'static str,
-        message: String,
-    },
+    TooLarge { format: &'static str, message: String },
 }

@@ -51,11 +51,7 @@ pub enum Operation {
     Delay,
     /// `if (condition) { true_body } else { false_body }`; bodies use the circuit's own qubit and
     /// clbit indices.
-    IfElse {
-        condition: Condition,
-        true_body: Vec<Instruction>,
-        false_body: Vec<Instruction>,
-    },
+    IfElse { condition: Condition, true_body: Vec<Instruction>, false_body: Vec<Instruction> },
 }
 
 /// A classical condition: the value of one clbit, or of a group of clbits read as an unsigned
@@ -168,8 +164,8 @@ impl Gate {
         use Gate::*;
         Some(match self {
             I | X | Y | Z | H | S | Sdg | T | Tdg | SX | SXdg | RX | RY | RZ | P | U | U2 | R => 1,
-            CX | CY | CZ | CH | CS | CSdg | CSX | CP | CRX | CRY | CRZ | CU | CU3 | Swap
-            | ISwap | ECR | DCX | RXX | RYY | RZZ | RZX | XXMinusYY | XXPlusYY => 2,
+            CX | CY | CZ | CH | CS | CSdg | CSX | CP | CRX | CRY | CRZ | CU | CU3 | Swap | ISwap | ECR | DCX | RXX
+            | RYY | RZZ | RZX | XXMinusYY | XXPlusYY => 2,
             CCX | CCZ | CSwap | RCCX => 3,
             C3X | C3SX | RC3X => 4,
             MCX => return None,
@@ -319,11 +315,7 @@ impl Circuit {
             for i in ins {
                 match &i.op {
                     Operation::Gate { params, .. } => params.iter().for_each(|p| p.symbols(out)),
-                    Operation::IfElse {
-                        true_body,
-                        false_body,
-                        ..
-                    } => {
+                    Operation::IfElse { true_body, false_body, .. } => {
                         walk(true_body, out);
                         walk(false_body, out);
                     }
@@ -357,10 +349,7 @@ impl Circuit {
                         }
                     }
                     Operation::Gate { .. } => {
-                        if i.qubits
-                            .iter()
-                            .any(|&q| measured.get(q).copied().unwrap_or(false))
-                        {
+                        if i.qubits.iter().any(|&q| measured.get(q).copied().unwrap_or(false)) {
                             return true;
                         }
                     }
@@ -395,26 +384,17 @@ mod tests {
         let mut c = Circuit::new(1, 0);
         for name in ["theta[10]", "theta[2]", "beta", "theta[0]"] {
             c.instructions.push(Instruction {
-                op: Operation::Gate {
-                    gate: Gate::RX,
-                    params: vec![ParamExpr::Symbol(name.into())],
-                },
+                op: Operation::Gate { gate: Gate::RX, params: vec![ParamExpr::Symbol(name.into())] },
                 qubits: vec![0],
                 condition: None,
             });
         }
-        assert_eq!(
-            c.parameters(),
-            vec!["beta", "theta[0]", "theta[2]", "theta[10]"]
-        );
+        assert_eq!(c.parameters(), vec!["beta", "theta[0]", "theta[2]", "theta[10]"]);
     }
 
     #[test]
     fn eval_reports_unbound_and_non_finite() {
-        let e = ParamExpr::Div(
-            Box::new(ParamExpr::Const(1.0)),
-            Box::new(ParamExpr::Symbol("x".into())),
-        );
+        let e = ParamExpr::Div(Box::new(ParamExpr::Const(1.0)), Box::new(ParamExpr::Symbol("x".into())));
         assert_eq!(e.eval(&HashMap::new()), Err(BindError::Unbound("x".into())));
         let vals = HashMap::from([("x".to_string(), 0.0)]);
         assert_eq!(e.eval(&vals), Err(BindError::NotFinite));

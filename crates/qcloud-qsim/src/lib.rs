@@ -16,6 +16,6 @@ pub mod qpy;
 pub use error::{ReadError, ReadLimits};
 pub use ir::{Circuit, ClassicalRegister, Condition, Gate, Instruction, Operation, ParamExpr};
 pub use primitives::{
-    prepare_estimator, prepare_sampler, run_estimator, run_sampler, PreparedEstimator,
-    PreparedSampler, SimError, SimLimits,
+    prepare_estimator, prepare_sampler, run_estimator, run_sampler, PreparedEstimator, PreparedSampler, SimError,
+    SimLimits,
 };

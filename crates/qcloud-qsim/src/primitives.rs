@@ -78,11 +78,7 @@ fn check_size(index: usize, n: usize, copies: u64, limits: &SimLimits) -> Result
             limits.max_qubits
         )));
     }
-    let bytes = if n >= 60 {
-        u64::MAX
-    } else {
-        (16u64 << n).saturating_mul(copies)
-    };
+    let bytes = if n >= 60 { u64::MAX } else { (16u64 << n).saturating_mul(copies) };
     if bytes > limits.max_memory_bytes {
         return Err(SimError::TooLarge(format!(
             "pub {index}: simulating {n} qubits needs {bytes} bytes of state vector \

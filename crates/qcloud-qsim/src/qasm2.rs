@@ -14,9 +14,7 @@
 //! top-level parameter expression are free parameters (Qiskit writes unbound parameters that way).
 
 use crate::error::{ReadError, ReadLimits};
-use crate::ir::{
-    Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr,
-};
+use crate::ir::{Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr};
 use std::collections::HashMap;
 
 const FORMAT: &str = "OpenQASM 2";
@@ -50,10 +48,7 @@ pub fn parse(src: &str, limits: &ReadLimits) -> Result<Circuit, ReadError> {
 }
 
 fn too_large(message: String) -> ReadError {
-    ReadError::TooLarge {
-        format: FORMAT,
-        message,
-    }
+    ReadError::TooLarge { format: FORMAT, message }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,9 +65,7 @@ struct Token {
     line: usize,
 }
 
-const SYMS: [&str; 15] = [
-    "->", "==", ";", ",", "(", ")", "[", "]", "{", "}", "+", "-", "*", "/", "^",
-];
+const SYMS: [&str; 15] = ["->", "==", ";", ",", "(", ")", "[", "]", "{", "}", "+", "-", "*", "/", "^"];
 
 fn lex(src: &str) -> Result<Vec<Token>, ReadError> {
     let b = src.as_bytes();
@@ -117,10 +110,7 @@ fn lex(src: &str) -> Result<Vec<Token>, ReadError> {
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                 i += 1;
             }
-            out.push(Token {
-                tok: Tok::Ident(src[start..i].to_string()),
-                line,
-            });
+            out.push(Token { tok: Tok::Ident(src[start..i].to_string()), line });
             continue;
         }
         if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
@@ -141,18 +131,9 @@ fn lex(src: &str) -> Result<Vec<Token>, ReadError> {
                 }
             }
             let text = &src[start..i];
-            let v: f64 = text
-                .parse()
-                .map_err(|_| err(line, format!("invalid number '{text}'")))?;
-            let int = if text.bytes().all(|d| d.is_ascii_digit()) {
-                text.parse::<u64>().ok()
-            } else {
-                None
-            };
-            out.push(Token {
-                tok: Tok::Num(v, int),
-                line,
-            });
+            let v: f64 = text.parse().map_err(|_| err(line, format!("invalid number '{text}'")))?;
+            let int = if text.bytes().all(|d| d.is_ascii_digit()) { text.parse::<u64>().ok() } else { None };
+            out.push(Token { tok: Tok::Num(v, int), line });
             continue;
         }
         if c == b'"' {
@@ -164,19 +145,13 @@ fn lex(src: &str) -> Result<Vec<Token>, ReadError> {
             if i >= b.len() || b[i] != b'"' {
                 return Err(err(line, "unterminated string".into()));
             }
-            out.push(Token {
-                tok: Tok::Str(src[start..i].to_string()),
-                line,
-            });
+            out.push(Token { tok: Tok::Str(src[start..i].to_string()), line });
             i += 1;
             continue;
         }
         for s in SYMS {
             if b[i..].starts_with(s.as_bytes()) {
-                out.push(Token {
-                    tok: Tok::Sym(s),
-                    line,
-                });
+                out.push(Token { tok: Tok::Sym(s), line });
                 i += s.len();
                 continue 'outer;
             }
@@ -291,17 +266,11 @@ impl<'a> Parser<'a> {
     }
 
     fn line(&self) -> Option<String> {
-        self.toks
-            .get(self.pos.min(self.toks.len().saturating_sub(1)))
-            .map(|t| format!("line {}", t.line))
+        self.toks.get(self.pos.min(self.toks.len().saturating_sub(1))).map(|t| format!("line {}", t.line))
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, ReadError> {
-        Err(ReadError::Syntax {
-            format: FORMAT,
-            message: message.into(),
-            location: self.line(),
-        })
+        Err(ReadError::Syntax { format: FORMAT, message: message.into(), location: self.line() })
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -405,8 +374,7 @@ impl<'a> Parser<'a> {
                             self.limits.max_qubits
                         )));
                     }
-                    self.qregs
-                        .insert(name, (self.circuit.num_qubits, size as usize));
+                    self.qregs.insert(name, (self.circuit.num_qubits, size as usize));
                     self.circuit.num_qubits = total as usize;
                 } else {
                     let total = (self.circuit.num_clbits as u64).saturating_add(size);
@@ -418,10 +386,7 @@ impl<'a> Parser<'a> {
                     }
                     let first = self.circuit.num_clbits;
                     self.cregs.insert(name.clone(), self.circuit.cregs.len());
-                    self.circuit.cregs.push(ClassicalRegister {
-                        name,
-                        bits: (first..total as usize).collect(),
-                    });
+                    self.circuit.cregs.push(ClassicalRegister { name, bits: (first..total as usize).collect() });
                     self.circuit.num_clbits = total as usize;
                 }
                 Ok(())
@@ -495,11 +460,7 @@ impl<'a> Parser<'a> {
         if qargs.is_empty() {
             return self.err(format!("gate '{name}' has no qubit arguments"));
         }
-        if let Some(d) = qargs
-            .iter()
-            .enumerate()
-            .find(|(i, a)| qargs[..*i].contains(a))
-        {
+        if let Some(d) = qargs.iter().enumerate().find(|(i, a)| qargs[..*i].contains(a)) {
             return self.err(format!("gate '{name}' repeats argument '{}'", d.1));
         }
         if opaque {
@@ -510,17 +471,7 @@ impl<'a> Parser<'a> {
                     return self.err(format!("built-in gate '{name}' has a wrong signature"));
                 }
             }
-            self.gates.insert(
-                name,
-                GateDef {
-                    params,
-                    num_qubits: qargs.len(),
-                    body: None,
-                    native,
-                    cost: 1,
-                    depth: 1,
-                },
-            );
+            self.gates.insert(name, GateDef { params, num_qubits: qargs.len(), body: None, native, cost: 1, depth: 1 });
             return Ok(());
         }
         self.expect_sym("{")?;
@@ -567,48 +518,25 @@ impl<'a> Parser<'a> {
             let (ccost, cdepth) = match (callee.as_str(), self.gates.get(&callee)) {
                 ("U" | "CX", _) => (1, 1),
                 (_, Some(d)) => (d.cost, d.depth),
-                (_, None) => {
-                    return self.err(format!(
-                        "gate '{name}' uses '{callee}', which is not defined before it"
-                    ))
-                }
+                (_, None) => return self.err(format!("gate '{name}' uses '{callee}', which is not defined before it")),
             };
             cost = cost.saturating_add(ccost);
             depth = depth.max(cdepth + 1);
             if depth > self.limits.max_depth {
-                return Err(too_large(format!(
-                    "gate definitions nest deeper than {}",
-                    self.limits.max_depth
-                )));
+                return Err(too_large(format!("gate definitions nest deeper than {}", self.limits.max_depth)));
             }
-            body.push(Call {
-                name: callee,
-                params: cparams,
-                args,
-            });
+            body.push(Call { name: callee, params: cparams, args });
         }
         self.pos += 1;
-        self.gates.insert(
-            name,
-            GateDef {
-                params,
-                num_qubits: qargs.len(),
-                body: Some(body),
-                native: None,
-                cost,
-                depth,
-            },
-        );
+        self.gates
+            .insert(name, GateDef { params, num_qubits: qargs.len(), body: Some(body), native: None, cost, depth });
         Ok(())
     }
 
     /// Expression with precedence climbing; `scope` = gate parameter names inside a definition.
     fn expr(&mut self, depth: usize, scope: Option<&[String]>) -> Result<ParamExpr, ReadError> {
         if depth > self.limits.max_depth {
-            return Err(too_large(format!(
-                "expression nests deeper than {}",
-                self.limits.max_depth
-            )));
+            return Err(too_large(format!("expression nests deeper than {}", self.limits.max_depth)));
         }
         let mut lhs = self.term(depth + 1, scope)?;
         while self.is_sym("+") || self.is_sym("-") {
@@ -641,10 +569,7 @@ impl<'a> Parser<'a> {
 
     fn factor(&mut self, depth: usize, scope: Option<&[String]>) -> Result<ParamExpr, ReadError> {
         if depth > self.limits.max_depth {
-            return Err(too_large(format!(
-                "expression nests deeper than {}",
-                self.limits.max_depth
-            )));
+            return Err(too_large(format!("expression nests deeper than {}", self.limits.max_depth)));
         }
         if self.is_sym("-") {
             self.pos += 1;
@@ -758,9 +683,7 @@ impl<'a> Parser<'a> {
             match idx {
                 Some(i) => {
                     if i >= size as u64 {
-                        return self.err(format!(
-                            "index {i} is out of range for register '{name}' of size {size}"
-                        ));
+                        return self.err(format!("index {i} is out of range for register '{name}' of size {size}"));
                     }
                     resolved.push((first + i as usize, None));
                 }
@@ -776,22 +699,12 @@ impl<'a> Parser<'a> {
             }
         }
         let n = width.unwrap_or(1);
-        Ok((0..n)
-            .map(|k| {
-                resolved
-                    .iter()
-                    .map(|&(b, reg)| if reg.is_some() { b + k } else { b })
-                    .collect()
-            })
-            .collect())
+        Ok((0..n).map(|k| resolved.iter().map(|&(b, reg)| if reg.is_some() { b + k } else { b }).collect()).collect())
     }
 
     fn push(&mut self, ins: Instruction) -> Result<(), ReadError> {
         if self.circuit.instructions.len() >= self.limits.max_instructions {
-            return Err(too_large(format!(
-                "more than {} instructions",
-                self.limits.max_instructions
-            )));
+            return Err(too_large(format!("more than {} instructions", self.limits.max_instructions)));
         }
         self.circuit.instructions.push(ins);
         Ok(())
@@ -818,11 +731,7 @@ impl<'a> Parser<'a> {
                 let q = self.arg()?;
                 self.expect_sym(";")?;
                 for bits in self.resolve(&[q], &[true])? {
-                    self.push(Instruction {
-                        op: Operation::Reset,
-                        qubits: bits,
-                        condition: cond.clone(),
-                    })?;
+                    self.push(Instruction { op: Operation::Reset, qubits: bits, condition: cond.clone() })?;
                 }
                 Ok(())
             }
@@ -843,11 +752,7 @@ impl<'a> Parser<'a> {
                 if cond.is_some() {
                     return Ok(());
                 }
-                self.push(Instruction {
-                    op: Operation::Barrier,
-                    qubits,
-                    condition: None,
-                })
+                self.push(Instruction { op: Operation::Barrier, qubits, condition: None })
             }
             _ => {
                 let params = if self.is_sym("(") {
@@ -880,11 +785,7 @@ impl<'a> Parser<'a> {
                 self.expect_sym(";")?;
                 let quantum = vec![true; args.len()];
                 for qubits in self.resolve(&args, &quantum)? {
-                    if qubits
-                        .iter()
-                        .enumerate()
-                        .any(|(i, q)| qubits[..i].contains(q))
-                    {
+                    if qubits.iter().enumerate().any(|(i, q)| qubits[..i].contains(q)) {
                         return self.err(format!("'{name}' is applied to the same qubit twice"));
                     }
                     self.apply(&name, &params, &qubits, &cond, 0)?;
@@ -913,10 +814,7 @@ impl<'a> Parser<'a> {
                 return self.err(format!("'{name}' takes {np} parameters and {nq} qubits"));
             }
             return self.push(Instruction {
-                op: Operation::Gate {
-                    gate,
-                    params: params.to_vec(),
-                },
+                op: Operation::Gate { gate, params: params.to_vec() },
                 qubits: qubits.to_vec(),
                 condition: cond.clone(),
             });
@@ -935,9 +833,7 @@ impl<'a> Parser<'a> {
         }
         let budget = self.limits.max_instructions as u64;
         if (self.circuit.instructions.len() as u64).saturating_add(def.cost) > budget {
-            return Err(too_large(format!(
-                "gate '{name}' expands past the limit of {budget} instructions"
-            )));
+            return Err(too_large(format!("gate '{name}' expands past the limit of {budget} instructions")));
         }
         if depth > self.limits.max_depth {
             return Err(too_large("gate definitions nest too deeply".into()));
@@ -955,24 +851,14 @@ impl<'a> Parser<'a> {
                     condition: cond.clone(),
                 })
             }
-            (None, None) => self.err(format!(
-                "gate '{name}' is opaque: it has no definition to simulate"
-            )),
+            (None, None) => self.err(format!("gate '{name}' is opaque: it has no definition to simulate")),
             (Some(body), _) => {
                 let body = body.clone();
                 let pnames = def.params.clone();
-                let env: HashMap<&str, &ParamExpr> = pnames
-                    .iter()
-                    .map(String::as_str)
-                    .zip(params.iter())
-                    .collect();
+                let env: HashMap<&str, &ParamExpr> = pnames.iter().map(String::as_str).zip(params.iter()).collect();
                 for call in &body {
-                    let cparams: Vec<ParamExpr> =
-                        call.params.iter().map(|e| substitute(e, &env)).collect();
-                    if cparams
-                        .iter()
-                        .any(|e| expr_size(e, MAX_EXPR_NODES) > MAX_EXPR_NODES)
-                    {
+                    let cparams: Vec<ParamExpr> = call.params.iter().map(|e| substitute(e, &env)).collect();
+                    if cparams.iter().any(|e| expr_size(e, MAX_EXPR_NODES) > MAX_EXPR_NODES) {
                         return Err(too_large(format!(
                             "parameter expressions of gate '{name}' grow past {MAX_EXPR_NODES} nodes"
                         )));

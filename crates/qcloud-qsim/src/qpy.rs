@@ -17,9 +17,7 @@
 use std::collections::HashMap;
 
 use crate::error::{ReadError, ReadLimits};
-use crate::ir::{
-    Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr,
-};
+use crate::ir::{Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr};
 
 const FORMAT: &str = "QPY";
 /// Oldest and newest QPY versions this reader accepts.
@@ -29,11 +27,7 @@ pub const MAX_VERSION: u8 = 18;
 /// Read every circuit of a QPY file (uncompressed bytes, starting with `QISKIT`).
 pub fn parse(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Circuit>, ReadError> {
     if bytes.len() > limits.max_source_bytes {
-        return Err(too_large(format!(
-            "{} bytes of QPY exceed the limit of {}",
-            bytes.len(),
-            limits.max_source_bytes
-        )));
+        return Err(too_large(format!("{} bytes of QPY exceed the limit of {}", bytes.len(), limits.max_source_bytes)));
     }
     let mut cur = Cursor::new(bytes);
     let magic = cur.take(6)?;
@@ -42,9 +36,7 @@ pub fn parse(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Circuit>, ReadErro
     }
     let version = cur.u8()?;
     if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
-        return Err(unsupported(format!(
-            "QPY version {version} (supported: {MIN_VERSION} to {MAX_VERSION})"
-        )));
+        return Err(unsupported(format!("QPY version {version} (supported: {MIN_VERSION} to {MAX_VERSION})")));
     }
     let _qiskit_version = cur.take(3)?;
     let num_programs = cur.u64()?;
@@ -68,10 +60,7 @@ pub fn parse(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Circuit>, ReadErro
         version,
         limits,
         work: 0,
-        work_limit: limits
-            .max_instructions
-            .saturating_mul(2)
-            .saturating_add(1024),
+        work_limit: limits.max_instructions.saturating_mul(2).saturating_add(1024),
         emitted: 0,
         nested_bytes: 0,
     };
@@ -80,10 +69,7 @@ pub fn parse(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Circuit>, ReadErro
     while i < num_programs {
         if let Some(&off) = offsets.get(i as usize) {
             if off != cur.pos as u64 {
-                return Err(cur.err(&format!(
-                    "circuit {i} starts at byte {} but the offset table says {off}",
-                    cur.pos
-                )));
+                return Err(cur.err(&format!("circuit {i} starts at byte {} but the offset table says {off}", cur.pos)));
             }
         }
         circuits.push(reader.top_level_circuit(&mut cur)?);
@@ -96,25 +82,15 @@ pub fn parse(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Circuit>, ReadErro
 // Errors
 
 fn syntax(message: String, pos: usize) -> ReadError {
-    ReadError::Syntax {
-        format: FORMAT,
-        message,
-        location: Some(format!("byte {pos}")),
-    }
+    ReadError::Syntax { format: FORMAT, message, location: Some(format!("byte {pos}")) }
 }
 
 fn unsupported(message: String) -> ReadError {
-    ReadError::Unsupported {
-        format: FORMAT,
-        message,
-    }
+    ReadError::Unsupported { format: FORMAT, message }
 }
 
 fn too_large(message: String) -> ReadError {
-    ReadError::TooLarge {
-        format: FORMAT,
-        message,
-    }
+    ReadError::TooLarge { format: FORMAT, message }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -131,11 +107,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(data: &'a [u8]) -> Self {
-        Cursor {
-            data,
-            pos: 0,
-            base: 0,
-        }
+        Cursor { data, pos: 0, base: 0 }
     }
 
     fn remaining(&self) -> usize {
@@ -152,16 +124,11 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         if n > self.remaining() {
-            return Err(self.err(&format!(
-                "unexpected end of data: need {n} bytes, {} left",
-                self.remaining()
-            )));
+            return Err(self.err(&format!("unexpected end of data: need {n} bytes, {} left", self.remaining())));
         }
         let start = self.pos;
         self.pos += n;
-        self.data
-            .get(start..start + n)
-            .ok_or_else(|| self.err("unexpected end of data"))
+        self.data.get(start..start + n).ok_or_else(|| self.err("unexpected end of data"))
     }
 
     /// Take a length-prefixed payload given as u64.
@@ -206,18 +173,16 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, n: usize) -> Result<String, ReadError> {
         let pos = self.base + self.pos;
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| syntax("string is not valid UTF-8".into(), pos))
+        String::from_utf8(bytes.to_vec()).map_err(|_| syntax("string is not valid UTF-8".into(), pos))
     }
 
     /// Check that `count` items of at least `width` bytes each can still follow.
     fn check_count(&self, count: u64, width: usize, what: &str) -> Result<(), ReadError> {
         let max = (self.remaining() / width.max(1)) as u64;
         if count > max {
-            return Err(self.err(&format!(
-                "{what}: {count} entries announced but only {} bytes left",
-                self.remaining()
-            )));
+            return Err(
+                self.err(&format!("{what}: {count} entries announced but only {} bytes left", self.remaining()))
+            );
         }
         Ok(())
     }
@@ -284,20 +249,14 @@ impl Scope<'_> {
 
     /// The output clbits of a classical register of this scope.
     fn register_bits(&self, name: &str, pos: usize) -> Result<Vec<usize>, ReadError> {
-        let reg = self.creg(name).ok_or_else(|| {
-            syntax(
-                format!("condition names an unknown classical register '{name}'"),
-                pos,
-            )
-        })?;
+        let reg = self
+            .creg(name)
+            .ok_or_else(|| syntax(format!("condition names an unknown classical register '{name}'"), pos))?;
         let mut bits = Vec::new();
         for b in &reg.bits {
-            let g = b.and_then(|l| self.global_clbit(l)).ok_or_else(|| {
-                syntax(
-                    format!("register '{name}' has a bit that is not in the circuit"),
-                    pos,
-                )
-            })?;
+            let g = b
+                .and_then(|l| self.global_clbit(l))
+                .ok_or_else(|| syntax(format!("register '{name}' has a bit that is not in the circuit"), pos))?;
             bits.push(g);
         }
         Ok(bits)
@@ -348,10 +307,7 @@ impl<'l> Reader<'l> {
 
     fn check_depth(&self, depth: usize, pos: usize) -> Result<(), ReadError> {
         if depth > self.limits.max_depth {
-            return Err(too_large(format!(
-                "nesting deeper than {} (at byte {pos})",
-                self.limits.max_depth
-            )));
+            return Err(too_large(format!("nesting deeper than {} (at byte {pos})", self.limits.max_depth)));
         }
         Ok(())
     }
@@ -367,22 +323,13 @@ impl<'l> Reader<'l> {
         let num_instructions = c.u64()?;
         let num_vars = c.u32()?;
         if num_qubits > self.limits.max_qubits {
-            return Err(too_large(format!(
-                "{num_qubits} qubits exceed the limit of {}",
-                self.limits.max_qubits
-            )));
+            return Err(too_large(format!("{num_qubits} qubits exceed the limit of {}", self.limits.max_qubits)));
         }
         if num_clbits > self.limits.max_clbits {
-            return Err(too_large(format!(
-                "{num_clbits} clbits exceed the limit of {}",
-                self.limits.max_clbits
-            )));
+            return Err(too_large(format!("{num_clbits} clbits exceed the limit of {}", self.limits.max_clbits)));
         }
         let name = c.string(name_size)?;
-        let phase = Generic {
-            key: phase_key,
-            data: c.sub(phase_size)?,
-        };
+        let phase = Generic { key: phase_key, data: c.sub(phase_size)? };
         let _metadata = c.take_u64_len(metadata_size)?;
         let mut registers = Vec::new();
         c.check_count(u64::from(num_registers), 9, "registers")?;
@@ -398,23 +345,12 @@ impl<'l> Reader<'l> {
             read_expr_type(c)?;
             c.take(name_size)?;
         }
-        Ok(Header {
-            name,
-            phase,
-            num_qubits,
-            num_clbits,
-            num_instructions,
-            registers,
-        })
+        Ok(Header { name, phase, num_qubits, num_clbits, num_instructions, registers })
     }
 
     /// One REGISTER. With `limits` = `None` (layout registers) the bit indices are skipped
     /// without being collected or range-checked.
-    fn register(
-        &self,
-        c: &mut Cursor<'_>,
-        limits: Option<(usize, usize)>,
-    ) -> Result<(bool, bool, RegInfo), ReadError> {
+    fn register(&self, c: &mut Cursor<'_>, limits: Option<(usize, usize)>) -> Result<(bool, bool, RegInfo), ReadError> {
         let pos = c.base + c.pos;
         let kind = c.u8()?;
         let quantum = match kind {
@@ -448,10 +384,7 @@ impl<'l> Reader<'l> {
                 let start = c.u32()? as usize;
                 let end = start.checked_add(size as usize);
                 if end.is_none_or(|e| e > limit) {
-                    return Err(syntax(
-                        format!("register '{name}' runs past the circuit's bits"),
-                        pos,
-                    ));
+                    return Err(syntax(format!("register '{name}' runs past the circuit's bits"), pos));
                 }
                 bits.extend((start..start + size as usize).map(Some));
             }
@@ -472,10 +405,7 @@ impl<'l> Reader<'l> {
                     } else if (idx as u64) < limit as u64 {
                         bits.push(Some(idx as usize));
                     } else {
-                        return Err(syntax(
-                            format!("register '{name}' refers to bit {idx} of {limit}"),
-                            pos,
-                        ));
+                        return Err(syntax(format!("register '{name}' refers to bit {idx} of {limit}"), pos));
                     }
                 }
             }
@@ -500,9 +430,7 @@ impl<'l> Reader<'l> {
             // Definitions are re-read at every use: bound the total bytes read that way.
             self.nested_bytes = self.nested_bytes.saturating_add(c.remaining());
             if self.nested_bytes > self.limits.max_source_bytes.saturating_mul(16) {
-                return Err(too_large(
-                    "custom definitions and blocks expand to too much data".into(),
-                ));
+                return Err(too_large("custom definitions and blocks expand to too much data".into()));
             }
         }
         let header_pos = c.base + c.pos;
@@ -523,10 +451,7 @@ impl<'l> Reader<'l> {
                 }
                 (q, cl)
             }
-            None => (
-                (0..header.num_qubits).collect(),
-                (0..header.num_clbits).collect(),
-            ),
+            None => ((0..header.num_qubits).collect(), (0..header.num_clbits).collect()),
         };
         // Annotation states (v15+): skipped.
         if self.version >= 15 {
@@ -568,16 +493,7 @@ impl<'l> Reader<'l> {
             let size = usize::try_from(size).map_err(|_| c.err("length does not fit"))?;
             let data = c.sub(size)?;
             c.take_u64_len(base_size)?;
-            customs.insert(
-                name,
-                CustomDef {
-                    kind,
-                    num_qubits,
-                    num_clbits,
-                    has_definition,
-                    data,
-                },
-            );
+            customs.insert(name, CustomDef { kind, num_qubits, num_clbits, has_definition, data });
         }
         let mut cregs_out = Vec::new();
         let mut scope_regs = Vec::new();
@@ -589,26 +505,14 @@ impl<'l> Reader<'l> {
                 let mut bits = Vec::new();
                 for b in &reg.bits {
                     bits.push(b.ok_or_else(|| {
-                        syntax(
-                            format!("register '{}' has a bit outside the circuit", reg.name),
-                            header_pos,
-                        )
+                        syntax(format!("register '{}' has a bit outside the circuit", reg.name), header_pos)
                     })?);
                 }
-                cregs_out.push(ClassicalRegister {
-                    name: reg.name.clone(),
-                    bits,
-                });
+                cregs_out.push(ClassicalRegister { name: reg.name.clone(), bits });
             }
             scope_regs.push(reg);
         }
-        let scope = Scope {
-            cregs: scope_regs,
-            vectors,
-            customs,
-            qmap,
-            cmap,
-        };
+        let scope = Scope { cregs: scope_regs, vectors, customs, qmap, cmap };
         let global_phase = self.value_expr(&header.phase, &scope, depth)?;
         let mut phase = phase;
         c.check_count(header.num_instructions, 33, "instructions")?;
@@ -669,10 +573,7 @@ impl<'l> Reader<'l> {
     fn count_work(&mut self) -> Result<(), ReadError> {
         self.work += 1;
         if self.work > self.work_limit {
-            return Err(too_large(format!(
-                "more than {} instructions to read",
-                self.work_limit
-            )));
+            return Err(too_large(format!("more than {} instructions to read", self.work_limit)));
         }
         Ok(())
     }
@@ -680,10 +581,7 @@ impl<'l> Reader<'l> {
     fn emit(&mut self, out: &mut Vec<Instruction>, ins: Instruction) -> Result<(), ReadError> {
         self.emitted += 1;
         if self.emitted > self.limits.max_instructions {
-            return Err(too_large(format!(
-                "more than {} instructions",
-                self.limits.max_instructions
-            )));
+            return Err(too_large(format!("more than {} instructions", self.limits.max_instructions)));
         }
         out.push(ins);
         Ok(())
@@ -736,11 +634,7 @@ impl<'l> Reader<'l> {
             if kind != b'q' {
                 return Err(c.err("expected a qubit argument"));
             }
-            let q = scope
-                .qmap
-                .get(idx)
-                .copied()
-                .ok_or_else(|| c.err(&format!("qubit {idx} out of range")))?;
+            let q = scope.qmap.get(idx).copied().ok_or_else(|| c.err(&format!("qubit {idx} out of range")))?;
             if qargs.contains(&q) {
                 return Err(c.err(&format!("qubit {idx} used twice by '{name}'")));
             }
@@ -752,9 +646,7 @@ impl<'l> Reader<'l> {
             if kind != b'c' {
                 return Err(c.err("expected a clbit argument"));
             }
-            let cl = scope
-                .global_clbit(idx)
-                .ok_or_else(|| c.err(&format!("clbit {idx} out of range")))?;
+            let cl = scope.global_clbit(idx).ok_or_else(|| c.err(&format!("clbit {idx} out of range")))?;
             cargs.push(cl);
         }
         let mut params = Vec::new();
@@ -775,27 +667,16 @@ impl<'l> Reader<'l> {
         // Control flow carries its condition itself; any other conditioned instruction (legacy
         // `c_if`) becomes an if-else around it.
         if name == "IfElseOp" {
-            let condition =
-                condition.ok_or_else(|| syntax("IfElseOp without a condition".into(), pos))?;
+            let condition = condition.ok_or_else(|| syntax("IfElseOp without a condition".into(), pos))?;
             let mut true_body = Vec::new();
             let mut false_body = Vec::new();
             let blocks = [params.first(), params.get(1)];
             for (i, block) in blocks.into_iter().enumerate() {
-                let body = if i == 0 {
-                    &mut true_body
-                } else {
-                    &mut false_body
-                };
+                let body = if i == 0 { &mut true_body } else { &mut false_body };
                 match block {
                     Some(g) if g.key == b'q' => {
                         let mut data = g.data;
-                        self.circuit_payload(
-                            &mut data,
-                            depth + 1,
-                            Some((qargs.clone(), cargs.clone())),
-                            body,
-                            None,
-                        )?;
+                        self.circuit_payload(&mut data, depth + 1, Some((qargs.clone(), cargs.clone())), body, None)?;
                     }
                     Some(g) if g.key == b'z' && i == 1 => {}
                     None if i == 1 => {}
@@ -807,11 +688,7 @@ impl<'l> Reader<'l> {
             return self.emit(
                 out,
                 Instruction {
-                    op: Operation::IfElse {
-                        condition,
-                        true_body,
-                        false_body,
-                    },
+                    op: Operation::IfElse { condition, true_body, false_body },
                     qubits: qargs,
                     condition: None,
                 },
@@ -819,26 +696,17 @@ impl<'l> Reader<'l> {
         }
         if let Some(condition) = condition {
             let mut body = Vec::new();
-            self.operation(
-                &name, &params, &qargs, &cargs, num_ctrl, ctrl_state, scope, depth, &mut body,
-                None, pos,
-            )?;
+            self.operation(&name, &params, &qargs, &cargs, num_ctrl, ctrl_state, scope, depth, &mut body, None, pos)?;
             return self.emit(
                 out,
                 Instruction {
-                    op: Operation::IfElse {
-                        condition,
-                        true_body: body,
-                        false_body: Vec::new(),
-                    },
+                    op: Operation::IfElse { condition, true_body: body, false_body: Vec::new() },
                     qubits: qargs,
                     condition: None,
                 },
             );
         }
-        self.operation(
-            &name, &params, &qargs, &cargs, num_ctrl, ctrl_state, scope, depth, out, phase, pos,
-        )
+        self.operation(&name, &params, &qargs, &cargs, num_ctrl, ctrl_state, scope, depth, out, phase, pos)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -856,11 +724,7 @@ impl<'l> Reader<'l> {
         phase: Option<&mut Vec<ParamExpr>>,
         pos: usize,
     ) -> Result<(), ReadError> {
-        let simple = |op: Operation| Instruction {
-            op,
-            qubits: qargs.to_vec(),
-            condition: None,
-        };
+        let simple = |op: Operation| Instruction { op, qubits: qargs.to_vec(), condition: None };
         let arity = |nq: usize, nc: usize| -> Result<(), ReadError> {
             if qargs.len() != nq || cargs.len() != nc {
                 return Err(syntax(
@@ -905,17 +769,10 @@ impl<'l> Reader<'l> {
                     .filter(|g| g.key == b'q')
                     .ok_or_else(|| syntax("BoxOp without a body".into(), pos))?;
                 let mut data = g.data;
-                self.circuit_payload(
-                    &mut data,
-                    depth + 1,
-                    Some((qargs.to_vec(), cargs.to_vec())),
-                    out,
-                    None,
-                )?;
+                self.circuit_payload(&mut data, depth + 1, Some((qargs.to_vec(), cargs.to_vec())), out, None)?;
                 return Ok(());
             }
-            "WhileLoopOp" | "ForLoopOp" | "SwitchCaseOp" | "BreakLoopOp" | "ContinueLoopOp"
-            | "Store" => {
+            "WhileLoopOp" | "ForLoopOp" | "SwitchCaseOp" | "BreakLoopOp" | "ContinueLoopOp" | "Store" => {
                 return Err(unsupported(format!("control-flow instruction '{name}'")));
             }
             _ => {}
@@ -924,29 +781,18 @@ impl<'l> Reader<'l> {
             return self.custom(name, def, qargs, cargs, depth, out, phase, pos);
         }
         if !cargs.is_empty() {
-            return Err(unsupported(format!(
-                "instruction '{name}' with classical arguments"
-            )));
+            return Err(unsupported(format!("instruction '{name}' with classical arguments")));
         }
         let gate = self.standard_gate(name, qargs.len(), num_ctrl, ctrl_state, pos)?;
         let n = gate.num_params();
         if params.len() != n {
-            return Err(syntax(
-                format!("'{name}' has {} parameters, expected {n}", params.len()),
-                pos,
-            ));
+            return Err(syntax(format!("'{name}' has {} parameters, expected {n}", params.len()), pos));
         }
         let mut exprs = Vec::new();
         for i in 0..n {
             exprs.push(self.param(params, i, n, name, scope, depth, pos)?);
         }
-        self.emit(
-            out,
-            simple(Operation::Gate {
-                gate,
-                params: exprs,
-            }),
-        )
+        self.emit(out, simple(Operation::Gate { gate, params: exprs }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -972,15 +818,10 @@ impl<'l> Reader<'l> {
             )));
         }
         if !def.has_definition {
-            return Err(unsupported(format!(
-                "opaque instruction '{display}' (no definition)"
-            )));
+            return Err(unsupported(format!("opaque instruction '{display}' (no definition)")));
         }
         if def.num_qubits as usize != qargs.len() || def.num_clbits as usize != cargs.len() {
-            return Err(syntax(
-                format!("custom instruction '{display}' applied to the wrong number of bits"),
-                pos,
-            ));
+            return Err(syntax(format!("custom instruction '{display}' applied to the wrong number of bits"), pos));
         }
         let mut data = def.data;
         let mut local_phase = Vec::new();
@@ -1020,28 +861,19 @@ impl<'l> Reader<'l> {
         let multi = match name {
             "MCXGate" | "MCXGrayCode" => Some(Gate::X),
             "MCPhaseGate" | "MCU1Gate" => Some(Gate::P),
-            "MCXRecursive" | "MCXVChain" => {
-                return Err(unsupported(format!("'{name}' (uses ancilla qubits)")))
-            }
+            "MCXRecursive" | "MCXVChain" => return Err(unsupported(format!("'{name}' (uses ancilla qubits)"))),
             _ => None,
         };
         if let Some(base) = multi {
             let n = num_ctrl as usize;
             if n == 0 || n + 1 != num_qubits {
-                return Err(syntax(
-                    format!("'{name}' with {n} controls applied to {num_qubits} qubits"),
-                    pos,
-                ));
+                return Err(syntax(format!("'{name}' with {n} controls applied to {num_qubits} qubits"), pos));
             }
             if open || base != Gate::X {
                 if n == 1 && !open {
                     return Ok(Gate::CP);
                 }
-                return Ok(Gate::Controlled {
-                    num_ctrl: n,
-                    ctrl_state: u64::from(ctrl_state),
-                    base: Box::new(base),
-                });
+                return Ok(Gate::Controlled { num_ctrl: n, ctrl_state: u64::from(ctrl_state), base: Box::new(base) });
             }
             return Ok(match n {
                 1 => Gate::CX,
@@ -1049,30 +881,22 @@ impl<'l> Reader<'l> {
                 _ => Gate::MCX,
             });
         }
-        let (gate, base) = std_gate(name).ok_or_else(|| {
-            unsupported(format!("instruction '{name}' (not a known standard gate)"))
-        })?;
+        let (gate, base) =
+            std_gate(name).ok_or_else(|| unsupported(format!("instruction '{name}' (not a known standard gate)")))?;
         let gate = if open {
             match base {
-                Some((n, b)) if n == num_ctrl as usize => Gate::Controlled {
-                    num_ctrl: n,
-                    ctrl_state: u64::from(ctrl_state),
-                    base: Box::new(b),
-                },
+                Some((n, b)) if n == num_ctrl as usize => {
+                    Gate::Controlled { num_ctrl: n, ctrl_state: u64::from(ctrl_state), base: Box::new(b) }
+                }
                 _ => {
-                    return Err(unsupported(format!(
-                        "'{name}' with control state {ctrl_state} on {num_ctrl} controls"
-                    )))
+                    return Err(unsupported(format!("'{name}' with control state {ctrl_state} on {num_ctrl} controls")))
                 }
             }
         } else {
             gate
         };
         if gate.num_qubits() != Some(num_qubits) {
-            return Err(syntax(
-                format!("'{name}' applied to {num_qubits} qubits"),
-                pos,
-            ));
+            return Err(syntax(format!("'{name}' applied to {num_qubits} qubits"), pos));
         }
         Ok(gate)
     }
@@ -1088,43 +912,27 @@ impl<'l> Reader<'l> {
         depth: usize,
         pos: usize,
     ) -> Result<ParamExpr, ReadError> {
-        let g = params.get(i).ok_or_else(|| {
-            syntax(
-                format!("'{name}' has {} parameters, expected {n}", params.len()),
-                pos,
-            )
-        })?;
+        let g = params
+            .get(i)
+            .ok_or_else(|| syntax(format!("'{name}' has {} parameters, expected {n}", params.len()), pos))?;
         // Instruction parameters: int and float were little-endian up to v17.
         let little = self.version < 18;
         let mut d = g.data;
         match g.key {
             b'f' => {
                 let b: [u8; 8] = exact(&mut d)?;
-                Ok(ParamExpr::Const(if little {
-                    f64::from_le_bytes(b)
-                } else {
-                    f64::from_be_bytes(b)
-                }))
+                Ok(ParamExpr::Const(if little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) }))
             }
             b'i' => {
                 let b: [u8; 8] = exact(&mut d)?;
-                Ok(ParamExpr::Const(if little {
-                    i64::from_le_bytes(b)
-                } else {
-                    i64::from_be_bytes(b)
-                } as f64))
+                Ok(ParamExpr::Const(if little { i64::from_le_bytes(b) } else { i64::from_be_bytes(b) } as f64))
             }
             _ => self.value_expr(g, scope, depth),
         }
     }
 
     /// A big-endian value (global phase, or a symbolic instruction parameter) as an expression.
-    fn value_expr(
-        &self,
-        g: &Generic<'_>,
-        scope: &Scope<'_>,
-        depth: usize,
-    ) -> Result<ParamExpr, ReadError> {
+    fn value_expr(&self, g: &Generic<'_>, scope: &Scope<'_>, depth: usize) -> Result<ParamExpr, ReadError> {
         let mut d = g.data;
         match g.key {
             b'f' => Ok(ParamExpr::Const(f64::from_be_bytes(exact(&mut d)?))),
@@ -1154,37 +962,23 @@ impl<'l> Reader<'l> {
                     Err(unsupported("complex-valued parameter".into()))
                 }
             }
-            other => Err(unsupported(format!(
-                "parameter of type '{}'",
-                char::from(other).escape_default()
-            ))),
+            other => Err(unsupported(format!("parameter of type '{}'", char::from(other).escape_default()))),
         }
     }
 
     /// A PARAMETER_VECTOR_ELEMENT: (uuid, "name[index]").
-    fn read_vector_element(
-        &self,
-        d: &mut Cursor<'_>,
-        scope: &Scope<'_>,
-    ) -> Result<(u128, String), ReadError> {
+    fn read_vector_element(&self, d: &mut Cursor<'_>, scope: &Scope<'_>) -> Result<(u128, String), ReadError> {
         if self.version >= 18 {
             let vi = d.u16()? as usize;
             let index = d.u64()?;
-            let v = scope.vectors.get(vi).ok_or_else(|| {
-                d.err(&format!(
-                    "parameter vector {vi} is not in the circuit's table"
-                ))
-            })?;
+            let v = scope
+                .vectors
+                .get(vi)
+                .ok_or_else(|| d.err(&format!("parameter vector {vi} is not in the circuit's table")))?;
             if index >= v.size {
-                return Err(d.err(&format!(
-                    "index {index} out of range for vector '{}' of size {}",
-                    v.name, v.size
-                )));
+                return Err(d.err(&format!("index {index} out of range for vector '{}' of size {}", v.name, v.size)));
             }
-            Ok((
-                v.uuid.wrapping_add(u128::from(index)),
-                format!("{}[{index}]", v.name),
-            ))
+            Ok((v.uuid.wrapping_add(u128::from(index)), format!("{}[{index}]", v.name)))
         } else {
             let name_size = d.u16()? as usize;
             let size = d.u64()?;
@@ -1192,26 +986,18 @@ impl<'l> Reader<'l> {
             let index = d.u64()?;
             let name = d.string(name_size)?;
             if index >= size {
-                return Err(d.err(&format!(
-                    "index {index} out of range for vector '{name}' of size {size}"
-                )));
+                return Err(d.err(&format!("index {index} out of range for vector '{name}' of size {size}")));
             }
             Ok((uuid, format!("{name}[{index}]")))
         }
     }
 
     /// PARAMETER_EXPR (v13+): header, replay ops, symbol table.
-    fn param_expression(
-        &self,
-        d: &mut Cursor<'_>,
-        scope: &Scope<'_>,
-        depth: usize,
-    ) -> Result<ParamExpr, ReadError> {
+    fn param_expression(&self, d: &mut Cursor<'_>, scope: &Scope<'_>, depth: usize) -> Result<ParamExpr, ReadError> {
         self.check_depth(depth, d.base + d.pos)?;
         let num_symbols = d.u64()?;
         let expr_len = d.u64()?;
-        let mut ops =
-            d.sub(usize::try_from(expr_len).map_err(|_| d.err("length does not fit in memory"))?)?;
+        let mut ops = d.sub(usize::try_from(expr_len).map_err(|_| d.err("length does not fit in memory"))?)?;
         let mut symbols: HashMap<u128, String> = HashMap::new();
         d.check_count(num_symbols, 10, "expression symbols")?;
         for _ in 0..num_symbols {
@@ -1242,11 +1028,7 @@ impl<'l> Reader<'l> {
     }
 
     /// Evaluate the replay of PARAM_EXPR_ELEM_V13 records into an expression tree.
-    fn replay(
-        &self,
-        ops: &mut Cursor<'_>,
-        symbols: &HashMap<u128, String>,
-    ) -> Result<ParamExpr, ReadError> {
+    fn replay(&self, ops: &mut Cursor<'_>, symbols: &HashMap<u128, String>) -> Result<ParamExpr, ReadError> {
         // Each stack entry carries its tree depth so that hostile input cannot build trees deep
         // enough to overflow the native stack when they are later evaluated or dropped.
         let max_tree = self.limits.max_depth.saturating_mul(16).max(16);
@@ -1277,16 +1059,12 @@ impl<'l> Reader<'l> {
                         if im == 0.0 {
                             Ok((ParamExpr::Const(re), 1))
                         } else {
-                            Err(unsupported(
-                                "complex literal in a parameter expression".into(),
-                            ))
+                            Err(unsupported("complex literal in a parameter expression".into()))
                         }
                     }
                     b'p' => {
                         let uuid = u128::from_be_bytes(data);
-                        let name = symbols
-                            .get(&uuid)
-                            .ok_or_else(|| err("reference to an unknown parameter"))?;
+                        let name = symbols.get(&uuid).ok_or_else(|| err("reference to an unknown parameter"))?;
                         Ok((ParamExpr::Symbol(name.clone()), 1))
                     }
                     b'n' => stack.pop().ok_or_else(|| err("stack is empty")),
@@ -1294,9 +1072,7 @@ impl<'l> Reader<'l> {
                 }
             };
             let binary =
-                |a: (ParamExpr, usize),
-                 b: (ParamExpr, usize),
-                 f: fn(Box<ParamExpr>, Box<ParamExpr>) -> ParamExpr| {
+                |a: (ParamExpr, usize), b: (ParamExpr, usize), f: fn(Box<ParamExpr>, Box<ParamExpr>) -> ParamExpr| {
                     (f(Box::new(a.0), Box::new(b.0)), a.1.max(b.1) + 1)
                 };
             let result = match op {
@@ -1341,9 +1117,7 @@ impl<'l> Reader<'l> {
                 _ => return Err(err(&format!("invalid op code {op}"))),
             };
             if result.1 > max_tree {
-                return Err(too_large(format!(
-                    "parameter expression nested deeper than {max_tree}"
-                )));
+                return Err(too_large(format!("parameter expression nested deeper than {max_tree}")));
             }
             stack.push(result);
         }
@@ -1355,12 +1129,7 @@ impl<'l> Reader<'l> {
     }
 
     /// A two-tuple condition: register or clbit payload, compared with `value`.
-    fn register_condition(
-        &self,
-        d: &mut Cursor<'_>,
-        value: i64,
-        scope: &Scope<'_>,
-    ) -> Result<Condition, ReadError> {
+    fn register_condition(&self, d: &mut Cursor<'_>, value: i64, scope: &Scope<'_>) -> Result<Condition, ReadError> {
         let pos = d.base + d.pos;
         enum Target {
             Clbit(usize),
@@ -1385,46 +1154,30 @@ impl<'l> Reader<'l> {
             match raw.split_first() {
                 None => return Err(syntax("empty register payload".into(), pos)),
                 Some((0, digits)) => {
-                    let s = std::str::from_utf8(digits)
-                        .map_err(|_| syntax("invalid clbit index".into(), pos))?;
-                    let i: usize = s
-                        .parse()
-                        .map_err(|_| syntax("invalid clbit index".into(), pos))?;
+                    let s = std::str::from_utf8(digits).map_err(|_| syntax("invalid clbit index".into(), pos))?;
+                    let i: usize = s.parse().map_err(|_| syntax("invalid clbit index".into(), pos))?;
                     Target::Clbit(i)
                 }
                 Some(_) => Target::Register(
-                    String::from_utf8(raw.to_vec())
-                        .map_err(|_| syntax("register name is not UTF-8".into(), pos))?,
+                    String::from_utf8(raw.to_vec()).map_err(|_| syntax("register name is not UTF-8".into(), pos))?,
                 ),
             }
         };
         match target {
             Target::Clbit(i) => {
-                let g = scope
-                    .global_clbit(i)
-                    .ok_or_else(|| syntax(format!("condition clbit {i} out of range"), pos))?;
-                Ok(Condition {
-                    bits: vec![g],
-                    value: u64::from(value != 0),
-                })
+                let g =
+                    scope.global_clbit(i).ok_or_else(|| syntax(format!("condition clbit {i} out of range"), pos))?;
+                Ok(Condition { bits: vec![g], value: u64::from(value != 0) })
             }
             Target::Register(name) => {
                 let bits = scope.register_bits(&name, pos)?;
-                Ok(Condition {
-                    bits,
-                    value: register_value(value, pos)?,
-                })
+                Ok(Condition { bits, value: register_value(value, pos)? })
             }
         }
     }
 
     /// A classical-expression condition, in the forms a [`Condition`] can express.
-    fn expr_condition(
-        &self,
-        g: &Generic<'_>,
-        scope: &Scope<'_>,
-        depth: usize,
-    ) -> Result<Condition, ReadError> {
+    fn expr_condition(&self, g: &Generic<'_>, scope: &Scope<'_>, depth: usize) -> Result<Condition, ReadError> {
         let pos = g.data.base;
         if g.key != b'x' {
             return Err(syntax("condition is not an expression".into(), pos));
@@ -1513,10 +1266,7 @@ fn display_custom_name(name: &str, _version: u8) -> &str {
 
 fn exact<const N: usize>(d: &mut Cursor<'_>) -> Result<[u8; N], ReadError> {
     if d.remaining() != N {
-        return Err(d.err(&format!(
-            "value payload has {} bytes, expected {N}",
-            d.remaining()
-        )));
+        return Err(d.err(&format!("value payload has {} bytes, expected {N}", d.remaining())));
     }
     d.array()
 }
@@ -1560,9 +1310,7 @@ enum CExpr {
 
 fn read_expr(c: &mut Cursor<'_>, depth: usize, max_depth: usize) -> Result<CExpr, ReadError> {
     if depth > max_depth {
-        return Err(too_large(format!(
-            "classical expression nested deeper than {max_depth}"
-        )));
+        return Err(too_large(format!("classical expression nested deeper than {max_depth}")));
     }
     let kind = c.u8()?;
     read_expr_type(c)?;
@@ -1583,11 +1331,7 @@ fn read_expr(c: &mut Cursor<'_>, depth: usize, max_depth: usize) -> Result<CExpr
                 let n = c.u8()? as usize;
                 let bytes = c.take(n)?;
                 // Big-endian two's complement of arbitrary width; keep what fits in i64.
-                let mut v: i64 = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
-                    -1
-                } else {
-                    0
-                };
+                let mut v: i64 = if bytes.first().is_some_and(|b| b & 0x80 != 0) { -1 } else { 0 };
                 for &b in bytes {
                     v = v.checked_shl(8).map(|x| x | i64::from(b)).unwrap_or(v);
                 }
@@ -1807,11 +1551,7 @@ mod tests {
 
     #[test]
     fn minimal_file_and_float_param() {
-        let b = file(
-            1,
-            &[gate("RZGate", b'f', &0.5f64.to_be_bytes())],
-            &no_layout(),
-        );
+        let b = file(1, &[gate("RZGate", b'f', &0.5f64.to_be_bytes())], &no_layout());
         assert_eq!(first_param(&b), Ok(ParamExpr::Const(0.5)));
     }
 
@@ -1823,10 +1563,7 @@ mod tests {
         let b = file(1, &[gate("RZGate", b'e', &e)], &no_layout());
         assert_eq!(
             first_param(&b),
-            Ok(ParamExpr::Sub(
-                Box::new(ParamExpr::Const(1.0)),
-                Box::new(ParamExpr::Symbol("x".into()))
-            ))
+            Ok(ParamExpr::Sub(Box::new(ParamExpr::Const(1.0)), Box::new(ParamExpr::Symbol("x".into()))))
         );
         // sin(x) then (stack) * 2: operands 'n' pop the stack.
         let e = expr(&[
@@ -1841,10 +1578,7 @@ mod tests {
         assert_eq!(
             first_param(&b),
             Ok(ParamExpr::Mul(
-                Box::new(ParamExpr::Func(
-                    Func::Sin,
-                    Box::new(ParamExpr::Symbol("x".into()))
-                )),
+                Box::new(ParamExpr::Func(Func::Sin, Box::new(ParamExpr::Symbol("x".into())))),
                 Box::new(ParamExpr::Const(2.0))
             ))
         );
@@ -1890,27 +1624,17 @@ mod tests {
         let pos = layout.len() - 5;
         layout[pos - 1] = 0; // attachment 0
         let b = file(1, &[], &layout);
-        assert!(matches!(
-            parse(&b, &ReadLimits::default()),
-            Err(ReadError::Syntax { .. })
-        ));
+        assert!(matches!(parse(&b, &ReadLimits::default()), Err(ReadError::Syntax { .. })));
         // u64::MAX instructions announced.
         let mut b = file(1, &[], &no_layout());
         let at = 28 + 2 + 1 + 2 + 4 + 4 + 8 + 4;
         b[at..at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
-        assert!(matches!(
-            parse(&b, &ReadLimits::default()),
-            Err(ReadError::Syntax { .. })
-        ));
+        assert!(matches!(parse(&b, &ReadLimits::default()), Err(ReadError::Syntax { .. })));
     }
 
     #[test]
     fn v17_params_are_little_endian() {
-        let mut b = file(
-            1,
-            &[gate("RZGate", b'f', &0.5f64.to_le_bytes())],
-            &no_layout(),
-        );
+        let mut b = file(1, &[gate("RZGate", b'f', &0.5f64.to_le_bytes())], &no_layout());
         b[6] = 17;
         // v17 has no parameter-vector table (after header, phase and annotation count)...
         b.drain(28 + 37 + 8 + 4..28 + 37 + 8 + 4 + 2);

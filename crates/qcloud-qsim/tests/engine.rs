@@ -11,9 +11,7 @@ use std::f64::consts::PI;
 type Rng8 = rand_chacha::ChaCha8Rng;
 
 fn random_state(n: usize, rng: &mut Rng8) -> Vec<C> {
-    let mut v: Vec<C> = (0..1usize << n)
-        .map(|_| C::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
-        .collect();
+    let mut v: Vec<C> = (0..1usize << n).map(|_| C::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0))).collect();
     let norm = v.iter().map(|a| a.norm_sqr()).sum::<f64>().sqrt();
     v.iter_mut().for_each(|a| *a /= norm);
     v
@@ -49,11 +47,7 @@ fn eye(d: usize) -> Vec<C> {
 fn full_1q(m: &[C; 4], q: usize, n: usize) -> Vec<C> {
     let mut out = vec![C::new(1.0, 0.0)];
     for k in (0..n).rev() {
-        out = if k == q {
-            kron(&out, m)
-        } else {
-            kron(&out, &eye(2))
-        };
+        out = if k == q { kron(&out, m) } else { kron(&out, &eye(2)) };
     }
     out
 }
@@ -95,9 +89,7 @@ fn full_kq(m: &[C], qs: &[usize], n: usize) -> Vec<C> {
 
 fn matvec(m: &[C], v: &[C]) -> Vec<C> {
     let d = v.len();
-    (0..d)
-        .map(|r| (0..d).map(|c| m[r * d + c] * v[c]).sum())
-        .collect()
+    (0..d).map(|r| (0..d).map(|c| m[r * d + c] * v[c]).sum()).collect()
 }
 
 fn close(a: &[C], b: &[C], tol: f64) -> bool {
@@ -164,9 +156,8 @@ fn reference(gate: &Gate, p: &[f64]) -> Vec<C> {
 fn all_gates() -> Vec<Gate> {
     use Gate::*;
     vec![
-        I, X, Y, Z, H, S, Sdg, T, Tdg, SX, SXdg, RX, RY, RZ, P, U, U2, R, CX, CY, CZ, CH, CS, CSdg,
-        CSX, CP, CRX, CRY, CRZ, CU, CU3, Swap, ISwap, ECR, DCX, RXX, RYY, RZZ, RZX, XXMinusYY,
-        XXPlusYY, CCX, CCZ, CSwap, C3X, C3SX,
+        I, X, Y, Z, H, S, Sdg, T, Tdg, SX, SXdg, RX, RY, RZ, P, U, U2, R, CX, CY, CZ, CH, CS, CSdg, CSX, CP, CRX, CRY,
+        CRZ, CU, CU3, Swap, ISwap, ECR, DCX, RXX, RYY, RZZ, RZX, XXMinusYY, XXPlusYY, CCX, CCZ, CSwap, C3X, C3SX,
     ]
 }
 
@@ -183,9 +174,7 @@ fn every_gate_matches_dense_reference() {
     for gate in all_gates() {
         for trial in 0..6 {
             let k = gate.num_qubits().unwrap();
-            let p: Vec<f64> = (0..gate.num_params())
-                .map(|_| rng.gen_range(-PI..PI))
-                .collect();
+            let p: Vec<f64> = (0..gate.num_params()).map(|_| rng.gen_range(-PI..PI)).collect();
             let mut qs: Vec<usize> = Vec::new();
             while qs.len() < k {
                 let q = rng.gen_range(0..n);
@@ -216,11 +205,7 @@ fn one_qubit_embedding_agrees_with_kronecker() {
     let m = gates::matrix_1q(&Gate::U, &[0.3, 0.7, -1.1]).unwrap();
     for q in 0..4 {
         let psi = random_state(4, &mut rng);
-        assert!(close(
-            &matvec(&full_1q(&m, q, 4), &psi),
-            &matvec(&full_kq(&m, &[q], 4), &psi),
-            1e-13
-        ));
+        assert!(close(&matvec(&full_1q(&m, q, 4), &psi), &matvec(&full_kq(&m, &[q], 4), &psi), 1e-13));
     }
 }
 
@@ -237,40 +222,17 @@ fn gate_identities() {
         }
         o
     };
-    assert!(close(
-        &mul(&m(Gate::SX, &[]), &m(Gate::SX, &[])),
-        &m(Gate::X, &[]),
-        1e-14
-    ));
-    assert!(close(
-        &mul(&m(Gate::T, &[]), &m(Gate::T, &[])),
-        &m(Gate::S, &[]),
-        1e-14
-    ));
+    assert!(close(&mul(&m(Gate::SX, &[]), &m(Gate::SX, &[])), &m(Gate::X, &[]), 1e-14));
+    assert!(close(&mul(&m(Gate::T, &[]), &m(Gate::T, &[])), &m(Gate::S, &[]), 1e-14));
     let hxh = mul(&m(Gate::H, &[]), &mul(&m(Gate::X, &[]), &m(Gate::H, &[])));
     assert!(close(&hxh, &m(Gate::Z, &[]), 1e-14));
     // RX(t) = U(t, -pi/2, pi/2); RY(t) = U(t, 0, 0); U2(a, b) = U(pi/2, a, b).
-    assert!(close(
-        &m(Gate::RX, &[0.4]),
-        &m(Gate::U, &[0.4, -PI / 2.0, PI / 2.0]),
-        1e-14
-    ));
-    assert!(close(
-        &m(Gate::RY, &[0.4]),
-        &m(Gate::U, &[0.4, 0.0, 0.0]),
-        1e-14
-    ));
-    assert!(close(
-        &m(Gate::U2, &[0.2, 0.5]),
-        &m(Gate::U, &[PI / 2.0, 0.2, 0.5]),
-        1e-14
-    ));
+    assert!(close(&m(Gate::RX, &[0.4]), &m(Gate::U, &[0.4, -PI / 2.0, PI / 2.0]), 1e-14));
+    assert!(close(&m(Gate::RY, &[0.4]), &m(Gate::U, &[0.4, 0.0, 0.0]), 1e-14));
+    assert!(close(&m(Gate::U2, &[0.2, 0.5]), &m(Gate::U, &[PI / 2.0, 0.2, 0.5]), 1e-14));
     // ECR = RZX(pi/4) then X on qubit 0 then RZX(-pi/4).
     let x0 = full_kq(&m(Gate::X, &[]), &[0], 2);
-    let ecr = mul(
-        &m(Gate::RZX, &[-PI / 4.0]),
-        &mul(&x0, &m(Gate::RZX, &[PI / 4.0])),
-    );
+    let ecr = mul(&m(Gate::RZX, &[-PI / 4.0]), &mul(&x0, &m(Gate::RZX, &[PI / 4.0])));
     assert!(close(&ecr, &m(Gate::ECR, &[]), 1e-14));
     // DCX = CX(0,1) then CX(1,0).
     let cx01 = m(Gate::CX, &[]);
@@ -298,14 +260,10 @@ fn parallel_kernels_match_serial() {
     let psi = random_state(n, &mut rng);
     for gate in all_gates() {
         let k = gate.num_qubits().unwrap();
-        let p: Vec<f64> = (0..gate.num_params())
-            .map(|_| rng.gen_range(-PI..PI))
-            .collect();
-        for qs in [
-            (0..k).collect::<Vec<_>>(),
-            (0..k).map(|i| n - 1 - i).collect(),
-            (0..k).map(|i| (i * 4 + 3) % n).collect(),
-        ] {
+        let p: Vec<f64> = (0..gate.num_params()).map(|_| rng.gen_range(-PI..PI)).collect();
+        for qs in
+            [(0..k).collect::<Vec<_>>(), (0..k).map(|i| n - 1 - i).collect(), (0..k).map(|i| (i * 4 + 3) % n).collect()]
+        {
             let ops = lower(&gate, &p, &qs);
             let mut a = psi.clone();
             let mut b = psi.clone();
@@ -320,25 +278,14 @@ fn parallel_kernels_match_serial() {
 
 fn push(c: &mut Circuit, gate: Gate, params: &[f64], qubits: &[usize]) {
     c.instructions.push(Instruction {
-        op: Operation::Gate {
-            gate,
-            params: params.iter().map(|&x| ParamExpr::Const(x)).collect(),
-        },
+        op: Operation::Gate { gate, params: params.iter().map(|&x| ParamExpr::Const(x)).collect() },
         qubits: qubits.to_vec(),
         condition: None,
     });
 }
 
 fn run(c: &Circuit, fuse: bool) -> Vec<C> {
-    let prog = engine::compile(
-        c,
-        &HashMap::new(),
-        CompileOptions {
-            fuse,
-            drop_measurements: true,
-        },
-    )
-    .unwrap();
+    let prog = engine::compile(c, &HashMap::new(), CompileOptions { fuse, drop_measurements: true }).unwrap();
     let mut sv = StateVector::zero(c.num_qubits);
     sv.apply_unitaries(&prog.ops);
     sv.amps
@@ -384,10 +331,7 @@ fn qft_of_basis_states() {
         }
         let amps = run(&c, true);
         for (k, a) in amps.iter().enumerate() {
-            let want = C::from_polar(
-                1.0 / (dim as f64).sqrt(),
-                2.0 * PI * (x * k) as f64 / dim as f64,
-            );
+            let want = C::from_polar(1.0 / (dim as f64).sqrt(), 2.0 * PI * (x * k) as f64 / dim as f64);
             assert!((a - want).norm() < 1e-12, "x={x} k={k}: {a} vs {want}");
         }
     }
@@ -398,11 +342,7 @@ fn sampling_is_seeded_and_matches_probabilities() {
     let mut c = Circuit::new(2, 2);
     push(&mut c, Gate::RY, &[2.0 * (0.3f64).sqrt().asin()], &[0]);
     for q in 0..2 {
-        c.instructions.push(Instruction {
-            op: Operation::Measure { clbit: q },
-            qubits: vec![q],
-            condition: None,
-        });
+        c.instructions.push(Instruction { op: Operation::Measure { clbit: q }, qubits: vec![q], condition: None });
     }
     let prog = engine::compile(&c, &HashMap::new(), CompileOptions::default()).unwrap();
     let mut r1 = Rng8::seed_from_u64(5);
@@ -428,25 +368,14 @@ fn arb_circuit() -> impl Strategy<Value = Circuit> {
         Just(Gate::RZ),
         Just(Gate::U)
     ];
-    let two = prop_oneof![
-        Just(Gate::CX),
-        Just(Gate::CP),
-        Just(Gate::RZZ),
-        Just(Gate::Swap)
-    ];
+    let two = prop_oneof![Just(Gate::CX), Just(Gate::CP), Just(Gate::RZZ), Just(Gate::Swap)];
     let op = prop_oneof![
-        (one, 0usize..4, proptest::collection::vec(-3.0f64..3.0, 3)).prop_map(|(g, q, p)| (
+        (one, 0usize..4, proptest::collection::vec(-3.0f64..3.0, 3)).prop_map(|(g, q, p)| (g, vec![q], p)),
+        (two, 0usize..4, 1usize..4, proptest::collection::vec(-3.0f64..3.0, 3)).prop_map(|(g, a, d, p)| (
             g,
-            vec![q],
+            vec![a, (a + d) % 4],
             p
         )),
-        (
-            two,
-            0usize..4,
-            1usize..4,
-            proptest::collection::vec(-3.0f64..3.0, 3)
-        )
-            .prop_map(|(g, a, d, p)| (g, vec![a, (a + d) % 4], p)),
     ];
     proptest::collection::vec(op, 0..40).prop_map(|ops| {
         let mut c = Circuit::new(4, 0);
@@ -482,17 +411,11 @@ fn cache_blocked_execution_matches_gate_by_gate() {
         let gs = all_gates();
         let g = gs[rng.gen_range(0..gs.len())].clone();
         let k = g.num_qubits().unwrap();
-        let p: Vec<f64> = (0..g.num_params())
-            .map(|_| rng.gen_range(-PI..PI))
-            .collect();
+        let p: Vec<f64> = (0..g.num_params()).map(|_| rng.gen_range(-PI..PI)).collect();
         let mut qs: Vec<usize> = Vec::new();
         while qs.len() < k {
             // Bias towards the high qubits.
-            let q = if rng.gen_bool(0.5) {
-                rng.gen_range(12..n)
-            } else {
-                rng.gen_range(0..n)
-            };
+            let q = if rng.gen_bool(0.5) { rng.gen_range(12..n) } else { rng.gen_range(0..n) };
             if !qs.contains(&q) {
                 qs.push(q);
             }

@@ -1,8 +1,6 @@
 //! Sampler and Estimator primitives: payloads, binding, broadcasting, limits.
 
-use qcloud_qsim::{
-    prepare_estimator, prepare_sampler, run_estimator, run_sampler, SimError, SimLimits,
-};
+use qcloud_qsim::{prepare_estimator, prepare_sampler, run_estimator, run_sampler, SimError, SimLimits};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> String {
@@ -37,9 +35,7 @@ fn bell_fixture_counts() {
 #[test]
 fn qft_fixture_is_uniform_and_custom_fixture_matches() {
     let out = sample(json!({"pubs": [[fixture("qft4.qasm2"), null, 16000]], "seed": 3}));
-    let counts = out["pub_results"][0]["data"]["meas"]["counts"]
-        .as_object()
-        .unwrap();
+    let counts = out["pub_results"][0]["data"]["meas"]["counts"].as_object().unwrap();
     assert_eq!(counts.len(), 16);
     for v in counts.values() {
         assert!((v.as_u64().unwrap() as i64 - 1000).abs() < 150);
@@ -77,54 +73,27 @@ fn sampler_sweep_shapes_and_registers() {
     // A flat list is one point.
     let out = sample(json!({"pubs": [[PARAM, [pi, pi]]], "shots": 10}));
     assert_eq!(out["pub_results"][0]["shape"], json!([]));
-    assert_eq!(
-        out["pub_results"][0]["data"]["c"]["counts"],
-        json!({"11": 10})
-    );
+    assert_eq!(out["pub_results"][0]["data"]["c"]["counts"], json!({"11": 10}));
 }
 
 #[test]
 fn sampler_errors() {
     let lim = SimLimits::default();
     let bad = |p: Value| prepare_sampler(&p, &lim).unwrap_err();
-    assert!(matches!(
-        bad(json!({"pubs": [[PARAM]]})),
-        SimError::BadPayload(_)
-    ));
-    assert!(matches!(
-        bad(json!({"pubs": [[PARAM, [1.0]]]})),
-        SimError::BadPayload(_)
-    ));
-    assert!(matches!(
-        bad(json!({"pubs": [[PARAM, [[1.0, 2.0], [1.0]]]]})),
-        SimError::BadPayload(_)
-    ));
+    assert!(matches!(bad(json!({"pubs": [[PARAM]]})), SimError::BadPayload(_)));
+    assert!(matches!(bad(json!({"pubs": [[PARAM, [1.0]]]})), SimError::BadPayload(_)));
+    assert!(matches!(bad(json!({"pubs": [[PARAM, [[1.0, 2.0], [1.0]]]]})), SimError::BadPayload(_)));
     assert!(matches!(bad(json!({"pubs": []})), SimError::BadPayload(_)));
     assert!(matches!(bad(json!({"nope": 1})), SimError::BadPayload(_)));
-    assert!(matches!(
-        bad(json!({"pubs": [["OPENQASM 2.0;\nqreg q[2;"]]})),
-        SimError::Circuit { index: 0, .. }
-    ));
-    assert!(matches!(
-        bad(json!({"pubs": [[fixture("bell.qasm2"), null, 0]]})),
-        SimError::BadPayload(_)
-    ));
-    let small = SimLimits {
-        max_qubits: 1,
-        ..SimLimits::default()
-    };
+    assert!(matches!(bad(json!({"pubs": [["OPENQASM 2.0;\nqreg q[2;"]]})), SimError::Circuit { index: 0, .. }));
+    assert!(matches!(bad(json!({"pubs": [[fixture("bell.qasm2"), null, 0]]})), SimError::BadPayload(_)));
+    let small = SimLimits { max_qubits: 1, ..SimLimits::default() };
     let e = prepare_sampler(&json!({"pubs": [[fixture("bell.qasm2")]]}), &small).unwrap_err();
     assert!(matches!(e, SimError::TooLarge(_)), "{e}");
-    let small = SimLimits {
-        max_memory_bytes: 32,
-        ..SimLimits::default()
-    };
+    let small = SimLimits { max_memory_bytes: 32, ..SimLimits::default() };
     let e = prepare_sampler(&json!({"pubs": [[fixture("bell.qasm2")]]}), &small).unwrap_err();
     assert!(e.to_string().contains("64 bytes"), "{e}");
-    let small = SimLimits {
-        max_shots: 10,
-        ..SimLimits::default()
-    };
+    let small = SimLimits { max_shots: 10, ..SimLimits::default() };
     let e = prepare_sampler(&json!({"pubs": [[fixture("bell.qasm2")]]}), &small).unwrap_err();
     assert!(matches!(e, SimError::TooLarge(_)));
 }
@@ -159,8 +128,7 @@ fn estimator_exact_values() {
 fn estimator_broadcasting() {
     let src = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\nry(t) q[0];\n";
     let ts = [0.0f64, 0.5, 1.0];
-    let out =
-        estimate(json!({"pubs": [[src, [[{"Z": 1.0}], [{"X": 1.0}]], [[0.0], [0.5], [1.0]]]]}));
+    let out = estimate(json!({"pubs": [[src, [[{"Z": 1.0}], [{"X": 1.0}]], [[0.0], [0.5], [1.0]]]]}));
     let r = &out["pub_results"][0];
     assert_eq!(r["shape"], json!([2, 3]));
     for (k, t) in ts.iter().enumerate() {
@@ -177,11 +145,7 @@ fn estimator_broadcasting() {
     .unwrap_err();
     assert!(matches!(e, SimError::BadPayload(_)), "{e}");
     // Wrong label length.
-    let e = prepare_estimator(
-        &json!({"pubs": [[src, {"ZZ": 1.0}, [0.1]]]}),
-        &SimLimits::default(),
-    )
-    .unwrap_err();
+    let e = prepare_estimator(&json!({"pubs": [[src, {"ZZ": 1.0}, [0.1]]]}), &SimLimits::default()).unwrap_err();
     assert!(matches!(e, SimError::BadPayload(_)), "{e}");
 }
 
@@ -194,9 +158,7 @@ fn estimator_precision_adds_seeded_noise() {
     let r = &a["pub_results"][0];
     assert_eq!(r["stds"], json!([0.1, 0.1, 0.1, 0.1]));
     let evs: Vec<f64> = (0..4).map(|k| r["evs"][k].as_f64().unwrap()).collect();
-    assert!(evs
-        .iter()
-        .all(|e| (e - 1.0).abs() < 0.6 && (e - 1.0).abs() > 0.0));
+    assert!(evs.iter().all(|e| (e - 1.0).abs() < 0.6 && (e - 1.0).abs() > 0.0));
 }
 
 #[test]

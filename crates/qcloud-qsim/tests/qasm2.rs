@@ -86,19 +86,14 @@ fn register_broadcast_and_conditions() {
         .map(|i| i.qubits.clone())
         .collect();
     assert_eq!(cx, vec![vec![0, 3], vec![1, 4], vec![2, 5]]);
-    let cond = c
-        .instructions
-        .iter()
-        .find_map(|i| i.condition.clone())
-        .unwrap();
+    let cond = c.instructions.iter().find_map(|i| i.condition.clone()).unwrap();
     assert_eq!((cond.bits, cond.value), (vec![0, 1, 2], 5));
     assert!(c.needs_per_shot());
 }
 
 #[test]
 fn free_parameters_are_symbols() {
-    let src =
-        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\nrx(theta) q[0];\nry(2*v[1]) q[0];\n";
+    let src = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\nrx(theta) q[0];\nry(2*v[1]) q[0];\n";
     let c = qasm2::parse(src, &ReadLimits::default()).unwrap();
     assert_eq!(c.parameters(), vec!["theta", "v[1]"]);
 }
@@ -114,14 +109,8 @@ fn hostile_inputs_are_clean_errors() {
         err("OPENQASM 2.0;\nqreg q[99999999999999999];\n"),
         ReadError::TooLarge { .. } | ReadError::Syntax { .. }
     ));
-    assert!(matches!(
-        err("OPENQASM 2.0;\nqreg q[1000];\n"),
-        ReadError::TooLarge { .. }
-    ));
-    assert!(matches!(
-        err("OPENQASM 2.0;\ncreg c[100000];\n"),
-        ReadError::TooLarge { .. }
-    ));
+    assert!(matches!(err("OPENQASM 2.0;\nqreg q[1000];\n"), ReadError::TooLarge { .. }));
+    assert!(matches!(err("OPENQASM 2.0;\ncreg c[100000];\n"), ReadError::TooLarge { .. }));
     // Deep recursion of gate definitions.
     let mut src = String::from("OPENQASM 2.0;\ngate g0 a { U(0,0,0) a; }\n");
     for k in 1..200 {
@@ -137,21 +126,13 @@ fn hostile_inputs_are_clean_errors() {
     src.push_str("qreg q[1];\ng39 q[0];\n");
     assert!(matches!(err(&src), ReadError::TooLarge { .. }));
     // Recursive gate (use before definition).
-    assert!(matches!(
-        err("OPENQASM 2.0;\ngate g a { g a; }\nqreg q[1];\ng q[0];\n"),
-        ReadError::Syntax { .. }
-    ));
+    assert!(matches!(err("OPENQASM 2.0;\ngate g a { g a; }\nqreg q[1];\ng q[0];\n"), ReadError::Syntax { .. }));
     // Includes other than the built-in qelib1.inc.
     let e = err("OPENQASM 2.0;\ninclude \"/etc/passwd\";\n");
     assert!(e.to_string().contains("only the built-in"), "{e}");
-    assert!(matches!(
-        err("OPENQASM 2.0;\ninclude \"../qelib1.inc\";\n"),
-        ReadError::Syntax { .. }
-    ));
+    assert!(matches!(err("OPENQASM 2.0;\ninclude \"../qelib1.inc\";\n"), ReadError::Syntax { .. }));
     // Garbage.
-    let garbage: String = (0..2000u32)
-        .map(|i| char::from_u32((i * 7919) % 0x2000 + 1).unwrap_or('x'))
-        .collect();
+    let garbage: String = (0..2000u32).map(|i| char::from_u32((i * 7919) % 0x2000 + 1).unwrap_or('x')).collect();
     let _ = err(&garbage);
     let _ = err("OPENQASM 2.0;\nqreg q[2];\n\u{0}\u{1}\u{ffff}");
     let _ = err("");
@@ -161,26 +142,13 @@ fn hostile_inputs_are_clean_errors() {
     let _ = err("OPENQASM 2.0;\nopaque foo a;\nqreg q[1];\nfoo q[0];\n");
     let _ = err("OPENQASM 2.0;\nqreg q[1];\nunknown q[0];\n");
     // Deep expression nesting.
-    let deep = format!(
-        "OPENQASM 2.0;\nqreg q[1];\nU({}0{},0,0) q[0];\n",
-        "(".repeat(100_000),
-        ")".repeat(100_000)
-    );
+    let deep = format!("OPENQASM 2.0;\nqreg q[1];\nU({}0{},0,0) q[0];\n", "(".repeat(100_000), ")".repeat(100_000));
     assert!(matches!(err(&deep), ReadError::TooLarge { .. }));
-    let neg = format!(
-        "OPENQASM 2.0;\nqreg q[1];\nU({}1,0,0) q[0];\n",
-        "-".repeat(100_000)
-    );
+    let neg = format!("OPENQASM 2.0;\nqreg q[1];\nU({}1,0,0) q[0];\n", "-".repeat(100_000));
     assert!(matches!(err(&neg), ReadError::TooLarge { .. }));
     // Source size.
-    let limits = ReadLimits {
-        max_source_bytes: 10,
-        ..ReadLimits::default()
-    };
-    assert!(matches!(
-        qasm2::parse("OPENQASM 2.0;\nqreg q[1];\n", &limits),
-        Err(ReadError::TooLarge { .. })
-    ));
+    let limits = ReadLimits { max_source_bytes: 10, ..ReadLimits::default() };
+    assert!(matches!(qasm2::parse("OPENQASM 2.0;\nqreg q[1];\n", &limits), Err(ReadError::TooLarge { .. })));
 }
 
 #[test]

@@ -5,8 +5,7 @@ use std::f64::consts::PI;
 use qcloud_qsim::ir::Func;
 use qcloud_qsim::qasm3::parse;
 use qcloud_qsim::{
-    Circuit, ClassicalRegister, Condition, Gate, Instruction, Operation, ParamExpr, ReadError,
-    ReadLimits,
+    Circuit, ClassicalRegister, Condition, Gate, Instruction, Operation, ParamExpr, ReadError, ReadLimits,
 };
 
 fn fixture(name: &str) -> String {
@@ -33,11 +32,7 @@ fn cst(v: f64) -> ParamExpr {
 }
 
 fn g(gate: Gate, params: Vec<ParamExpr>, qubits: Vec<usize>) -> Instruction {
-    Instruction {
-        op: Operation::Gate { gate, params },
-        qubits,
-        condition: None,
-    }
+    Instruction { op: Operation::Gate { gate, params }, qubits, condition: None }
 }
 
 fn g0(gate: Gate, qubits: &[usize]) -> Instruction {
@@ -45,26 +40,15 @@ fn g0(gate: Gate, qubits: &[usize]) -> Instruction {
 }
 
 fn meas(q: usize, c: usize) -> Instruction {
-    Instruction {
-        op: Operation::Measure { clbit: c },
-        qubits: vec![q],
-        condition: None,
-    }
+    Instruction { op: Operation::Measure { clbit: c }, qubits: vec![q], condition: None }
 }
 
 fn op(op: Operation, qubits: &[usize]) -> Instruction {
-    Instruction {
-        op,
-        qubits: qubits.to_vec(),
-        condition: None,
-    }
+    Instruction { op, qubits: qubits.to_vec(), condition: None }
 }
 
 fn creg(name: &str, bits: std::ops::Range<usize>) -> ClassicalRegister {
-    ClassicalRegister {
-        name: name.into(),
-        bits: bits.collect(),
-    }
+    ClassicalRegister { name: name.into(), bits: bits.collect() }
 }
 
 const PRE: &str = "OPENQASM 3.0;\ninclude \"stdgates.inc\";\n";
@@ -86,15 +70,7 @@ fn fixture_bell() {
     assert_eq!(c.num_clbits, 2);
     assert_eq!(c.cregs, vec![creg("c", 0..2)]);
     assert_eq!(c.global_phase, cst(0.0));
-    assert_eq!(
-        c.instructions,
-        vec![
-            g0(Gate::H, &[0]),
-            g0(Gate::CX, &[0, 1]),
-            meas(0, 0),
-            meas(1, 1)
-        ]
-    );
+    assert_eq!(c.instructions, vec![g0(Gate::H, &[0]), g0(Gate::CX, &[0, 1]), meas(0, 0), meas(1, 1)]);
     assert_eq!(read(&fixture("bell_as3.qasm3")), c);
 }
 
@@ -138,11 +114,7 @@ fn fixture_qft4_both_dialects() {
 fn fixtures_match_the_qasm2_reader_when_available() {
     // Cross-check with the OpenQASM 2 reader (another module) on the same circuits written by
     // Qiskit in both formats; skipped for a file that reader does not accept (yet).
-    for (q3, q2) in [
-        ("qft4.qasm3", "qft4.qasm2"),
-        ("bell.qasm3", "bell.qasm2"),
-        ("custom.qasm3", "custom.qasm2"),
-    ] {
+    for (q3, q2) in [("qft4.qasm3", "qft4.qasm2"), ("bell.qasm3", "bell.qasm2"), ("custom.qasm3", "custom.qasm2")] {
         if let Ok(c2) = qcloud_qsim::qasm2::parse(&fixture(q2), &ReadLimits::default()) {
             let c3 = read(&fixture(q3));
             assert_eq!(c3.instructions, c2.instructions, "{q3} vs {q2}");
@@ -193,10 +165,7 @@ fn fixture_mixed() {
             meas(2, 2),
             op(
                 Operation::IfElse {
-                    condition: Condition {
-                        bits: vec![0],
-                        value: 1
-                    },
+                    condition: Condition { bits: vec![0], value: 1 },
                     true_body: vec![g0(Gate::X, &[1])],
                     false_body: vec![],
                 },
@@ -225,52 +194,29 @@ fn versions_and_declarations() {
         assert_eq!(c.instructions, vec![g0(Gate::X, &[2]), g0(Gate::X, &[5])]);
     }
     assert!(is_unsupported(&err("OPENQASM 4.0;"), "version"));
-    assert!(matches!(
-        err("qubit q; OPENQASM 3;"),
-        ReadError::Syntax { .. }
-    ));
+    assert!(matches!(err("qubit q; OPENQASM 3;"), ReadError::Syntax { .. }));
 }
 
 #[test]
 fn redeclaration_is_an_error() {
-    assert!(matches!(
-        err("qubit[2] q; bit q;"),
-        ReadError::Syntax { .. }
-    ));
-    assert!(matches!(
-        err(&format!("{PRE}gate h a {{ x a; }}")),
-        ReadError::Syntax { .. }
-    ));
+    assert!(matches!(err("qubit[2] q; bit q;"), ReadError::Syntax { .. }));
+    assert!(matches!(err(&format!("{PRE}gate h a {{ x a; }}")), ReadError::Syntax { .. }));
 }
 
 #[test]
 fn const_declarations_and_sizes() {
-    let c = read(&format!(
-        "{PRE}const int n = 3;\nconst float a = pi / n;\nqubit[n] q;\nrx(a) q[n - 1];"
-    ));
+    let c = read(&format!("{PRE}const int n = 3;\nconst float a = pi / n;\nqubit[n] q;\nrx(a) q[n - 1];"));
     assert_eq!(c.num_qubits, 3);
-    assert_eq!(
-        c.instructions,
-        vec![g(Gate::RX, vec![cst(PI / 3.0)], vec![2])]
-    );
+    assert_eq!(c.instructions, vec![g(Gate::RX, vec![cst(PI / 3.0)], vec![2])]);
 }
 
 #[test]
 fn physical_qubits() {
     let c = read(&format!("{PRE}h $0;\ncx $0, $3;"));
     assert_eq!(c.num_qubits, 4);
-    assert_eq!(
-        c.instructions,
-        vec![g0(Gate::H, &[0]), g0(Gate::CX, &[0, 3])]
-    );
-    assert!(is_unsupported(
-        &err(&format!("{PRE}qubit q; h $0;")),
-        "physical"
-    ));
-    assert!(matches!(
-        err(&format!("{PRE}h $64;")),
-        ReadError::TooLarge { .. }
-    ));
+    assert_eq!(c.instructions, vec![g0(Gate::H, &[0]), g0(Gate::CX, &[0, 3])]);
+    assert!(is_unsupported(&err(&format!("{PRE}qubit q; h $0;")), "physical"));
+    assert!(matches!(err(&format!("{PRE}h $64;")), ReadError::TooLarge { .. }));
 }
 
 // ---------------------------------------------------------------- gates
@@ -315,20 +261,11 @@ fn every_standard_gate() {
     ];
     for (name, gate, np, nq) in cases {
         let params: Vec<String> = (0..np).map(|i| format!("0.{}", i + 1)).collect();
-        let args = if np > 0 {
-            format!("({})", params.join(", "))
-        } else {
-            String::new()
-        };
+        let args = if np > 0 { format!("({})", params.join(", ")) } else { String::new() };
         let qubits: Vec<String> = (0..nq).map(|i| format!("q[{i}]")).collect();
         let src = format!("{PRE}qubit[3] q;\n{name}{args} {};", qubits.join(", "));
-        let expected_params: Vec<ParamExpr> =
-            (0..np).map(|i| cst((i as f64 + 1.0) / 10.0)).collect();
-        assert_eq!(
-            read(&src).instructions,
-            vec![g(gate, expected_params, (0..nq).collect())],
-            "{name}"
-        );
+        let expected_params: Vec<ParamExpr> = (0..np).map(|i| cst((i as f64 + 1.0) / 10.0)).collect();
+        assert_eq!(read(&src).instructions, vec![g(gate, expected_params, (0..nq).collect())], "{name}");
         // Wrong arity is a clean error.
         let bad = format!("{PRE}qubit[4] q;\n{name}{args} q[0], q[1], q[2], q[3];");
         assert!(matches!(err(&bad), ReadError::Syntax { .. }), "{name}");
@@ -361,14 +298,8 @@ fn broadcasting_over_registers() {
             g0(Gate::CX, &[4, 1]),
         ]
     );
-    assert!(matches!(
-        err(&format!("{PRE}qubit[2] a; qubit[3] b; cx a, b;")),
-        ReadError::Syntax { .. }
-    ));
-    assert!(matches!(
-        err(&format!("{PRE}qubit[2] a; cx a[0], a[0];")),
-        ReadError::Syntax { .. }
-    ));
+    assert!(matches!(err(&format!("{PRE}qubit[2] a; qubit[3] b; cx a, b;")), ReadError::Syntax { .. }));
+    assert!(matches!(err(&format!("{PRE}qubit[2] a; cx a[0], a[0];")), ReadError::Syntax { .. }));
 }
 
 #[test]
@@ -388,10 +319,7 @@ fn index_ranges_sets_and_negative_indices() {
             g0(Gate::Y, &[4]),
         ]
     );
-    assert!(matches!(
-        err(&format!("{PRE}qubit[2] q; x q[2];")),
-        ReadError::Syntax { .. }
-    ));
+    assert!(matches!(err(&format!("{PRE}qubit[2] q; x q[2];")), ReadError::Syntax { .. }));
 }
 
 #[test]
@@ -416,9 +344,7 @@ fn gate_definitions_cannot_recurse() {
     let e = err(&format!("{PRE}gate g q {{ g q; }} qubit r; g r;"));
     assert!(matches!(e, ReadError::Syntax { .. }), "{e:?}");
     // Mutual recursion needs a forward reference, which is rejected the same way.
-    let e = err(&format!(
-        "{PRE}gate a q {{ b q; }} gate b q {{ a q; }} qubit r; a r;"
-    ));
+    let e = err(&format!("{PRE}gate a q {{ b q; }} gate b q {{ a q; }} qubit r; a r;"));
     assert!(matches!(e, ReadError::Syntax { .. }), "{e:?}");
 }
 
@@ -454,29 +380,11 @@ fn ctrl_modifiers() {
             g0(Gate::CX, &[0, 1]),
             g0(Gate::CCX, &[0, 1, 2]),
             g(Gate::CRZ, vec![cst(0.5)], vec![1, 2]),
-            g0(
-                Gate::Controlled {
-                    num_ctrl: 1,
-                    ctrl_state: 0,
-                    base: Box::new(Gate::X)
-                },
-                &[0, 1]
-            ),
-            g0(
-                Gate::Controlled {
-                    num_ctrl: 2,
-                    ctrl_state: 0b01,
-                    base: Box::new(Gate::H)
-                },
-                &[0, 1, 2]
-            ),
+            g0(Gate::Controlled { num_ctrl: 1, ctrl_state: 0, base: Box::new(Gate::X) }, &[0, 1]),
+            g0(Gate::Controlled { num_ctrl: 2, ctrl_state: 0b01, base: Box::new(Gate::H) }, &[0, 1, 2]),
             g0(Gate::CCX, &[0, 1, 2]),
             g(
-                Gate::Controlled {
-                    num_ctrl: 3,
-                    ctrl_state: 0b111,
-                    base: Box::new(Gate::RX)
-                },
+                Gate::Controlled { num_ctrl: 3, ctrl_state: 0b111, base: Box::new(Gate::RX) },
                 vec![cst(1.0)],
                 vec![0, 1, 2, 3]
             ),
@@ -503,10 +411,7 @@ fn inv_and_pow_modifiers() {
             g0(Gate::T, &[0]),
         ]
     );
-    assert!(is_unsupported(
-        &err(&format!("{PRE}qubit q; pow(0.5) @ x q;")),
-        "non-integer"
-    ));
+    assert!(is_unsupported(&err(&format!("{PRE}qubit q; pow(0.5) @ x q;")), "non-integer"));
 }
 
 #[test]
@@ -583,40 +488,20 @@ fn measure_forms_reset_barrier() {
             op(Operation::Barrier, &[1, 0]),
         ]
     );
-    assert!(matches!(
-        err(&format!("{PRE}qubit[2] q; bit[3] c; c = measure q;")),
-        ReadError::Syntax { .. }
-    ));
-    assert!(is_unsupported(
-        &err(&format!("{PRE}qubit q; measure q;")),
-        "target"
-    ));
+    assert!(matches!(err(&format!("{PRE}qubit[2] q; bit[3] c; c = measure q;")), ReadError::Syntax { .. }));
+    assert!(is_unsupported(&err(&format!("{PRE}qubit q; measure q;")), "target"));
 }
 
 #[test]
 fn delay_is_accepted() {
     let ins = body("qubit[2] q; delay[100ns] q; delay[20dt] q[0];");
-    assert_eq!(
-        ins,
-        vec![
-            op(Operation::Delay, &[0]),
-            op(Operation::Delay, &[1]),
-            op(Operation::Delay, &[0]),
-        ]
-    );
+    assert_eq!(ins, vec![op(Operation::Delay, &[0]), op(Operation::Delay, &[1]), op(Operation::Delay, &[0]),]);
 }
 
 // ---------------------------------------------------------------- control flow
 
 fn if_else(bits: Vec<usize>, value: u64, t: Vec<Instruction>, f: Vec<Instruction>) -> Instruction {
-    op(
-        Operation::IfElse {
-            condition: Condition { bits, value },
-            true_body: t,
-            false_body: f,
-        },
-        &[],
-    )
+    op(Operation::IfElse { condition: Condition { bits, value }, true_body: t, false_body: f }, &[])
 }
 
 #[test]
@@ -635,53 +520,24 @@ fn if_forms() {
         ins,
         vec![
             if_else(vec![0], 1, vec![g0(Gate::X, &[0])], vec![]),
-            if_else(
-                vec![0, 1],
-                3,
-                vec![g0(Gate::X, &[0])],
-                vec![g0(Gate::Y, &[1])]
-            ),
+            if_else(vec![0, 1], 3, vec![g0(Gate::X, &[0])], vec![g0(Gate::Y, &[1])]),
             if_else(vec![1], 0, vec![g0(Gate::X, &[1])], vec![]),
             if_else(vec![1], 0, vec![g0(Gate::X, &[1])], vec![]),
-            if_else(
-                vec![0, 1],
-                2,
-                vec![g0(Gate::H, &[0])],
-                vec![g0(Gate::Z, &[0])]
-            ),
-            if_else(
-                vec![2],
-                1,
-                vec![g0(Gate::X, &[0])],
-                vec![if_else(vec![0, 1], 2, vec![g0(Gate::Y, &[0])], vec![])]
-            ),
+            if_else(vec![0, 1], 2, vec![g0(Gate::H, &[0])], vec![g0(Gate::Z, &[0])]),
+            if_else(vec![2], 1, vec![g0(Gate::X, &[0])], vec![if_else(vec![0, 1], 2, vec![g0(Gate::Y, &[0])], vec![])]),
             if_else(vec![0], 1, vec![g0(Gate::X, &[0])], vec![]),
         ]
     );
-    assert!(matches!(
-        err(&format!("{PRE}qubit q; bit[2] c; if (c == 4) x q;")),
-        ReadError::Syntax { .. }
-    ));
-    assert!(is_unsupported(
-        &err(&format!("{PRE}qubit q; bit[2] c; if (c[0] && c[1]) x q;")),
-        "condition"
-    ));
-    assert!(is_unsupported(
-        &err(&format!("{PRE}qubit q; bit[2] c; if (c) x q;")),
-        "boolean"
-    ));
+    assert!(matches!(err(&format!("{PRE}qubit q; bit[2] c; if (c == 4) x q;")), ReadError::Syntax { .. }));
+    assert!(is_unsupported(&err(&format!("{PRE}qubit q; bit[2] c; if (c[0] && c[1]) x q;")), "condition"));
+    assert!(is_unsupported(&err(&format!("{PRE}qubit q; bit[2] c; if (c) x q;")), "boolean"));
 }
 
 #[test]
 fn gphase_inside_if_is_dropped_not_globalized() {
-    let c = read(&format!(
-        "{PRE}qubit q; bit b; if (b) {{ gphase(1); x q; }}"
-    ));
+    let c = read(&format!("{PRE}qubit q; bit b; if (b) {{ gphase(1); x q; }}"));
     assert_eq!(c.global_phase, cst(0.0));
-    assert_eq!(
-        c.instructions,
-        vec![if_else(vec![0], 1, vec![g0(Gate::X, &[0])], vec![])]
-    );
+    assert_eq!(c.instructions, vec![if_else(vec![0], 1, vec![g0(Gate::X, &[0])], vec![])]);
 }
 
 #[test]
@@ -702,17 +558,11 @@ fn for_loops_unroll() {
             g0(Gate::X, &[3]),
         ]
     );
-    let e = err(&format!(
-        "{PRE}qubit q; input int n; for int i in [0:n] {{ x q; }}"
-    ));
+    let e = err(&format!("{PRE}qubit q; input int n; for int i in [0:n] {{ x q; }}"));
     assert!(is_unsupported(&e, "non-constant"), "{e:?}");
-    let e = err(&format!(
-        "{PRE}qubit q; for int i in [0:100000000000] {{ x q; }}"
-    ));
+    let e = err(&format!("{PRE}qubit q; for int i in [0:100000000000] {{ x q; }}"));
     assert!(matches!(e, ReadError::TooLarge { .. }), "{e:?}");
-    let e = err(&format!(
-        "{PRE}qubit q; for int i in [0:999999] {{ for int j in [0:999999] {{ }} }}"
-    ));
+    let e = err(&format!("{PRE}qubit q; for int i in [0:999999] {{ for int j in [0:999999] {{ }} }}"));
     assert!(matches!(e, ReadError::TooLarge { .. }), "{e:?}");
 }
 
@@ -720,9 +570,8 @@ fn for_loops_unroll() {
 
 #[test]
 fn input_parameters_become_symbols() {
-    let c = read(&format!(
-        "{PRE}input float theta;\ninput angle[32] phi;\nqubit q;\nrx(theta) q;\nrz(2 * phi + pi) q;"
-    ));
+    let c =
+        read(&format!("{PRE}input float theta;\ninput angle[32] phi;\nqubit q;\nrx(theta) q;\nrz(2 * phi + pi) q;"));
     let sym = |s: &str| Box::new(ParamExpr::Symbol(s.into()));
     assert_eq!(
         c.instructions,
@@ -730,10 +579,7 @@ fn input_parameters_become_symbols() {
             g(Gate::RX, vec![ParamExpr::Symbol("theta".into())], vec![0]),
             g(
                 Gate::RZ,
-                vec![ParamExpr::Add(
-                    Box::new(ParamExpr::Mul(Box::new(cst(2.0)), sym("phi"))),
-                    Box::new(cst(PI))
-                )],
+                vec![ParamExpr::Add(Box::new(ParamExpr::Mul(Box::new(cst(2.0)), sym("phi"))), Box::new(cst(PI)))],
                 vec![0]
             ),
         ]
@@ -755,17 +601,7 @@ fn constant_expressions() {
             _ => unreachable!(),
         })
         .collect();
-    let expect = [
-        PI / 2.0,
-        0.0,
-        std::f64::consts::E,
-        5.0,
-        4.0,
-        512.0,
-        0.15,
-        0.5,
-        1019.0,
-    ];
+    let expect = [PI / 2.0, 0.0, std::f64::consts::E, 5.0, 4.0, 512.0, 0.15, 0.5, 1019.0];
     assert_eq!(vals.len(), expect.len());
     for (v, e) in vals.iter().zip(expect) {
         assert!((v - e).abs() < 1e-12, "{v} != {e}");
@@ -774,23 +610,10 @@ fn constant_expressions() {
     let c = read(&format!("{PRE}input float x; qubit q; rx(sin(x)) q;"));
     assert_eq!(
         c.instructions[0],
-        g(
-            Gate::RX,
-            vec![ParamExpr::Func(
-                Func::Sin,
-                Box::new(ParamExpr::Symbol("x".into()))
-            )],
-            vec![0]
-        )
+        g(Gate::RX, vec![ParamExpr::Func(Func::Sin, Box::new(ParamExpr::Symbol("x".into())))], vec![0])
     );
-    assert!(matches!(
-        err(&format!("{PRE}qubit q; rx(1/0) q;")),
-        ReadError::Syntax { .. }
-    ));
-    assert!(matches!(
-        err(&format!("{PRE}qubit q; rx(nope) q;")),
-        ReadError::Syntax { .. }
-    ));
+    assert!(matches!(err(&format!("{PRE}qubit q; rx(1/0) q;")), ReadError::Syntax { .. }));
+    assert!(matches!(err(&format!("{PRE}qubit q; rx(nope) q;")), ReadError::Syntax { .. }));
 }
 
 // ---------------------------------------------------------------- unsupported
@@ -828,15 +651,10 @@ fn include_never_touches_the_filesystem() {
     std::fs::create_dir_all(&dir).unwrap();
     let inc = dir.join("gates.inc");
     std::fs::write(&inc, "gate foo q { U(0, 0, 0) q; }\n").unwrap();
-    for path in [
-        inc.display().to_string(),
-        "/etc/passwd".to_string(),
-        "qelib1.inc".to_string(),
-        "../stdgates.inc".to_string(),
-    ] {
-        let e = err(&format!(
-            "OPENQASM 3;\ninclude \"{path}\";\nqubit q;\nfoo q;"
-        ));
+    for path in
+        [inc.display().to_string(), "/etc/passwd".to_string(), "qelib1.inc".to_string(), "../stdgates.inc".to_string()]
+    {
+        let e = err(&format!("OPENQASM 3;\ninclude \"{path}\";\nqubit q;\nfoo q;"));
         assert!(is_unsupported(&e, "include"), "{path}: {e:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -887,12 +705,7 @@ fn deep_nesting_is_a_clean_error() {
             for src in inputs {
                 let e = parse(&src, &ReadLimits::default()).unwrap_err();
                 assert!(
-                    matches!(
-                        e,
-                        ReadError::TooLarge { .. }
-                            | ReadError::Syntax { .. }
-                            | ReadError::Unsupported { .. }
-                    ),
+                    matches!(e, ReadError::TooLarge { .. } | ReadError::Syntax { .. } | ReadError::Unsupported { .. }),
                     "{e:?}"
                 );
             }
@@ -933,33 +746,18 @@ fn garbage_and_truncated_input() {
 
 #[test]
 fn source_size_is_checked_first() {
-    let limits = ReadLimits {
-        max_source_bytes: 100,
-        ..ReadLimits::default()
-    };
+    let limits = ReadLimits { max_source_bytes: 100, ..ReadLimits::default() };
     let src = format!("{PRE}qubit q;{}", " x q;".repeat(100));
-    assert!(matches!(
-        parse(&src, &limits),
-        Err(ReadError::TooLarge { .. })
-    ));
+    assert!(matches!(parse(&src, &limits), Err(ReadError::TooLarge { .. })));
 }
 
 #[test]
 fn instruction_limit_counts_after_inlining() {
-    let limits = ReadLimits {
-        max_instructions: 10,
-        ..ReadLimits::default()
-    };
+    let limits = ReadLimits { max_instructions: 10, ..ReadLimits::default() };
     let src = format!("{PRE}gate g q {{ x q; x q; x q; }} qubit q; g q; g q; g q; g q;");
-    assert!(matches!(
-        parse(&src, &limits),
-        Err(ReadError::TooLarge { .. })
-    ));
+    assert!(matches!(parse(&src, &limits), Err(ReadError::TooLarge { .. })));
     let src = format!("{PRE}qubit q; for int i in [0:10] {{ x q; }}");
-    assert!(matches!(
-        parse(&src, &limits),
-        Err(ReadError::TooLarge { .. })
-    ));
+    assert!(matches!(parse(&src, &limits), Err(ReadError::TooLarge { .. })));
 }
 
 #[test]
@@ -974,10 +772,7 @@ fn symbolic_parameter_growth_is_bounded() {
     assert!(matches!(e, ReadError::TooLarge { .. }), "{e:?}");
     // With constants everything folds, so the same program is fine.
     let c = read(&src.replace("a39(t)", "a39(1)"));
-    assert_eq!(
-        c.instructions,
-        vec![g(Gate::RZ, vec![cst(2f64.powi(39))], vec![0])]
-    );
+    assert_eq!(c.instructions, vec![g(Gate::RZ, vec![cst(2f64.powi(39))], vec![0])]);
 }
 
 #[test]
@@ -985,10 +780,7 @@ fn symbolic_global_phase_is_bounded() {
     let src = format!("{PRE}input float t; for int i in [0:100000] {{ gphase(t); }}");
     assert!(matches!(err(&src), ReadError::TooLarge { .. }));
     let c = read(&format!("{PRE}input float t; gphase(t); gphase(0.5);"));
-    assert_eq!(
-        c.global_phase,
-        ParamExpr::Add(Box::new(ParamExpr::Symbol("t".into())), Box::new(cst(0.5)))
-    );
+    assert_eq!(c.global_phase, ParamExpr::Add(Box::new(ParamExpr::Symbol("t".into())), Box::new(cst(0.5))));
 }
 
 #[test]
@@ -1009,9 +801,7 @@ fn huge_integers_do_not_overflow() {
         let _ = parse(&format!("{PRE}{src}"), &ReadLimits::default());
     }
     assert!(matches!(
-        err(&format!(
-            "{PRE}qubit q; for int i in [0:340282366920938463463374607431768211455] {{ x q; }}"
-        )),
+        err(&format!("{PRE}qubit q; for int i in [0:340282366920938463463374607431768211455] {{ x q; }}")),
         ReadError::TooLarge { .. }
     ));
 }
@@ -1037,14 +827,8 @@ fn let_aliases_as_qiskit_exports_them() {
     assert_eq!(
         c.cregs,
         vec![
-            ClassicalRegister {
-                name: "cr1".into(),
-                bits: vec![1, 2]
-            },
-            ClassicalRegister {
-                name: "cr2".into(),
-                bits: vec![2, 3]
-            },
+            ClassicalRegister { name: "cr1".into(), bits: vec![1, 2] },
+            ClassicalRegister { name: "cr2".into(), bits: vec![2, 3] },
         ]
     );
     assert_eq!(c.instructions, vec![meas(0, 0), meas(0, 3)]);
@@ -1054,24 +838,9 @@ fn let_aliases_as_qiskit_exports_them() {
          let qr = _all_qubits[1:2];\nlet both = qr ++ _all_qubits[0];\ncr1 = measure qr;\nh both;"
     ));
     assert_eq!(c.cregs, vec![creg("_all_clbits", 0..7), creg("cr1", 1..3)]);
-    assert_eq!(
-        c.instructions,
-        vec![
-            meas(1, 1),
-            meas(2, 2),
-            g0(Gate::H, &[1]),
-            g0(Gate::H, &[2]),
-            g0(Gate::H, &[0]),
-        ]
-    );
-    assert!(matches!(
-        err(&format!("{PRE}qubit[2] q; let a = q[0] ++ q[0];")),
-        ReadError::Syntax { .. }
-    ));
-    assert!(matches!(
-        err(&format!("{PRE}qubit[2] q; bit b; let a = q[0] ++ b;")),
-        ReadError::Syntax { .. }
-    ));
+    assert_eq!(c.instructions, vec![meas(1, 1), meas(2, 2), g0(Gate::H, &[1]), g0(Gate::H, &[2]), g0(Gate::H, &[0]),]);
+    assert!(matches!(err(&format!("{PRE}qubit[2] q; let a = q[0] ++ q[0];")), ReadError::Syntax { .. }));
+    assert!(matches!(err(&format!("{PRE}qubit[2] q; bit b; let a = q[0] ++ b;")), ReadError::Syntax { .. }));
 }
 
 #[test]
@@ -1125,12 +894,7 @@ fn qiskit_export_style_program() {
             g(Gate::RZ, vec![two_theta], vec![1]),
             g0(Gate::CX, &[0, 1]),
             meas(0, 0),
-            if_else(
-                vec![0],
-                1,
-                vec![g0(Gate::X, &[1])],
-                vec![g(Gate::RX, vec![cst(-PI / 2.0)], vec![1])]
-            ),
+            if_else(vec![0], 1, vec![g0(Gate::X, &[1])], vec![g(Gate::RX, vec![cst(-PI / 2.0)], vec![1])]),
             meas(1, 1),
         ]
     );

@@ -8,8 +8,7 @@ use proptest::prelude::*;
 use qcloud_qsim::ir::Func as F;
 use qcloud_qsim::qpy;
 use qcloud_qsim::{
-    Circuit, ClassicalRegister, Condition, Gate, Instruction, Operation, ParamExpr, ReadError,
-    ReadLimits,
+    Circuit, ClassicalRegister, Condition, Gate, Instruction, Operation, ParamExpr, ReadError, ReadLimits,
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -18,8 +17,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn read(name: &str) -> Circuit {
-    let mut cs = qpy::parse(&fixture(name), &ReadLimits::default())
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut cs = qpy::parse(&fixture(name), &ReadLimits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(cs.len(), 1, "{name}");
     cs.remove(0)
 }
@@ -52,43 +50,19 @@ fn g(gate: Gate, qubits: &[usize]) -> Instruction {
 }
 
 fn gp(gate: Gate, params: Vec<ParamExpr>, qubits: &[usize]) -> Instruction {
-    Instruction {
-        op: Operation::Gate { gate, params },
-        qubits: qubits.to_vec(),
-        condition: None,
-    }
+    Instruction { op: Operation::Gate { gate, params }, qubits: qubits.to_vec(), condition: None }
 }
 
 fn op(op: Operation, qubits: &[usize]) -> Instruction {
-    Instruction {
-        op,
-        qubits: qubits.to_vec(),
-        condition: None,
-    }
+    Instruction { op, qubits: qubits.to_vec(), condition: None }
 }
 
 fn measure(q: usize, c: usize) -> Instruction {
     op(Operation::Measure { clbit: c }, &[q])
 }
 
-fn if_else(
-    bits: &[usize],
-    value: u64,
-    t: Vec<Instruction>,
-    f: Vec<Instruction>,
-    qubits: &[usize],
-) -> Instruction {
-    op(
-        Operation::IfElse {
-            condition: Condition {
-                bits: bits.to_vec(),
-                value,
-            },
-            true_body: t,
-            false_body: f,
-        },
-        qubits,
-    )
+fn if_else(bits: &[usize], value: u64, t: Vec<Instruction>, f: Vec<Instruction>, qubits: &[usize]) -> Instruction {
+    op(Operation::IfElse { condition: Condition { bits: bits.to_vec(), value }, true_body: t, false_body: f }, qubits)
 }
 
 fn k(v: f64) -> ParamExpr {
@@ -102,10 +76,7 @@ fn bx(e: ParamExpr) -> Box<ParamExpr> {
 }
 
 fn creg(name: &str, bits: &[usize]) -> ClassicalRegister {
-    ClassicalRegister {
-        name: name.into(),
-        bits: bits.to_vec(),
-    }
+    ClassicalRegister { name: name.into(), bits: bits.to_vec() }
 }
 
 fn circuit(
@@ -116,14 +87,7 @@ fn circuit(
     instructions: Vec<Instruction>,
     global_phase: ParamExpr,
 ) -> Circuit {
-    Circuit {
-        name: Some(name.into()),
-        num_qubits: nq,
-        num_clbits: nc,
-        cregs,
-        instructions,
-        global_phase,
-    }
+    Circuit { name: Some(name.into()), num_qubits: nq, num_clbits: nc, cregs, instructions, global_phase }
 }
 
 // ---- Shared fixtures (Qiskit 2.6.2, QPY v18) ---------------------------------------------------
@@ -144,12 +108,7 @@ fn bell() {
         2,
         2,
         vec![creg("c", &[0, 1])],
-        vec![
-            g(Gate::H, &[0]),
-            g(Gate::CX, &[0, 1]),
-            measure(0, 0),
-            measure(1, 1),
-        ],
+        vec![g(Gate::H, &[0]), g(Gate::CX, &[0, 1]), measure(0, 0), measure(1, 1)],
         k(0.0),
     );
     assert_eq!(read("bell.qpy"), expected);
@@ -253,27 +212,11 @@ fn params_ir() -> Circuit {
         vec![
             gp(Gate::RX, vec![s("theta")], &[0]),
             // 2*theta + phi
-            gp(
-                Gate::RY,
-                vec![Add(bx(s("phi")), bx(Mul(bx(k(2.0)), bx(s("theta")))))],
-                &[1],
-            ),
+            gp(Gate::RY, vec![Add(bx(s("phi")), bx(Mul(bx(k(2.0)), bx(s("theta")))))], &[1]),
             gp(Gate::RZ, vec![s("v[0]")], &[0]),
             // v[1]*v[2] - 1
-            gp(
-                Gate::P,
-                vec![Add(bx(k(-1.0)), bx(Mul(bx(s("v[1]")), bx(s("v[2]")))))],
-                &[1],
-            ),
-            gp(
-                Gate::U,
-                vec![
-                    s("theta"),
-                    Div(bx(s("phi")), bx(k(2.0))),
-                    Func(F::Sin, bx(s("theta"))),
-                ],
-                &[0],
-            ),
+            gp(Gate::P, vec![Add(bx(k(-1.0)), bx(Mul(bx(s("v[1]")), bx(s("v[2]")))))], &[1]),
+            gp(Gate::U, vec![s("theta"), Div(bx(s("phi")), bx(k(2.0))), Func(F::Sin, bx(s("theta")))], &[0]),
             gp(Gate::RZZ, vec![k(1.25)], &[0, 1]),
             g(Gate::CX, &[1, 0]),
             measure(0, 1),
@@ -300,10 +243,7 @@ fn control_flow_ir() -> Circuit {
                 &[0, 1],
                 2,
                 vec![g(Gate::X, &[2])],
-                vec![
-                    g(Gate::Z, &[2]),
-                    if_else(&[2], 1, vec![g(Gate::Y, &[1])], vec![], &[1]),
-                ],
+                vec![g(Gate::Z, &[2]), if_else(&[2], 1, vec![g(Gate::Y, &[1])], vec![], &[1])],
                 &[2, 1],
             ),
             // if (!cr[0]) { sx q[0]; }
@@ -331,23 +271,9 @@ fn custom_param_ir() -> Circuit {
             g(Gate::CX, &[2, 1]),
             gp(Gate::RZ, vec![s("t")], &[0]),
             // XGate().control(1, ctrl_state=0)
-            g(
-                Gate::Controlled {
-                    num_ctrl: 1,
-                    ctrl_state: 0,
-                    base: Box::new(Gate::X),
-                },
-                &[0, 1],
-            ),
+            g(Gate::Controlled { num_ctrl: 1, ctrl_state: 0, base: Box::new(Gate::X) }, &[0, 1]),
             // MCXGate(2, ctrl_state=1)
-            g(
-                Gate::Controlled {
-                    num_ctrl: 2,
-                    ctrl_state: 1,
-                    base: Box::new(Gate::X),
-                },
-                &[0, 1, 2],
-            ),
+            g(Gate::Controlled { num_ctrl: 2, ctrl_state: 1, base: Box::new(Gate::X) }, &[0, 1, 2]),
             g(Gate::CCX, &[0, 1, 2]),
             measure(0, 0),
             measure(1, 1),
@@ -365,11 +291,7 @@ fn parameters_vectors_and_expressions() {
     for v in [13, 17, 18] {
         let c = without_name(read(&format!("params_v{v}.qpy")));
         assert_eq!(c, params_ir(), "v{v}");
-        assert_eq!(
-            c.parameters(),
-            vec!["phi", "theta", "v[0]", "v[1]", "v[2]"],
-            "v{v}"
-        );
+        assert_eq!(c.parameters(), vec!["phi", "theta", "v[0]", "v[1]", "v[2]"], "v{v}");
     }
 }
 
@@ -382,13 +304,9 @@ fn parameter_values_evaluate() {
         ("v[1]".to_string(), 3.0),
         ("v[2]".to_string(), 2.0),
     ]);
-    let Operation::Gate { params, .. } = &c.instructions[1].op else {
-        panic!()
-    };
+    let Operation::Gate { params, .. } = &c.instructions[1].op else { panic!() };
     assert_eq!(params[0].eval(&vals), Ok(1.25));
-    let Operation::Gate { params, .. } = &c.instructions[3].op else {
-        panic!()
-    };
+    let Operation::Gate { params, .. } = &c.instructions[3].op else { panic!() };
     assert_eq!(params[0].eval(&vals), Ok(5.0));
     assert_eq!(c.global_phase.eval(&vals), Ok(0.25));
 }
@@ -424,10 +342,7 @@ fn transpiled_circuit_with_layout() {
     for i in &c18.instructions {
         match &i.op {
             Operation::Gate { gate, params } => {
-                assert!(
-                    matches!(gate, Gate::RZ | Gate::SX | Gate::X | Gate::ECR),
-                    "{gate:?}"
-                );
+                assert!(matches!(gate, Gate::RZ | Gate::SX | Gate::X | Gate::ECR), "{gate:?}");
                 assert!(params.iter().all(|p| p.as_const().is_some()));
             }
             Operation::Measure { clbit } => measures.push((i.qubits[0], *clbit)),
@@ -440,10 +355,7 @@ fn transpiled_circuit_with_layout() {
     assert_eq!(measures, vec![(3, 0), (1, 1), (0, 2)]);
     // Qiskit's count_ops(): rz 28, sx 17, ecr 8, measure 3, barrier 1.
     let count = |f: &dyn Fn(&Gate) -> bool| {
-        c18.instructions
-            .iter()
-            .filter(|i| matches!(&i.op, Operation::Gate { gate, .. } if f(gate)))
-            .count()
+        c18.instructions.iter().filter(|i| matches!(&i.op, Operation::Gate { gate, .. } if f(gate))).count()
     };
     assert_eq!(count(&|g| *g == Gate::RZ), 28);
     assert_eq!(count(&|g| *g == Gate::SX), 17);
@@ -469,10 +381,7 @@ fn every_prefix_is_an_error() {
     for f in ALL {
         let b = fixture(f);
         for n in 0..b.len() {
-            assert!(
-                qpy::parse(&b[..n], &ReadLimits::default()).is_err(),
-                "{f}: prefix of {n} bytes"
-            );
+            assert!(qpy::parse(&b[..n], &ReadLimits::default()).is_err(), "{f}: prefix of {n} bytes");
         }
     }
 }
@@ -480,64 +389,28 @@ fn every_prefix_is_an_error() {
 #[test]
 fn limits_are_enforced() {
     let b = fixture("qft4.qpy");
-    let small = ReadLimits {
-        max_qubits: 3,
-        ..ReadLimits::default()
-    };
-    assert!(matches!(
-        qpy::parse(&b, &small),
-        Err(ReadError::TooLarge { .. })
-    ));
-    let few = ReadLimits {
-        max_instructions: 5,
-        ..ReadLimits::default()
-    };
-    assert!(matches!(
-        qpy::parse(&b, &few),
-        Err(ReadError::TooLarge { .. })
-    ));
-    let tiny = ReadLimits {
-        max_source_bytes: 100,
-        ..ReadLimits::default()
-    };
-    assert!(matches!(
-        qpy::parse(&b, &tiny),
-        Err(ReadError::TooLarge { .. })
-    ));
+    let small = ReadLimits { max_qubits: 3, ..ReadLimits::default() };
+    assert!(matches!(qpy::parse(&b, &small), Err(ReadError::TooLarge { .. })));
+    let few = ReadLimits { max_instructions: 5, ..ReadLimits::default() };
+    assert!(matches!(qpy::parse(&b, &few), Err(ReadError::TooLarge { .. })));
+    let tiny = ReadLimits { max_source_bytes: 100, ..ReadLimits::default() };
+    assert!(matches!(qpy::parse(&b, &tiny), Err(ReadError::TooLarge { .. })));
     // custom_param nests two definitions: depth 2.
     let b = fixture("custom_param_v18.qpy");
-    let shallow = ReadLimits {
-        max_depth: 1,
-        ..ReadLimits::default()
-    };
-    assert!(matches!(
-        qpy::parse(&b, &shallow),
-        Err(ReadError::TooLarge { .. })
-    ));
-    let ok = ReadLimits {
-        max_depth: 2,
-        ..ReadLimits::default()
-    };
+    let shallow = ReadLimits { max_depth: 1, ..ReadLimits::default() };
+    assert!(matches!(qpy::parse(&b, &shallow), Err(ReadError::TooLarge { .. })));
+    let ok = ReadLimits { max_depth: 2, ..ReadLimits::default() };
     assert!(qpy::parse(&b, &ok).is_ok());
 }
 
 #[test]
 fn wrong_magic_and_versions() {
     let mut b = fixture("bell.qpy");
-    assert!(matches!(
-        qpy::parse(b"QISKIX", &ReadLimits::default()),
-        Err(ReadError::Syntax { .. })
-    ));
+    assert!(matches!(qpy::parse(b"QISKIX", &ReadLimits::default()), Err(ReadError::Syntax { .. })));
     b[6] = 12;
-    assert!(matches!(
-        qpy::parse(&b, &ReadLimits::default()),
-        Err(ReadError::Unsupported { .. })
-    ));
+    assert!(matches!(qpy::parse(&b, &ReadLimits::default()), Err(ReadError::Unsupported { .. })));
     b[6] = 19;
-    assert!(matches!(
-        qpy::parse(&b, &ReadLimits::default()),
-        Err(ReadError::Unsupported { .. })
-    ));
+    assert!(matches!(qpy::parse(&b, &ReadLimits::default()), Err(ReadError::Unsupported { .. })));
 }
 
 #[test]

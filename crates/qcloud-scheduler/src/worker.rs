@@ -130,7 +130,10 @@ async fn execute(shared: &Arc<Shared>, job: &JobRow, cancel: CancellationToken) 
     let Some(driver) = shared.registry.get(spec.device.driver) else {
         return (
             Some(Outcome::Failed {
-                reason: format!("device '{}' uses driver '{}', which this server does not run", spec.device.name, spec.device.driver),
+                reason: format!(
+                    "device '{}' uses driver '{}', which this server does not run",
+                    spec.device.name, spec.device.driver
+                ),
                 code: "no_driver",
             }),
             0.0,
@@ -208,10 +211,10 @@ async fn device_spec(shared: &Shared, name: &str) -> Result<DeviceSpec, Outcome>
         reason: format!("device '{name}' could not be read: {e}"),
         code: "device_fault",
     })?;
-    let driver: DriverKind = row.driver.parse().map_err(|e| Outcome::Failed {
-        reason: format!("device '{name}': {e}"),
-        code: "device_fault",
-    })?;
+    let driver: DriverKind = row
+        .driver
+        .parse()
+        .map_err(|e| Outcome::Failed { reason: format!("device '{name}': {e}"), code: "device_fault" })?;
     let spec = DeviceSpec {
         name: row.name,
         driver,

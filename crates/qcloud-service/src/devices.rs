@@ -67,9 +67,7 @@ pub(crate) fn parse_enum<T: std::str::FromStr<Err = qcloud_core::UnknownValue>>(
     field: &'static str,
     v: &str,
 ) -> Result<T> {
-    v.parse().map_err(|e: qcloud_core::UnknownValue| {
-        ServiceError::invalid("invalid_field", format!("{field}: {e}"))
-    })
+    v.parse().map_err(|e: qcloud_core::UnknownValue| ServiceError::invalid("invalid_field", format!("{field}: {e}")))
 }
 
 fn parse_timing(v: &serde_json::Value) -> Result<Timing> {

@@ -8,8 +8,8 @@ use crate::sessions::facts;
 use crate::Service;
 use chrono::{DateTime, Utc};
 use qcloud_core::rules::{
-    decide_device, lost_job_action, session_action, session_deadline, Candidate, CandidateKind,
-    DeviceDecision, DeviceFacts, HolderFacts, LostJobAction, SessionAction,
+    decide_device, lost_job_action, session_action, session_deadline, Candidate, CandidateKind, DeviceDecision,
+    DeviceFacts, HolderFacts, LostJobAction, SessionAction,
 };
 use qcloud_core::{ClosedReason, Priority};
 use qcloud_store::jobs::JobRow;
@@ -404,4 +404,3 @@ impl Service {
             .unwrap_or(false))
     }
 }
-

@@ -40,10 +40,7 @@ impl ServiceError {
 
     /// A database that cannot be reached (as opposed to a failed query): worth a 503 and a retry.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            ServiceError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
-        )
+        matches!(self, ServiceError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)))
     }
 
     pub fn not_found(what: &'static str, id: impl ToString) -> Self {

@@ -114,11 +114,8 @@ pub(crate) fn job_view(row: JobRow, queue_position: Option<i64>) -> Result<JobVi
 
 impl Service {
     async fn view_with_position(&self, conn: &mut qcloud_store::PgConnection, row: JobRow) -> Result<JobView> {
-        let pos = if row.status == "queued" {
-            Some(qcloud_store::jobs::queue_position(conn, &row).await?)
-        } else {
-            None
-        };
+        let pos =
+            if row.status == "queued" { Some(qcloud_store::jobs::queue_position(conn, &row).await?) } else { None };
         job_view(row, pos)
     }
 
@@ -133,7 +130,10 @@ impl Service {
     ) -> Result<(JobView, bool)> {
         if let Some(k) = idempotency_key {
             if k.is_empty() || k.len() > 255 {
-                return Err(ServiceError::invalid("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"));
+                return Err(ServiceError::invalid(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 characters",
+                ));
             }
         }
         validate_tags(&req.tags)?;

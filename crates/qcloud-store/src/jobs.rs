@@ -142,12 +142,10 @@ pub async fn job_mode_candidates(
 
 /// The next queued job of a session (arrival order).
 pub async fn next_in_session(conn: &mut PgConnection, session: Uuid) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1",
-    )
-    .bind(session)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_scalar("SELECT id FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1")
+        .bind(session)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Queued jobs of a session, after the first `skip`, for preparing ahead (rule 12).

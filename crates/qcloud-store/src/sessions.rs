@@ -168,46 +168,31 @@ pub async fn close(conn: &mut PgConnection, id: Uuid, reason: &str) -> sqlx::Res
 }
 
 pub async fn stop_accepting(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET accepting_jobs = false WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE sessions SET accepting_jobs = false WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
 }
 
 pub async fn touch_submitted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET last_job_submitted = now() WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE sessions SET last_job_submitted = now() WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
 }
 
 pub async fn touch_started(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET last_job_started = now() WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE sessions SET last_job_started = now() WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
 }
 
 pub async fn record_completion(conn: &mut PgConnection, id: Uuid, usage_seconds: f64) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE sessions SET last_job_completed = now(), usage_seconds = usage_seconds + $2 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(usage_seconds)
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE sessions SET last_job_completed = now(), usage_seconds = usage_seconds + $2 WHERE id = $1")
+        .bind(id)
+        .bind(usage_seconds)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 pub async fn set_deadline(conn: &mut PgConnection, id: Uuid, deadline: Option<DateTime<Utc>>) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET next_deadline = $2 WHERE id = $1")
-        .bind(id)
-        .bind(deadline)
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE sessions SET next_deadline = $2 WHERE id = $1").bind(id).bind(deadline).execute(conn).await?;
     Ok(())
 }
 

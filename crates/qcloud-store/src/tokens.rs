@@ -21,13 +21,7 @@ pub async fn ensure_project(conn: &mut PgConnection, name: &str) -> sqlx::Result
 
 /// Insert a token hash; `ON CONFLICT DO NOTHING` makes re-registering the configured admin
 /// token at every start harmless.
-pub async fn insert(
-    conn: &mut PgConnection,
-    hash: &[u8],
-    project: &str,
-    user: &str,
-    admin: bool,
-) -> sqlx::Result<()> {
+pub async fn insert(conn: &mut PgConnection, hash: &[u8], project: &str, user: &str, admin: bool) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, project, user_name, is_admin) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (token_hash) DO NOTHING",
@@ -43,12 +37,10 @@ pub async fn insert(
 }
 
 pub async fn find_by_hash(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<Option<TokenRow>> {
-    sqlx::query_as(
-        "SELECT id, project, user_name, is_admin FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(hash)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as("SELECT id, project, user_name, is_admin FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+        .bind(hash)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Quota of a project in device seconds (None: unlimited) and its usage so far.
@@ -58,11 +50,9 @@ pub async fn quota_and_usage(conn: &mut PgConnection, project: &str) -> sqlx::Re
         .fetch_optional(&mut *conn)
         .await?;
     let Some(Some(quota)) = quota else { return Ok(None) };
-    let used: f64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(seconds), 0)::float8 FROM device_usage WHERE project = $1",
-    )
-    .bind(project)
-    .fetch_one(conn)
-    .await?;
+    let used: f64 = sqlx::query_scalar("SELECT COALESCE(SUM(seconds), 0)::float8 FROM device_usage WHERE project = $1")
+        .bind(project)
+        .fetch_one(conn)
+        .await?;
     Ok(Some((quota, used)))
 }

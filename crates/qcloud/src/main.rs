@@ -240,9 +240,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => svc.create_token("admin", "admin", true).await?,
     };
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheduler = Scheduler::start(
         svc.clone(),
@@ -257,10 +256,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let app = qcloud_api::router(
-        svc.clone(),
-        &ApiConfig { max_body_bytes: args.max_body_bytes, ..ApiConfig::default() },
-    );
+    let app =
+        qcloud_api::router(svc.clone(), &ApiConfig { max_body_bytes: args.max_body_bytes, ..ApiConfig::default() });
     println!("qcloud listening on http://{addr}");
     if args.admin_token.is_some() {
         println!("admin token: the one given in QCLOUD_ADMIN_TOKEN / --admin-token");
@@ -338,7 +335,10 @@ async fn devices(db: DbArgs, command: DevicesCommand) -> anyhow::Result<()> {
     let set_status = |status: &str| DevicePatch { status: Some(status.into()), ..DevicePatch::default() };
     match command {
         DevicesCommand::List => {
-            println!("{:<24} {:<7} {:<12} {:<8} {:>7} {:>7}  held by", "name", "kind", "driver", "status", "qubits", "queue");
+            println!(
+                "{:<24} {:<7} {:<12} {:<8} {:>7} {:>7}  held by",
+                "name", "kind", "driver", "status", "qubits", "queue"
+            );
             for d in svc.list_devices().await? {
                 println!(
                     "{:<24} {:<7} {:<12} {:<8} {:>7} {:>7}  {}",

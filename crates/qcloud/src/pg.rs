@@ -22,10 +22,8 @@ use anyhow::{anyhow, bail, Context};
 use sqlx::{Connection, PgConnection};
 
 /// URLs probed for a local Postgres server, in order, when `QCLOUD_LOCAL_PG_PROBE` is not set.
-pub const DEFAULT_PROBES: [&str; 2] = [
-    "postgres://postgres@127.0.0.1:5432/postgres",
-    "postgres:///postgres?host=/var/run/postgresql&user=postgres",
-];
+pub const DEFAULT_PROBES: [&str; 2] =
+    ["postgres://postgres@127.0.0.1:5432/postgres", "postgres:///postgres?host=/var/run/postgresql&user=postgres"];
 
 /// Suggested data folder of the private server, relative to the working directory (`.qcloud/` is git-ignored).
 #[allow(dead_code)]
@@ -93,14 +91,8 @@ impl PrivatePostgres {
         self.stopped = true;
         let pgdata = self.data_dir.join(PGDATA);
         let pg_ctl = self.bin_dir.join("pg_ctl");
-        let args: Vec<OsString> = vec![
-            "-D".into(),
-            pgdata.into_os_string(),
-            "-m".into(),
-            "fast".into(),
-            "-w".into(),
-            "stop".into(),
-        ];
+        let args: Vec<OsString> =
+            vec!["-D".into(), pgdata.into_os_string(), "-m".into(), "fast".into(), "-w".into(), "stop".into()];
         let mut cmd = pg_command(&pg_ctl, &args, self.run_as_postgres);
         cmd.current_dir(&self.data_dir);
         match cmd.output() {
@@ -155,14 +147,8 @@ pub async fn resolve_with_probes(
         "no local Postgres answered; starting a private one"
     );
     let private = start_private(data_dir).await?;
-    let url = format!(
-        "postgres://{PG_USER}@127.0.0.1:{}/{DATABASE_NAME}",
-        private.port
-    );
-    Ok(LocalDb {
-        url,
-        private: Some(private),
-    })
+    let url = format!("postgres://{PG_USER}@127.0.0.1:{}/{DATABASE_NAME}", private.port);
+    Ok(LocalDb { url, private: Some(private) })
 }
 
 /// The probe URLs from `QCLOUD_LOCAL_PG_PROBE`, or [`DEFAULT_PROBES`].
@@ -177,12 +163,7 @@ fn parse_probe_list(value: &str) -> Vec<String> {
     if value.trim().eq_ignore_ascii_case("none") {
         return Vec::new();
     }
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Connects to `probe`; if it answers, makes sure database `qcloud` exists and returns its URL. `Ok(None)` when
@@ -220,11 +201,7 @@ async fn ensure_database(conn: &mut PgConnection, name: &str) -> anyhow::Result<
             tracing::info!("created database {name}");
             Ok(())
         }
-        Err(sqlx::Error::Database(db))
-            if matches!(db.code().as_deref(), Some("42P04") | Some("23505")) =>
-        {
-            Ok(())
-        }
+        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("42P04") | Some("23505")) => Ok(()),
         Err(err) => Err(err).with_context(|| format!("could not create database {name}")),
     }
 }
@@ -253,39 +230,25 @@ fn redact(url: &str) -> String {
     let authority = &rest[..authority_end];
     match (authority.rfind('@'), authority.find(':')) {
         (Some(at), Some(colon)) if colon < at => {
-            format!(
-                "{}{}:***{}",
-                &url[..scheme_end],
-                &authority[..colon],
-                &rest[at..]
-            )
+            format!("{}{}:***{}", &url[..scheme_end], &authority[..colon], &rest[at..])
         }
         _ => url.to_string(),
     }
 }
 
 async fn start_private(data_dir: &Path) -> anyhow::Result<PrivatePostgres> {
-    std::fs::create_dir_all(data_dir).with_context(|| {
-        format!(
-            "could not create the Postgres data folder {}",
-            data_dir.display()
-        )
-    })?;
-    let data_dir = data_dir
-        .canonicalize()
-        .with_context(|| format!("could not resolve {}", data_dir.display()))?;
-    let bin_dir = find_bin_dir(
-        std::env::var_os("QCLOUD_PG_BIN_DIR"),
-        std::env::var_os("PATH"),
-        Path::new("/usr/lib/postgresql"),
-    )
-    .ok_or_else(|| {
-        anyhow!(
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("could not create the Postgres data folder {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize().with_context(|| format!("could not resolve {}", data_dir.display()))?;
+    let bin_dir =
+        find_bin_dir(std::env::var_os("QCLOUD_PG_BIN_DIR"), std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))
+            .ok_or_else(|| {
+                anyhow!(
             "no database configured, no local Postgres answered, and no Postgres binaries (initdb, pg_ctl) were \
              found on PATH or under /usr/lib/postgresql/*/bin. Install Postgres (e.g. `apt-get install postgresql`), \
              set QCLOUD_PG_BIN_DIR, or set DATABASE_URL / --database-url"
         )
-    })?;
+            })?;
     let run_as_postgres = effective_uid_is_root();
     if run_as_postgres {
         prepare_for_postgres_user(&data_dir).await?;
@@ -293,14 +256,7 @@ async fn start_private(data_dir: &Path) -> anyhow::Result<PrivatePostgres> {
 
     if let Some(port) = running_private_port(&data_dir).await {
         tracing::info!(port, data_dir = %data_dir.display(), "reusing the private Postgres already running");
-        let mut private = PrivatePostgres {
-            bin_dir,
-            data_dir,
-            port,
-            run_as_postgres,
-            owned: false,
-            stopped: false,
-        };
+        let mut private = PrivatePostgres { bin_dir, data_dir, port, run_as_postgres, owned: false, stopped: false };
         create_private_database(&mut private).await?;
         return Ok(private);
     }
@@ -325,11 +281,7 @@ async fn start_private(data_dir: &Path) -> anyhow::Result<PrivatePostgres> {
 
     let port = free_port().context("could not find a free TCP port for the private Postgres")?;
     let socket_dir = data_dir.to_string_lossy().to_string();
-    let socket_opt = if socket_dir.len() <= MAX_SOCKET_DIR_LEN {
-        shell_quote(&socket_dir)
-    } else {
-        "''".to_string()
-    };
+    let socket_opt = if socket_dir.len() <= MAX_SOCKET_DIR_LEN { shell_quote(&socket_dir) } else { "''".to_string() };
     let server_opts = format!("-p {port} -k {socket_opt} -c listen_addresses=127.0.0.1");
     let log = data_dir.join(LOG_FILE);
     let args: Vec<OsString> = vec![
@@ -345,8 +297,7 @@ async fn start_private(data_dir: &Path) -> anyhow::Result<PrivatePostgres> {
         "start".into(),
     ];
     tracing::info!(port, pgdata = %pgdata.display(), "starting private Postgres");
-    if let Err(err) = run_checked(&bin_dir.join("pg_ctl"), &args, run_as_postgres, &data_dir).await
-    {
+    if let Err(err) = run_checked(&bin_dir.join("pg_ctl"), &args, run_as_postgres, &data_dir).await {
         let tail = log_tail(&log, 20);
         bail!(
             "could not start the private Postgres in {}: {err:#}\n--- last lines of {} ---\n{tail}",
@@ -354,14 +305,8 @@ async fn start_private(data_dir: &Path) -> anyhow::Result<PrivatePostgres> {
             log.display()
         );
     }
-    let mut private = PrivatePostgres {
-        bin_dir,
-        data_dir: data_dir.clone(),
-        port,
-        run_as_postgres,
-        owned: true,
-        stopped: false,
-    };
+    let mut private =
+        PrivatePostgres { bin_dir, data_dir: data_dir.clone(), port, run_as_postgres, owned: true, stopped: false };
     // From here on, dropping `private` (also on error) stops the server again.
     std::fs::write(data_dir.join(PORT_FILE), format!("{port}\n"))
         .with_context(|| format!("could not write {}", data_dir.join(PORT_FILE).display()))?;
@@ -388,11 +333,7 @@ async fn running_private_port(data_dir: &Path) -> Option<u16> {
     if !process_alive(pid) {
         return None;
     }
-    let port: u16 = std::fs::read_to_string(data_dir.join(PORT_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let port: u16 = std::fs::read_to_string(data_dir.join(PORT_FILE)).ok()?.trim().parse().ok()?;
     let url = format!("postgres://{PG_USER}@127.0.0.1:{port}/postgres");
     match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect(&url)).await {
         Ok(Ok(conn)) => {
@@ -417,11 +358,7 @@ fn process_alive(pid: u32) -> bool {
 
 /// The folder with `initdb` and `pg_ctl`: `override_dir` if given, else the first PATH entry holding both, else
 /// the highest version under `versions_root` (`/usr/lib/postgresql/<version>/bin`).
-fn find_bin_dir(
-    override_dir: Option<OsString>,
-    path: Option<OsString>,
-    versions_root: &Path,
-) -> Option<PathBuf> {
+fn find_bin_dir(override_dir: Option<OsString>, path: Option<OsString>, versions_root: &Path) -> Option<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(dir) = override_dir {
         let dir = PathBuf::from(dir);
@@ -500,17 +437,10 @@ async fn prepare_for_postgres_user(data_dir: &Path) -> anyhow::Result<()> {
         .await
         .context("could not run chown")?;
     if !out.status.success() {
-        bail!(
-            "could not hand {} to the `{PG_USER}` user: {}",
-            data_dir.display(),
-            output_text(&out)
-        );
+        bail!("could not hand {} to the `{PG_USER}` user: {}", data_dir.display(), output_text(&out));
     }
     let probe: Vec<OsString> = vec!["-w".into(), data_dir.as_os_str().to_owned()];
-    let writable = pg_command(Path::new("test"), &probe, true)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let writable = pg_command(Path::new("test"), &probe, true).output().map(|o| o.status.success()).unwrap_or(false);
     if !writable {
         bail!(
             "qcloud runs as root, so the private Postgres runs as the `{PG_USER}` user, but that user cannot reach \
@@ -529,10 +459,8 @@ fn pg_command(program: &Path, args: &[OsString], as_postgres: bool) -> std::proc
         cmd.args(args);
         return cmd;
     }
-    if let Some(runuser) = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
+    if let Some(runuser) =
+        ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"].iter().map(Path::new).find(|p| p.is_file())
     {
         let mut cmd = std::process::Command::new(runuser);
         cmd.args(["-u", PG_USER, "--"]).arg(program).args(args);
@@ -548,25 +476,12 @@ fn pg_command(program: &Path, args: &[OsString], as_postgres: bool) -> std::proc
     cmd
 }
 
-async fn run_checked(
-    program: &Path,
-    args: &[OsString],
-    as_postgres: bool,
-    cwd: &Path,
-) -> anyhow::Result<()> {
+async fn run_checked(program: &Path, args: &[OsString], as_postgres: bool, cwd: &Path) -> anyhow::Result<()> {
     let mut cmd = tokio::process::Command::from(pg_command(program, args, as_postgres));
     cmd.current_dir(cwd).stdin(std::process::Stdio::null());
-    let out = cmd
-        .output()
-        .await
-        .with_context(|| format!("could not run {}", program.display()))?;
+    let out = cmd.output().await.with_context(|| format!("could not run {}", program.display()))?;
     if !out.status.success() {
-        bail!(
-            "{} exited with {}: {}",
-            program.display(),
-            out.status,
-            output_text(&out)
-        );
+        bail!("{} exited with {}: {}", program.display(), out.status, output_text(&out));
     }
     Ok(())
 }
@@ -603,12 +518,9 @@ mod tests {
     use super::*;
 
     fn scratch_dir(tag: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("qcloud-pg-{tag}-{}-{nanos}", std::process::id()));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("qcloud-pg-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create scratch dir");
         dir
     }
@@ -629,39 +541,23 @@ mod tests {
         std::fs::create_dir_all(versions.join("17/bin")).expect("mkdir"); // no binaries: skipped
         std::fs::create_dir_all(versions.join("notes")).expect("mkdir");
 
-        assert_eq!(
-            find_bin_dir(None, None, &versions),
-            Some(versions.join("16/bin"))
-        );
+        assert_eq!(find_bin_dir(None, None, &versions), Some(versions.join("16/bin")));
 
         let on_path = root.join("path-bin");
         fake_bin(&on_path);
         let path = std::env::join_paths([root.join("empty"), on_path.clone()]).expect("join");
-        assert_eq!(
-            find_bin_dir(None, Some(path), &versions),
-            Some(on_path.clone())
-        );
+        assert_eq!(find_bin_dir(None, Some(path), &versions), Some(on_path.clone()));
 
         // The override wins, and a bad override is "not found" rather than a silent fallback.
-        assert_eq!(
-            find_bin_dir(Some(versions.join("15/bin").into()), None, &versions),
-            Some(versions.join("15/bin"))
-        );
-        assert_eq!(
-            find_bin_dir(Some(root.join("nope").into()), None, &versions),
-            None
-        );
+        assert_eq!(find_bin_dir(Some(versions.join("15/bin").into()), None, &versions), Some(versions.join("15/bin")));
+        assert_eq!(find_bin_dir(Some(root.join("nope").into()), None, &versions), None);
         assert_eq!(find_bin_dir(None, None, &root.join("missing")), None);
         let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
     fn version_ordering_is_numeric() {
-        let mut v = [
-            parse_version("9.6"),
-            parse_version("10"),
-            parse_version("16"),
-        ];
+        let mut v = [parse_version("9.6"), parse_version("10"), parse_version("16")];
         v.sort();
         assert_eq!(v[2], Some(vec![16]));
         assert_eq!(v[0], Some(vec![9, 6]));
@@ -689,39 +585,24 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/qcloud"
         );
         assert_eq!(
-            with_database(
-                "postgres:///postgres?host=/var/run/postgresql&user=postgres",
-                "qcloud"
-            ),
+            with_database("postgres:///postgres?host=/var/run/postgresql&user=postgres", "qcloud"),
             "postgres:///qcloud?host=/var/run/postgresql&user=postgres"
         );
-        assert_eq!(
-            with_database("postgres://u:p@h:1", "qcloud"),
-            "postgres://u:p@h:1/qcloud"
-        );
+        assert_eq!(with_database("postgres://u:p@h:1", "qcloud"), "postgres://u:p@h:1/qcloud");
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://u@h:5432/db"), "postgres://u@h:5432/db");
-        assert_eq!(
-            redact("postgres:///db?host=/tmp"),
-            "postgres:///db?host=/tmp"
-        );
+        assert_eq!(redact("postgres:///db?host=/tmp"), "postgres:///db?host=/tmp");
     }
 
     #[test]
     fn probe_list_parsing() {
         assert!(parse_probe_list("none").is_empty());
         assert!(parse_probe_list("").is_empty());
-        assert_eq!(
-            parse_probe_list(" a , b ,"),
-            vec!["a".to_string(), "b".to_string()]
-        );
+        assert_eq!(parse_probe_list(" a , b ,"), vec!["a".to_string(), "b".to_string()]);
     }
 
     #[test]
@@ -733,15 +614,10 @@ mod tests {
     #[tokio::test]
     async fn explicit_url_is_used_verbatim() {
         let dir = std::env::temp_dir().join("qcloud-pg-never-created");
-        let db = resolve(Some("postgres://x:y@example.invalid:1/z".into()), &dir)
-            .await
-            .expect("resolve");
+        let db = resolve(Some("postgres://x:y@example.invalid:1/z".into()), &dir).await.expect("resolve");
         assert_eq!(db.url, "postgres://x:y@example.invalid:1/z");
         assert!(db.private.is_none());
-        assert!(
-            !dir.exists(),
-            "an explicit URL must not touch the data folder"
-        );
+        assert!(!dir.exists(), "an explicit URL must not touch the data folder");
     }
 
     /// Forces the private path (the probe points at a port nothing listens on), starts a real server from the
@@ -751,61 +627,39 @@ mod tests {
         let root = scratch_dir("private");
         let data_dir = root.join("pg");
         let dead_port = free_port().expect("free port");
-        let probes = vec![format!(
-            "postgres://postgres@127.0.0.1:{dead_port}/postgres"
-        )];
+        let probes = vec![format!("postgres://postgres@127.0.0.1:{dead_port}/postgres")];
 
         let mut db = resolve_with_probes(None, &data_dir, &probes)
             .await
             .expect("private Postgres should start (needs initdb and pg_ctl installed)");
         let port = db.private.as_ref().expect("a private server").port();
-        assert_eq!(
-            db.url,
-            format!("postgres://postgres@127.0.0.1:{port}/qcloud")
-        );
+        assert_eq!(db.url, format!("postgres://postgres@127.0.0.1:{port}/qcloud"));
 
-        let mut conn = PgConnection::connect(&db.url)
-            .await
-            .expect("connect to qcloud db");
-        let one: i32 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&mut conn)
-            .await
-            .expect("query");
+        let mut conn = PgConnection::connect(&db.url).await.expect("connect to qcloud db");
+        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.expect("query");
         assert_eq!(one, 1);
         conn.close().await.expect("close");
 
         // A second resolve in the same folder reuses the running server and does not own it.
-        let again = resolve_with_probes(None, &data_dir, &probes)
-            .await
-            .expect("reuse");
+        let again = resolve_with_probes(None, &data_dir, &probes).await.expect("reuse");
         let reused = again.private.as_ref().expect("private");
         assert_eq!(reused.port(), port);
         assert!(!reused.is_owned());
         drop(again); // must not stop the server
-        let conn = PgConnection::connect(&db.url)
-            .await
-            .expect("still up after reuse dropped");
+        let conn = PgConnection::connect(&db.url).await.expect("still up after reuse dropped");
         conn.close().await.expect("close");
 
         db.private.as_mut().expect("private").stop();
-        let after =
-            tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&db.url)).await;
+        let after = tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&db.url)).await;
         assert!(!matches!(after, Ok(Ok(_))), "server should be stopped");
         drop(db);
 
         // A restart of a stopped, initialised cluster works too (no second initdb).
-        let db = resolve_with_probes(None, &data_dir, &probes)
-            .await
-            .expect("restart");
-        let conn = PgConnection::connect(&db.url)
-            .await
-            .expect("connect after restart");
+        let db = resolve_with_probes(None, &data_dir, &probes).await.expect("restart");
+        let conn = PgConnection::connect(&db.url).await.expect("connect after restart");
         conn.close().await.expect("close");
         drop(db); // stops on drop
-        assert!(
-            !data_dir.join(PGDATA).join("postmaster.pid").exists(),
-            "stopped on drop"
-        );
+        assert!(!data_dir.join(PGDATA).join("postmaster.pid").exists(), "stopped on drop");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

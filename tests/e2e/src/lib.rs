@@ -228,7 +228,12 @@ impl Client {
     }
 
     /// Poll a session until `pred` holds.
-    pub async fn wait_session(&self, id: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub async fn wait_session(
+        &self,
+        id: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         let t0 = Instant::now();
         loop {
             let (s, v) = self.get(&format!("/v1/sessions/{id}")).await?;
@@ -295,7 +300,10 @@ mod tests {
     #[test]
     fn replaces_the_database_of_a_url() {
         assert_eq!(super::replace_db("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(super::replace_db("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            super::replace_db("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
         assert_eq!(super::replace_db("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
 }

@@ -38,10 +38,7 @@ fn environment(service: &Value) -> Vec<(String, String)> {
             .map(|(k, v)| {
                 let value = match v {
                     Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
+                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
                 };
                 (k.as_str().unwrap_or_default().to_string(), value)
             })
@@ -59,10 +56,7 @@ fn environment(service: &Value) -> Vec<(String, String)> {
 }
 
 fn env_var(service: &Value, name: &str) -> Option<String> {
-    environment(service)
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+    environment(service).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 fn assert_healthcheck(service: &Value, name: &str) {
@@ -75,10 +69,7 @@ fn assert_healthcheck(service: &Value, name: &str) {
         Value::Sequence(items) => items.len() >= 2,
         _ => false,
     };
-    assert!(
-        non_empty,
-        "service `{name}` has an empty healthcheck: {test:?}"
-    );
+    assert!(non_empty, "service `{name}` has an empty healthcheck: {test:?}");
 }
 
 #[test]
@@ -88,42 +79,23 @@ fn compose_has_postgres_and_qcloud_with_health_checks() {
     let qcloud = service(&compose, "qcloud");
 
     let pg_image = str_at(postgres, "image").expect("postgres service needs an image");
-    assert!(
-        pg_image.starts_with("postgres:"),
-        "postgres image is {pg_image}"
-    );
+    assert!(pg_image.starts_with("postgres:"), "postgres image is {pg_image}");
     assert_healthcheck(postgres, "postgres");
     assert_healthcheck(qcloud, "qcloud");
 
-    let condition = qcloud
-        .get("depends_on")
-        .and_then(|d| d.get("postgres"))
-        .and_then(|p| str_at(p, "condition"));
-    assert_eq!(
-        condition,
-        Some("service_healthy"),
-        "qcloud must wait for a healthy postgres"
-    );
+    let condition = qcloud.get("depends_on").and_then(|d| d.get("postgres")).and_then(|p| str_at(p, "condition"));
+    assert_eq!(condition, Some("service_healthy"), "qcloud must wait for a healthy postgres");
 
     let database_url = env_var(qcloud, "DATABASE_URL").expect("qcloud needs DATABASE_URL");
     assert!(
         database_url.contains("@postgres:5432/"),
         "DATABASE_URL should point at the postgres service: {database_url}"
     );
-    assert_eq!(
-        env_var(qcloud, "QCLOUD_LISTEN").as_deref(),
-        Some("0.0.0.0:8080")
-    );
-    assert!(
-        env_var(qcloud, "QCLOUD_ADMIN_TOKEN").is_some(),
-        "qcloud needs QCLOUD_ADMIN_TOKEN"
-    );
+    assert_eq!(env_var(qcloud, "QCLOUD_LISTEN").as_deref(), Some("0.0.0.0:8080"));
+    assert!(env_var(qcloud, "QCLOUD_ADMIN_TOKEN").is_some(), "qcloud needs QCLOUD_ADMIN_TOKEN");
 
     let healthcheck = serde_yaml::to_string(&qcloud["healthcheck"]["test"]).expect("yaml");
-    assert!(
-        healthcheck.contains("/readyz"),
-        "qcloud healthcheck should probe /readyz"
-    );
+    assert!(healthcheck.contains("/readyz"), "qcloud healthcheck should probe /readyz");
 }
 
 #[test]
@@ -132,15 +104,10 @@ fn qcloud_service_builds_this_repos_dockerfile_as_qcloud_local() {
     let qcloud = service(&compose, "qcloud");
     assert_eq!(str_at(qcloud, "image"), Some("qcloud:local"));
 
-    let build = qcloud
-        .get("build")
-        .expect("qcloud service must build the image");
+    let build = qcloud.get("build").expect("qcloud service must build the image");
     let (context, dockerfile) = match build {
         Value::String(context) => (context.as_str(), "Dockerfile"),
-        other => (
-            str_at(other, "context").unwrap_or("."),
-            str_at(other, "dockerfile").unwrap_or("Dockerfile"),
-        ),
+        other => (str_at(other, "context").unwrap_or("."), str_at(other, "dockerfile").unwrap_or("Dockerfile")),
     };
     let dockerfile_path = repo_root().join(context).join(dockerfile);
     assert!(
@@ -174,49 +141,29 @@ fn dockerfile_is_multi_stage_and_ships_binary_and_migrations() {
     assert!(stages.len() >= 2, "the Dockerfile should be multi-stage");
     let builder = stages[..stages.len() - 1].concat().join("\n");
     assert!(
-        builder.contains("cargo build")
-            && builder.contains("--release")
-            && builder.contains("-p qcloud"),
+        builder.contains("cargo build") && builder.contains("--release") && builder.contains("-p qcloud"),
         "a build stage should run `cargo build --release -p qcloud`"
     );
 
     let runtime = &stages[stages.len() - 1];
     let has = |prefix: &str, needle: &str| {
-        runtime
-            .iter()
-            .any(|l| l.to_ascii_uppercase().starts_with(prefix) && l.contains(needle))
+        runtime.iter().any(|l| l.to_ascii_uppercase().starts_with(prefix) && l.contains(needle))
     };
     let copies_migrations = runtime.iter().any(|l| {
         let words: Vec<&str> = l.split_whitespace().collect();
-        if !words
-            .first()
-            .is_some_and(|w| w.eq_ignore_ascii_case("COPY"))
-        {
+        if !words.first().is_some_and(|w| w.eq_ignore_ascii_case("COPY")) {
             return false;
         }
-        let args: Vec<&str> = words[1..]
-            .iter()
-            .copied()
-            .filter(|w| !w.starts_with("--"))
-            .collect();
+        let args: Vec<&str> = words[1..].iter().copied().filter(|w| !w.starts_with("--")).collect();
         // Every argument but the last is a source.
         args.len() >= 2
             && args[..args.len() - 1]
                 .iter()
                 .any(|src| src.trim_start_matches("./").trim_end_matches('/') == "migrations")
     });
-    assert!(
-        copies_migrations,
-        "the runtime stage must copy migrations/ from the build context"
-    );
-    assert!(
-        has("COPY ", "--from="),
-        "the runtime stage must copy the binary from the build stage"
-    );
-    assert!(
-        has("RUN ", "curl"),
-        "the runtime stage needs curl for the health check"
-    );
+    assert!(copies_migrations, "the runtime stage must copy migrations/ from the build context");
+    assert!(has("COPY ", "--from="), "the runtime stage must copy the binary from the build stage");
+    assert!(has("RUN ", "curl"), "the runtime stage needs curl for the health check");
     assert!(has("USER ", ""), "the runtime stage should not run as root");
     assert!(has("EXPOSE ", "8080"));
     assert!(has("ENTRYPOINT ", "qcloud"));
@@ -237,14 +184,8 @@ fn migrations_folder_holds_sql_files() {
 fn dockerignore_keeps_build_outputs_out_of_the_context() {
     let ignore = read(".dockerignore");
     let lines: Vec<&str> = ignore.lines().map(str::trim).collect();
-    assert!(
-        lines.contains(&"target"),
-        ".dockerignore should exclude target"
-    );
-    assert!(
-        lines.iter().any(|l| l.contains(".venv")),
-        ".dockerignore should exclude venvs"
-    );
+    assert!(lines.contains(&"target"), ".dockerignore should exclude target");
+    assert!(lines.iter().any(|l| l.contains(".venv")), ".dockerignore should exclude venvs");
 }
 
 #[test]
@@ -257,13 +198,8 @@ fn docker_e2e_script_brings_the_stack_up_and_down() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(repo_root().join("tests/docker/e2e.sh"))
-            .expect("stat e2e.sh")
-            .permissions()
-            .mode();
-        assert!(
-            mode & 0o111 != 0,
-            "tests/docker/e2e.sh should be executable"
-        );
+        let mode =
+            std::fs::metadata(repo_root().join("tests/docker/e2e.sh")).expect("stat e2e.sh").permissions().mode();
+        assert!(mode & 0o111 != 0, "tests/docker/e2e.sh should be executable");
     }
 }

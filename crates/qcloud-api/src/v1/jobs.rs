@@ -37,7 +37,11 @@ pub async fn submit(
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<JobView>> {
+pub async fn get(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<JobView>> {
     Ok(Json(s.svc.get_job(&who, id).await?))
 }
 
@@ -46,7 +50,11 @@ pub async fn get(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): Ap
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "The job has not completed")))]
-pub async fn result(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<JobResult>> {
+pub async fn result(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<JobResult>> {
     Ok(Json(s.svc.job_result(&who, id).await?))
 }
 
@@ -55,13 +63,21 @@ pub async fn result(State(s): State<AppState>, Caller(who): Caller, ApiPath(id):
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
-pub async fn cancel(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<JobView>> {
+pub async fn cancel(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<JobView>> {
     Ok(Json(s.svc.cancel_job(&who, id).await?))
 }
 
 /// The project's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
     responses((status = 200, body = Page<JobView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn list(State(s): State<AppState>, Caller(who): Caller, ApiQuery(q): ApiQuery<JobQuery>) -> ApiResult<Json<Page<JobView>>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiQuery(q): ApiQuery<JobQuery>,
+) -> ApiResult<Json<Page<JobView>>> {
     Ok(Json(s.svc.list_jobs(&who, q).await?))
 }

@@ -25,7 +25,11 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<SessionView>> {
+pub async fn get(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<SessionView>> {
     Ok(Json(s.svc.get_session(&who, id).await?))
 }
 
@@ -44,7 +48,11 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/sessions/{id}/close", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn close(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<SessionView>> {
+pub async fn close(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<SessionView>> {
     Ok(Json(s.svc.close_session(&who, id).await?))
 }
 
@@ -52,6 +60,10 @@ pub async fn close(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): 
 #[utoipa::path(post, path = "/v1/sessions/{id}/cancel", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn cancel(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<SessionView>> {
+pub async fn cancel(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<SessionView>> {
     Ok(Json(s.svc.cancel_session(&who, id).await?))
 }

@@ -20,11 +20,9 @@ fn main() -> ExitCode {
         Some("run") => cmd_run(),
         Some("bench") => cmd_bench(&args[1..]),
         Some("gen") => cmd_gen(&args[1..]),
-        _ => Err(
-            "usage: qsim run < payload.json | qsim bench --circuit qft|random --qubits N \
+        _ => Err("usage: qsim run < payload.json | qsim bench --circuit qft|random --qubits N \
                   --threads T --reps R | qsim gen --circuit qft|random --qubits N"
-                .to_string(),
-        ),
+            .to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,11 +35,8 @@ fn main() -> ExitCode {
 
 fn cmd_run() -> Result<(), String> {
     let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .map_err(|e| format!("reading stdin: {e}"))?;
-    let payload: serde_json::Value =
-        serde_json::from_str(&input).map_err(|e| format!("stdin is not JSON: {e}"))?;
+    std::io::stdin().read_to_string(&mut input).map_err(|e| format!("reading stdin: {e}"))?;
+    let payload: serde_json::Value = serde_json::from_str(&input).map_err(|e| format!("stdin is not JSON: {e}"))?;
     let limits = SimLimits::default();
     let out = match payload.get("program").and_then(|p| p.as_str()) {
         Some("sampler") => {
@@ -67,13 +62,7 @@ struct Opts {
 }
 
 fn opts(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        circuit: "qft".into(),
-        qubits: 16,
-        threads: 1,
-        reps: 3,
-        fuse: true,
-    };
+    let mut o = Opts { circuit: "qft".into(), qubits: 16, threads: 1, reps: 3, fuse: true };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
@@ -94,10 +83,7 @@ fn opts(args: &[String]) -> Result<Opts, String> {
 
 fn gate(c: &mut Circuit, gate: Gate, params: &[f64], qubits: &[usize]) {
     c.instructions.push(Instruction {
-        op: Operation::Gate {
-            gate,
-            params: params.iter().map(|&p| ParamExpr::Const(p)).collect(),
-        },
+        op: Operation::Gate { gate, params: params.iter().map(|&p| ParamExpr::Const(p)).collect() },
         qubits: qubits.to_vec(),
         condition: None,
     });
@@ -152,14 +138,8 @@ fn build(o: &Opts) -> Result<Circuit, String> {
 fn cmd_bench(args: &[String]) -> Result<(), String> {
     let o = opts(args)?;
     let c = build(&o)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(o.threads.max(1))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let copts = CompileOptions {
-        fuse: o.fuse,
-        drop_measurements: true,
-    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(o.threads.max(1)).build().map_err(|e| e.to_string())?;
+    let copts = CompileOptions { fuse: o.fuse, drop_measurements: true };
     let mut times = Vec::new();
     for _ in 0..o.reps.max(1) {
         let t = Instant::now();
@@ -181,10 +161,7 @@ fn cmd_bench(args: &[String]) -> Result<(), String> {
 fn cmd_gen(args: &[String]) -> Result<(), String> {
     let o = opts(args)?;
     let c = build(&o)?;
-    let mut s = format!(
-        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{}];\n",
-        c.num_qubits
-    );
+    let mut s = format!("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{}];\n", c.num_qubits);
     for i in &c.instructions {
         if let Operation::Gate { gate, params } = &i.op {
             let name = match gate {
@@ -195,10 +172,7 @@ fn cmd_gen(args: &[String]) -> Result<(), String> {
                 Gate::CX => "cx",
                 _ => return Err("unexpected gate".into()),
             };
-            let p: Vec<String> = params
-                .iter()
-                .map(|p| format!("{:.17}", p.as_const().unwrap_or(0.0)))
-                .collect();
+            let p: Vec<String> = params.iter().map(|p| format!("{:.17}", p.as_const().unwrap_or(0.0))).collect();
             let q: Vec<String> = i.qubits.iter().map(|q| format!("q[{q}]")).collect();
             if p.is_empty() {
                 s.push_str(&format!("{name} {};\n", q.join(",")));

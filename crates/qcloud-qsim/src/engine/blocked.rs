@@ -46,10 +46,7 @@ fn scale_masked(blk: &mut [C], lmask: usize, lval: usize, s: C) {
     if lmask == 0 {
         blk.iter_mut().for_each(|x| *x *= s);
     } else {
-        blk.iter_mut()
-            .enumerate()
-            .filter(|(i, _)| i & lmask == lval)
-            .for_each(|(_, x)| *x *= s);
+        blk.iter_mut().enumerate().filter(|(i, _)| i & lmask == lval).for_each(|(_, x)| *x *= s);
     }
 }
 
@@ -100,12 +97,7 @@ fn apply_local(op: &Op, blk: &mut [C], base: usize, b: usize) {
 }
 
 /// Apply unitary ops (others are skipped) to a state of `n` qubits with cache blocking.
-pub fn apply_blocked<'a>(
-    amps: &mut [C],
-    n: usize,
-    ops: impl IntoIterator<Item = &'a Op>,
-    par: bool,
-) {
+pub fn apply_blocked<'a>(amps: &mut [C], n: usize, ops: impl IntoIterator<Item = &'a Op>, par: bool) {
     let b = block_qubits();
     let mut run: Vec<&Op> = Vec::new();
     let flush = |run: &mut Vec<&Op>, amps: &mut [C]| {

@@ -31,45 +31,20 @@ pub fn matrix_1q(gate: &Gate, p: &[f64]) -> Option<[C; 4]> {
         X => [C0, C1, C1, C0],
         Y => [C0, -CI, CI, C0],
         Gate::Z => [C1, C0, C0, -C1],
-        H => [
-            C::new(h, 0.0),
-            C::new(h, 0.0),
-            C::new(h, 0.0),
-            C::new(-h, 0.0),
-        ],
+        H => [C::new(h, 0.0), C::new(h, 0.0), C::new(h, 0.0), C::new(-h, 0.0)],
         S => [C1, C0, C0, CI],
         Sdg => [C1, C0, C0, -CI],
         T => [C1, C0, C0, cis(PI / 4.0)],
         Tdg => [C1, C0, C0, cis(-PI / 4.0)],
-        SX => [
-            C::new(0.5, 0.5),
-            C::new(0.5, -0.5),
-            C::new(0.5, -0.5),
-            C::new(0.5, 0.5),
-        ],
-        SXdg => [
-            C::new(0.5, -0.5),
-            C::new(0.5, 0.5),
-            C::new(0.5, 0.5),
-            C::new(0.5, -0.5),
-        ],
+        SX => [C::new(0.5, 0.5), C::new(0.5, -0.5), C::new(0.5, -0.5), C::new(0.5, 0.5)],
+        SXdg => [C::new(0.5, -0.5), C::new(0.5, 0.5), C::new(0.5, 0.5), C::new(0.5, -0.5)],
         RX => {
             let (c, s) = ((arg(0) / 2.0).cos(), (arg(0) / 2.0).sin());
-            [
-                C::new(c, 0.0),
-                C::new(0.0, -s),
-                C::new(0.0, -s),
-                C::new(c, 0.0),
-            ]
+            [C::new(c, 0.0), C::new(0.0, -s), C::new(0.0, -s), C::new(c, 0.0)]
         }
         RY => {
             let (c, s) = ((arg(0) / 2.0).cos(), (arg(0) / 2.0).sin());
-            [
-                C::new(c, 0.0),
-                C::new(-s, 0.0),
-                C::new(s, 0.0),
-                C::new(c, 0.0),
-            ]
+            [C::new(c, 0.0), C::new(-s, 0.0), C::new(s, 0.0), C::new(c, 0.0)]
         }
         RZ => [cis(-arg(0) / 2.0), C0, C0, cis(arg(0) / 2.0)],
         P => [C1, C0, C0, cis(arg(0))],
@@ -78,12 +53,7 @@ pub fn matrix_1q(gate: &Gate, p: &[f64]) -> Option<[C; 4]> {
         R => {
             let (t, ph) = (arg(0), arg(1));
             let (c, s) = ((t / 2.0).cos(), (t / 2.0).sin());
-            [
-                C::new(c, 0.0),
-                -CI * cis(-ph) * s,
-                -CI * cis(ph) * s,
-                C::new(c, 0.0),
-            ]
+            [C::new(c, 0.0), -CI * cis(-ph) * s, -CI * cis(ph) * s, C::new(c, 0.0)]
         }
         Inverse(base) => {
             let m = matrix_1q(base, p)?;
@@ -121,11 +91,7 @@ fn controlled_1q(gate: &Gate, p: &[f64], nq: usize) -> Option<(usize, u64, [C; 4
         C3X => (3, all(3), matrix_1q(&X, p)?),
         C3SX => (3, all(3), matrix_1q(&SX, p)?),
         MCX if (2..=64).contains(&nq) => (nq - 1, all(nq - 1), matrix_1q(&X, p)?),
-        Controlled {
-            num_ctrl,
-            ctrl_state,
-            base,
-        } => {
+        Controlled { num_ctrl, ctrl_state, base } => {
             let m = matrix_1q(base, p)?;
             (*num_ctrl, *ctrl_state, m)
         }
@@ -153,33 +119,10 @@ pub fn matrix_2q(gate: &Gate, p: &[f64]) -> Option<[C; 16]> {
         return Some(u);
     }
     Some(match gate {
-        Swap => [
-            C1, C0, C0, C0, C0, C0, C1, C0, C0, C1, C0, C0, C0, C0, C0, C1,
-        ],
-        ISwap => [
-            C1, C0, C0, C0, C0, C0, CI, C0, C0, CI, C0, C0, C0, C0, C0, C1,
-        ],
-        DCX => [
-            C1, C0, C0, C0, C0, C0, C0, C1, C0, C1, C0, C0, C0, C0, C1, C0,
-        ],
-        ECR => [
-            C0,
-            h,
-            C0,
-            CI * h,
-            h,
-            C0,
-            -CI * h,
-            C0,
-            C0,
-            CI * h,
-            C0,
-            h,
-            -CI * h,
-            C0,
-            h,
-            C0,
-        ],
+        Swap => [C1, C0, C0, C0, C0, C0, C1, C0, C0, C1, C0, C0, C0, C0, C0, C1],
+        ISwap => [C1, C0, C0, C0, C0, C0, CI, C0, C0, CI, C0, C0, C0, C0, C0, C1],
+        DCX => [C1, C0, C0, C0, C0, C0, C0, C1, C0, C1, C0, C0, C0, C0, C1, C0],
+        ECR => [C0, h, C0, CI * h, h, C0, -CI * h, C0, C0, CI * h, C0, h, -CI * h, C0, h, C0],
         RXX => {
             let m = -CI * ss;
             [cc, C0, C0, m, C0, cc, m, C0, C0, m, cc, C0, m, C0, C0, cc]
@@ -200,45 +143,11 @@ pub fn matrix_2q(gate: &Gate, p: &[f64]) -> Option<[C; 16]> {
         }
         XXMinusYY => {
             let b = arg(1);
-            [
-                cc,
-                C0,
-                C0,
-                -CI * ss * cis(-b),
-                C0,
-                C1,
-                C0,
-                C0,
-                C0,
-                C0,
-                C1,
-                C0,
-                -CI * ss * cis(b),
-                C0,
-                C0,
-                cc,
-            ]
+            [cc, C0, C0, -CI * ss * cis(-b), C0, C1, C0, C0, C0, C0, C1, C0, -CI * ss * cis(b), C0, C0, cc]
         }
         XXPlusYY => {
             let b = arg(1);
-            [
-                C1,
-                C0,
-                C0,
-                C0,
-                C0,
-                cc,
-                -CI * ss * cis(-b),
-                C0,
-                C0,
-                -CI * ss * cis(b),
-                cc,
-                C0,
-                C0,
-                C0,
-                C0,
-                C1,
-            ]
+            [C1, C0, C0, C0, C0, cc, -CI * ss * cis(-b), C0, C0, -CI * ss * cis(b), cc, C0, C0, C0, C0, C1]
         }
         Inverse(base) => dagger(&matrix_2q(base, p)?, 4).try_into().ok()?,
         _ => return None,
@@ -260,9 +169,7 @@ pub fn dagger(m: &[C], dim: usize) -> Vec<C> {
 /// built by applying its lowering to basis states. Used for rare gates and by the tests.
 pub fn dense_matrix(gate: &Gate, p: &[f64], nq: usize) -> Result<Vec<C>, GateError> {
     if nq > 10 {
-        return Err(GateError(format!(
-            "gate on {nq} qubits is too large for a dense matrix"
-        )));
+        return Err(GateError(format!("gate on {nq} qubits is too large for a dense matrix")));
     }
     let dim = 1usize << nq;
     let qubits: Vec<usize> = (0..nq).collect();
@@ -288,17 +195,13 @@ pub fn lower(gate: &Gate, p: &[f64], qubits: &[usize], out: &mut Vec<Op>) -> Res
     let nq = qubits.len();
     if let Some(k) = gate.num_qubits() {
         if k != nq {
-            return Err(GateError(format!(
-                "gate {gate:?} takes {k} qubits, got {nq}"
-            )));
+            return Err(GateError(format!("gate {gate:?} takes {k} qubits, got {nq}")));
         }
     }
     let mut sorted = qubits.to_vec();
     sorted.sort_unstable();
     if sorted.windows(2).any(|w| w[0] == w[1]) {
-        return Err(GateError(
-            "a gate is applied to the same qubit twice".into(),
-        ));
+        return Err(GateError("a gate is applied to the same qubit twice".into()));
     }
     if nq == 1 {
         if let Some(m) = matrix_1q(gate, p) {
@@ -316,21 +219,13 @@ pub fn lower(gate: &Gate, p: &[f64], qubits: &[usize], out: &mut Vec<Op>) -> Res
                     cval |= 1 << q;
                 }
             }
-            out.push(Op::Ctrl1 {
-                cmask,
-                cval,
-                q: qubits[k],
-                m,
-            });
+            out.push(Op::Ctrl1 { cmask, cval, q: qubits[k], m });
             return Ok(());
         }
     }
     match gate {
         Swap => {
-            out.push(Op::Swap {
-                a: qubits[0],
-                b: qubits[1],
-            });
+            out.push(Op::Swap { a: qubits[0], b: qubits[1] });
             return Ok(());
         }
         CSwap => {
@@ -393,17 +288,9 @@ pub fn lower(gate: &Gate, p: &[f64], qubits: &[usize], out: &mut Vec<Op>) -> Res
         if let Some(m) = matrix_2q(gate, p) {
             let diag = (0..4).all(|r| (0..4).all(|c| r == c || m[r * 4 + c] == C0));
             if diag {
-                out.push(Op::Diag2 {
-                    a: qubits[0],
-                    b: qubits[1],
-                    d: [m[0], m[5], m[10], m[15]],
-                });
+                out.push(Op::Diag2 { a: qubits[0], b: qubits[1], d: [m[0], m[5], m[10], m[15]] });
             } else {
-                out.push(Op::M2 {
-                    a: qubits[0],
-                    b: qubits[1],
-                    m,
-                });
+                out.push(Op::M2 { a: qubits[0], b: qubits[1], m });
             }
             return Ok(());
         }
@@ -412,24 +299,12 @@ pub fn lower(gate: &Gate, p: &[f64], qubits: &[usize], out: &mut Vec<Op>) -> Res
         Unitary(m) => {
             let dim = 1usize << nq;
             if m.len() != dim * dim {
-                return Err(GateError(format!(
-                    "unitary of {} entries on {nq} qubits",
-                    m.len()
-                )));
+                return Err(GateError(format!("unitary of {} entries on {nq} qubits", m.len())));
             }
-            out.push(Op::Dense {
-                qubits: qubits.to_vec(),
-                m: m.to_vec(),
-                cmask: 0,
-                cval: 0,
-            });
+            out.push(Op::Dense { qubits: qubits.to_vec(), m: m.to_vec(), cmask: 0, cval: 0 });
             Ok(())
         }
-        Controlled {
-            num_ctrl,
-            ctrl_state,
-            base,
-        } if *num_ctrl < nq => {
+        Controlled { num_ctrl, ctrl_state, base } if *num_ctrl < nq => {
             let k = *num_ctrl;
             let m = dense_matrix(base, p, nq - k)?;
             let mut cmask = 0usize;
@@ -440,26 +315,14 @@ pub fn lower(gate: &Gate, p: &[f64], qubits: &[usize], out: &mut Vec<Op>) -> Res
                     cval |= 1 << q;
                 }
             }
-            out.push(Op::Dense {
-                qubits: qubits[k..].to_vec(),
-                m,
-                cmask,
-                cval,
-            });
+            out.push(Op::Dense { qubits: qubits[k..].to_vec(), m, cmask, cval });
             Ok(())
         }
         Inverse(base) => {
             let m = dense_matrix(base, p, nq)?;
-            out.push(Op::Dense {
-                qubits: qubits.to_vec(),
-                m: dagger(&m, 1 << nq),
-                cmask: 0,
-                cval: 0,
-            });
+            out.push(Op::Dense { qubits: qubits.to_vec(), m: dagger(&m, 1 << nq), cmask: 0, cval: 0 });
             Ok(())
         }
-        _ => Err(GateError(format!(
-            "gate {gate:?} on {nq} qubits is not supported"
-        ))),
+        _ => Err(GateError(format!("gate {gate:?} on {nq} qubits is not supported"))),
     }
 }

@@ -37,14 +37,12 @@ where
                 .for_each(|(k, (l, h))| f(ci * chunk + k * sub, l, h));
         });
     } else {
-        amps.par_chunks_mut(BLOCK)
-            .enumerate()
-            .for_each(|(bi, blk)| {
-                for (ci, ch) in blk.chunks_exact_mut(chunk).enumerate() {
-                    let (lo, hi) = ch.split_at_mut(half);
-                    f(bi * BLOCK + ci * chunk, lo, hi);
-                }
-            });
+        amps.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, blk)| {
+            for (ci, ch) in blk.chunks_exact_mut(chunk).enumerate() {
+                let (lo, hi) = ch.split_at_mut(half);
+                f(bi * BLOCK + ci * chunk, lo, hi);
+            }
+        });
     }
 }
 
@@ -59,11 +57,7 @@ where
     let lhalf = 1usize << lo_q;
     let lchunk = lhalf << 1;
     for_each_pair(amps, hi_q, par, lchunk, |base, lo, hi| {
-        for (ci, (cl, ch)) in lo
-            .chunks_exact_mut(lchunk)
-            .zip(hi.chunks_exact_mut(lchunk))
-            .enumerate()
-        {
+        for (ci, (cl, ch)) in lo.chunks_exact_mut(lchunk).zip(hi.chunks_exact_mut(lchunk)).enumerate() {
             let (l0, l1) = cl.split_at_mut(lhalf);
             let (h0, h1) = ch.split_at_mut(lhalf);
             // l0: hi_q=0, lo_q=0; l1: lo_q=1; h0: hi_q=1; h1: both.
@@ -139,15 +133,7 @@ fn apply_slices(m: &[C; 4], kind: Kind1, lo: &mut [C], hi: &mut [C]) {
 
 /// `apply_slices` restricted to the positions `j` where `(base + j) & lmask == lval`.
 #[inline(always)]
-fn apply_masked(
-    m: &[C; 4],
-    kind: Kind1,
-    lo: &mut [C],
-    hi: &mut [C],
-    base: usize,
-    lmask: usize,
-    lval: usize,
-) {
+fn apply_masked(m: &[C; 4], kind: Kind1, lo: &mut [C], hi: &mut [C], base: usize, lmask: usize, lval: usize) {
     let one = C::new(1.0, 0.0);
     let pairs = lo.iter_mut().zip(hi.iter_mut()).enumerate();
     match kind {
@@ -207,11 +193,7 @@ pub fn apply_ctrl_1q(amps: &mut [C], cmask: usize, cval: usize, q: usize, m: &[C
     let hval = cval & !low;
     let lval = cval & low;
     // The smallest run of consecutive indices with constant low control bits.
-    let run = if lmask == 0 {
-        usize::MAX
-    } else {
-        1usize << lmask.trailing_zeros()
-    };
+    let run = if lmask == 0 { usize::MAX } else { 1usize << lmask.trailing_zeros() };
     for_each_pair(amps, q, par, 1, |base, lo, hi| {
         if base & hmask != hval {
             return;
@@ -230,11 +212,7 @@ pub fn apply_ctrl_1q(amps: &mut [C], cmask: usize, cval: usize, q: usize, m: &[C
             // Short runs: test every index rather than iterate over tiny chunks.
             apply_masked(m, kind, lo, hi, base, lmask, lval);
         } else {
-            for (k, (l, h)) in lo
-                .chunks_exact_mut(run)
-                .zip(hi.chunks_exact_mut(run))
-                .enumerate()
-            {
+            for (k, (l, h)) in lo.chunks_exact_mut(run).zip(hi.chunks_exact_mut(run)).enumerate() {
                 if (base + k * run) & lmask == lval {
                     apply_slices(m, kind, l, h);
                 }
@@ -260,28 +238,17 @@ pub fn apply_diag_2q(amps: &mut [C], a: usize, b: usize, d: &[C; 4], par: bool) 
 
 /// Swap qubits `a` and `b`.
 pub fn apply_swap(amps: &mut [C], a: usize, b: usize, par: bool) {
-    for_each_quad(amps, a, b, par, |_, _, s01, s10, _| {
-        s01.swap_with_slice(s10)
-    });
+    for_each_quad(amps, a, b, par, |_, _, s01, s10, _| s01.swap_with_slice(s10));
 }
 
 /// Apply a 4x4 matrix (row-major; row/column index `bit_a + 2*bit_b`) to qubits `(a, b)`.
 pub fn apply_2q(amps: &mut [C], a: usize, b: usize, m: &[C; 16], par: bool) {
     for_each_quad(amps, a, b, par, |_, s00, s01, s10, s11| {
         // s01: bit a set (index 1), s10: bit b set (index 2).
-        for (((x0, x1), x2), x3) in s00
-            .iter_mut()
-            .zip(s01.iter_mut())
-            .zip(s10.iter_mut())
-            .zip(s11.iter_mut())
-        {
+        for (((x0, x1), x2), x3) in s00.iter_mut().zip(s01.iter_mut()).zip(s10.iter_mut()).zip(s11.iter_mut()) {
             let v = [*x0, *x1, *x2, *x3];
-            let r = |row: usize| {
-                m[row * 4] * v[0]
-                    + m[row * 4 + 1] * v[1]
-                    + m[row * 4 + 2] * v[2]
-                    + m[row * 4 + 3] * v[3]
-            };
+            let r =
+                |row: usize| m[row * 4] * v[0] + m[row * 4 + 1] * v[1] + m[row * 4 + 2] * v[2] + m[row * 4 + 3] * v[3];
             *x0 = r(0);
             *x1 = r(1);
             *x2 = r(2);
@@ -296,14 +263,8 @@ pub fn apply_dense(amps: &mut [C], qubits: &[usize], m: &[C], cmask: usize, cval
     let k = qubits.len();
     let dim = 1usize << k;
     let tmask: usize = qubits.iter().map(|&q| 1usize << q).sum();
-    let offsets: Vec<usize> = (0..dim)
-        .map(|r| {
-            (0..k)
-                .filter(|&j| r >> j & 1 == 1)
-                .map(|j| 1usize << qubits[j])
-                .sum()
-        })
-        .collect();
+    let offsets: Vec<usize> =
+        (0..dim).map(|r| (0..k).filter(|&j| r >> j & 1 == 1).map(|j| 1usize << qubits[j]).sum()).collect();
     let mut v = vec![C::new(0.0, 0.0); dim];
     for i in 0..amps.len() {
         if i & tmask != 0 || i & cmask != cval {
@@ -334,11 +295,7 @@ pub fn prob_one(amps: &[C], q: usize, par: bool) -> f64 {
             })
             .sum()
     } else {
-        amps.iter()
-            .enumerate()
-            .filter(|(i, _)| i & bit != 0)
-            .map(|(_, a)| a.norm_sqr())
-            .sum()
+        amps.iter().enumerate().filter(|(i, _)| i & bit != 0).map(|(_, a)| a.norm_sqr()).sum()
     }
 }
 
@@ -348,9 +305,7 @@ pub fn collapse(amps: &mut [C], q: usize, outcome: bool, p: f64, par: bool) {
     let z = C::new(0.0, 0.0);
     let s = C::new(scale, 0.0);
     let m = if outcome { [z, z, z, s] } else { [s, z, z, z] };
-    for_each_pair(amps, q, par, 1, |_, lo, hi| {
-        apply_slices(&m, Kind1::Diagonal, lo, hi)
-    });
+    for_each_pair(amps, q, par, 1, |_, lo, hi| apply_slices(&m, Kind1::Diagonal, lo, hi));
 }
 
 /// Sum of squared magnitudes.
@@ -366,22 +321,13 @@ pub fn norm_sqr(amps: &[C], par: bool) -> f64 {
 /// `ny` Y factors: `P|i> = i^ny (-1)^{|i & z_mask|} |i ^ x_mask>`.
 pub fn pauli_expectation(amps: &[C], x_mask: usize, z_mask: usize, ny: u32, par: bool) -> f64 {
     let term = |i: usize, a: &C| -> C {
-        let sign = if (i & z_mask).count_ones() & 1 == 1 {
-            -1.0
-        } else {
-            1.0
-        };
+        let sign = if (i & z_mask).count_ones() & 1 == 1 { -1.0 } else { 1.0 };
         amps[i ^ x_mask].conj() * a * sign
     };
     let sum: C = if par && amps.len() > BLOCK {
         amps.par_chunks(BLOCK)
             .enumerate()
-            .map(|(bi, blk)| {
-                blk.iter()
-                    .enumerate()
-                    .map(|(j, a)| term(bi * BLOCK + j, a))
-                    .sum::<C>()
-            })
+            .map(|(bi, blk)| blk.iter().enumerate().map(|(j, a)| term(bi * BLOCK + j, a)).sum::<C>())
             .sum()
     } else {
         amps.iter().enumerate().map(|(i, a)| term(i, a)).sum()

@@ -82,12 +82,7 @@ pub fn apply_op_unitary(amps: &mut [C], op: &Op, par: bool) {
         Op::Diag2 { a, b, d } => kernels::apply_diag_2q(amps, *a, *b, d, par),
         Op::M2 { a, b, m } => kernels::apply_2q(amps, *a, *b, m, par),
         Op::Swap { a, b } => kernels::apply_swap(amps, *a, *b, par),
-        Op::Dense {
-            qubits,
-            m,
-            cmask,
-            cval,
-        } => kernels::apply_dense(amps, qubits, m, *cmask, *cval),
+        Op::Dense { qubits, m, cmask, cval } => kernels::apply_dense(amps, qubits, m, *cmask, *cval),
         Op::Measure { .. } | Op::Reset { .. } | Op::If { .. } => {}
     }
 }
@@ -122,10 +117,7 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions {
-            fuse: true,
-            drop_measurements: false,
-        }
+        CompileOptions { fuse: true, drop_measurements: false }
     }
 }
 
@@ -140,11 +132,7 @@ pub fn compile(
     if opts.fuse {
         ops = fuse_1q(ops, circuit.num_qubits);
     }
-    Ok(Program {
-        num_qubits: circuit.num_qubits,
-        num_clbits: circuit.num_clbits,
-        ops,
-    })
+    Ok(Program { num_qubits: circuit.num_qubits, num_clbits: circuit.num_clbits, ops })
 }
 
 fn check_cond(c: &Circuit, cond: &Condition) -> Result<(), CompileError> {
@@ -166,11 +154,7 @@ fn lower_block(
             return Err(CompileError::OutOfRange(q));
         }
         let mut local = Vec::new();
-        let target: &mut Vec<Op> = if i.condition.is_some() {
-            &mut local
-        } else {
-            out
-        };
+        let target: &mut Vec<Op> = if i.condition.is_some() { &mut local } else { out };
         match &i.op {
             Operation::Gate { gate, params } => {
                 if params.len() != gate.num_params() {
@@ -180,10 +164,7 @@ fn lower_block(
                         params.len()
                     )));
                 }
-                let p = params
-                    .iter()
-                    .map(|e| e.eval(values))
-                    .collect::<Result<Vec<f64>, _>>()?;
+                let p = params.iter().map(|e| e.eval(values)).collect::<Result<Vec<f64>, _>>()?;
                 gates::lower(gate, &p, &i.qubits, target).map_err(|e| CompileError::Gate(e.0))?;
             }
             Operation::Measure { clbit } => {
@@ -191,10 +172,7 @@ fn lower_block(
                     return Err(CompileError::OutOfRange(*clbit));
                 }
                 if !opts.drop_measurements {
-                    target.push(Op::Measure {
-                        q: i.qubits[0],
-                        clbit: *clbit,
-                    });
+                    target.push(Op::Measure { q: i.qubits[0], clbit: *clbit });
                 }
             }
             Operation::Reset => {
@@ -203,30 +181,18 @@ fn lower_block(
                 }
             }
             Operation::Barrier | Operation::Delay => {}
-            Operation::IfElse {
-                condition,
-                true_body,
-                false_body,
-            } => {
+            Operation::IfElse { condition, true_body, false_body } => {
                 check_cond(c, condition)?;
                 let mut then = Vec::new();
                 let mut otherwise = Vec::new();
                 lower_block(c, true_body, values, opts, &mut then)?;
                 lower_block(c, false_body, values, opts, &mut otherwise)?;
-                target.push(Op::If {
-                    cond: condition.clone(),
-                    then,
-                    otherwise,
-                });
+                target.push(Op::If { cond: condition.clone(), then, otherwise });
             }
         }
         if let Some(cond) = &i.condition {
             check_cond(c, cond)?;
-            out.push(Op::If {
-                cond: cond.clone(),
-                then: local,
-                otherwise: Vec::new(),
-            });
+            out.push(Op::If { cond: cond.clone(), then: local, otherwise: Vec::new() });
         }
     }
     Ok(())
@@ -234,12 +200,7 @@ fn lower_block(
 
 fn mul2(a: &[C; 4], b: &[C; 4]) -> [C; 4] {
     // a * b
-    [
-        a[0] * b[0] + a[1] * b[2],
-        a[0] * b[1] + a[1] * b[3],
-        a[2] * b[0] + a[3] * b[2],
-        a[2] * b[1] + a[3] * b[3],
-    ]
+    [a[0] * b[0] + a[1] * b[2], a[0] * b[1] + a[1] * b[3], a[2] * b[0] + a[3] * b[2], a[2] * b[1] + a[3] * b[3]]
 }
 
 /// Fuse runs of 1-qubit gates on the same qubit (gates on other qubits in between commute with
@@ -357,11 +318,7 @@ impl StateVector {
                         }
                     }
                 }
-                Op::If {
-                    cond,
-                    then,
-                    otherwise,
-                } => {
+                Op::If { cond, then, otherwise } => {
                     if condition_holds(cond, clbits) {
                         self.run_shot(then, clbits, rng);
                     } else {
@@ -416,13 +373,8 @@ impl StateVector {
 pub fn condition_holds(cond: &Condition, clbits: &[bool]) -> bool {
     if cond.bits.len() > 64 {
         // Values are u64: more bits than that compare equal only if the high bits are zero.
-        let high_zero = cond.bits[64..]
-            .iter()
-            .all(|&b| !clbits.get(b).copied().unwrap_or(false));
-        let low = Condition {
-            bits: cond.bits[..64].to_vec(),
-            value: cond.value,
-        };
+        let high_zero = cond.bits[64..].iter().all(|&b| !clbits.get(b).copied().unwrap_or(false));
+        let low = Condition { bits: cond.bits[..64].to_vec(), value: cond.value };
         return high_zero && condition_holds(&low, clbits);
     }
     let mut v = 0u64;

@@ -40,23 +40,17 @@ fn precision_value(v: Option<&Value>, what: &str) -> Result<Option<f64>, SimErro
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_f64() {
             Some(p) if p.is_finite() && p >= 0.0 => Ok(Some(p)),
-            _ => Err(SimError::BadPayload(format!(
-                "{what} must be a non-negative number"
-            ))),
+            _ => Err(SimError::BadPayload(format!("{what} must be a non-negative number"))),
         },
     }
 }
 
 /// Parse, bind and validate an estimator payload.
-pub fn prepare_estimator(
-    payload: &Value,
-    limits: &SimLimits,
-) -> Result<PreparedEstimator, SimError> {
+pub fn prepare_estimator(payload: &Value, limits: &SimLimits) -> Result<PreparedEstimator, SimError> {
     let pubs_json = input::pubs(payload, limits)?;
     let default_precision = match precision_value(payload.get("precision"), "precision")? {
         Some(p) => p,
-        None => precision_value(payload.pointer("/options/default_precision"), "precision")?
-            .unwrap_or(0.0),
+        None => precision_value(payload.pointer("/options/default_precision"), "precision")?.unwrap_or(0.0),
     };
     let seed = input::seed(payload)?;
     let mut pubs = Vec::with_capacity(pubs_json.len());
@@ -80,8 +74,7 @@ pub fn prepare_estimator(
         };
         let obs = input::observables(&items[1], circuit.num_qubits).map_err(bad)?;
         let names = circuit.parameters();
-        let (param_shape, points) =
-            input::parameter_values(items.get(2), names.len(), &names).map_err(bad)?;
+        let (param_shape, points) = input::parameter_values(items.get(2), names.len(), &names).map_err(bad)?;
         let shape = input::broadcast(&param_shape, &obs.shape).ok_or_else(|| {
             SimError::BadPayload(format!(
                 "pub {index}: observables of shape {:?} and parameter values of shape {:?} \
@@ -89,9 +82,7 @@ pub fn prepare_estimator(
                 obs.shape, param_shape
             ))
         })?;
-        let precision = precision_value(items.get(3), "precision")
-            .map_err(bad)?
-            .unwrap_or(default_precision);
+        let precision = precision_value(items.get(3), "precision").map_err(bad)?.unwrap_or(default_precision);
         let size: usize = shape.iter().product();
         executions = executions.saturating_add(size as u64);
         if executions > limits.max_executions {
@@ -100,18 +91,11 @@ pub fn prepare_estimator(
                 limits.max_executions
             )));
         }
-        let opts = CompileOptions {
-            fuse: true,
-            drop_measurements: true,
-        };
+        let opts = CompileOptions { fuse: true, drop_measurements: true };
         if let Some(first) = points.first() {
-            let values: HashMap<String, f64> =
-                names.iter().cloned().zip(first.iter().copied()).collect();
-            let prog =
-                engine::compile(&circuit, &values, opts).map_err(|e| SimError::Execution {
-                    index,
-                    message: e.to_string(),
-                })?;
+            let values: HashMap<String, f64> = names.iter().cloned().zip(first.iter().copied()).collect();
+            let prog = engine::compile(&circuit, &values, opts)
+                .map_err(|e| SimError::Execution { index, message: e.to_string() })?;
             if !prog.is_static() {
                 return Err(SimError::Unsupported(format!(
                     "pub {index}: the estimator does not run circuits with resets or \
@@ -144,10 +128,7 @@ fn normal<R: Rng>(rng: &mut R) -> f64 {
 pub fn run_estimator(p: &PreparedEstimator) -> Result<Value, SimError> {
     let mut rng = job_rng(p.seed);
     let mut results = Vec::with_capacity(p.pubs.len());
-    let opts = CompileOptions {
-        fuse: true,
-        drop_measurements: true,
-    };
+    let opts = CompileOptions { fuse: true, drop_measurements: true };
     for (index, pb) in p.pubs.iter().enumerate() {
         let size: usize = pb.shape.iter().product();
         // Group the broadcast points by parameter point: one simulation per parameter point.
@@ -165,17 +146,9 @@ pub fn run_estimator(p: &PreparedEstimator) -> Result<Value, SimError> {
             if targets.is_empty() {
                 continue;
             }
-            let values: HashMap<String, f64> = pb
-                .names
-                .iter()
-                .cloned()
-                .zip(pb.points[pi].iter().copied())
-                .collect();
-            let prog =
-                engine::compile(&pb.circuit, &values, opts).map_err(|e| SimError::Execution {
-                    index,
-                    message: e.to_string(),
-                })?;
+            let values: HashMap<String, f64> = pb.names.iter().cloned().zip(pb.points[pi].iter().copied()).collect();
+            let prog = engine::compile(&pb.circuit, &values, opts)
+                .map_err(|e| SimError::Execution { index, message: e.to_string() })?;
             let mut sv = StateVector::zero(prog.num_qubits);
             sv.apply_unitaries(&prog.ops);
             let par = sv.n >= engine::PAR_QUBITS;
@@ -187,9 +160,7 @@ pub fn run_estimator(p: &PreparedEstimator) -> Result<Value, SimError> {
                         let obs = pb.observables.get(oi).map(Vec::as_slice).unwrap_or(&[]);
                         let v: f64 = obs
                             .iter()
-                            .map(|t| {
-                                t.coeff * kernels::pauli_expectation(&sv.amps, t.x, t.z, t.ny, par)
-                            })
+                            .map(|t| t.coeff * kernels::pauli_expectation(&sv.amps, t.x, t.z, t.ny, par))
                             .sum();
                         cache.insert(oi, v);
                         v

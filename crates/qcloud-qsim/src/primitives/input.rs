@@ -31,23 +31,15 @@ pub fn read_circuit(index: usize, v: &Value, limits: &SimLimits) -> Result<Circu
                 }));
             }
             match qasm_version(text) {
-                Some(2) if !includes_stdgates(text) => {
-                    crate::qasm2::parse(text, &limits.read).map_err(wrap)
-                }
+                Some(2) if !includes_stdgates(text) => crate::qasm2::parse(text, &limits.read).map_err(wrap),
                 _ => crate::qasm3::parse(text, &limits.read).map_err(wrap),
             }
         }
         Value::Object(map) => {
             let b64 = match (map.get("qpy"), map.get("__type__"), map.get("__value__")) {
                 (Some(Value::String(s)), _, _) => s,
-                (None, Some(Value::String(t)), Some(Value::String(s))) if t == "QuantumCircuit" => {
-                    s
-                }
-                _ => {
-                    return Err(bad(format!(
-                        "pub {index}: a circuit is OpenQASM text or {{\"qpy\": \"<base64>\"}}"
-                    )))
-                }
+                (None, Some(Value::String(t)), Some(Value::String(s))) if t == "QuantumCircuit" => s,
+                _ => return Err(bad(format!("pub {index}: a circuit is OpenQASM text or {{\"qpy\": \"<base64>\"}}"))),
             };
             let max = limits.read.max_source_bytes;
             if b64.len() / 4 * 3 > max.saturating_mul(2) {
@@ -64,11 +56,7 @@ pub fn read_circuit(index: usize, v: &Value, limits: &SimLimits) -> Result<Circu
                 flate2::read::ZlibDecoder::new(raw.as_slice())
                     .take(max as u64 + 1)
                     .read_to_end(&mut out)
-                    .map_err(|e| {
-                        bad(format!(
-                            "pub {index}: invalid zlib data in QPY circuit: {e}"
-                        ))
-                    })?;
+                    .map_err(|e| bad(format!("pub {index}: invalid zlib data in QPY circuit: {e}")))?;
                 if out.len() > max {
                     return Err(SimError::TooLarge(format!(
                         "pub {index}: decompressed QPY data exceeds the limit of {max} bytes"
@@ -84,9 +72,7 @@ pub fn read_circuit(index: usize, v: &Value, limits: &SimLimits) -> Result<Circu
             }
             Ok(circuits.swap_remove(0))
         }
-        _ => Err(bad(format!(
-            "pub {index}: a circuit is OpenQASM text or {{\"qpy\": \"<base64>\"}}"
-        ))),
+        _ => Err(bad(format!("pub {index}: a circuit is OpenQASM text or {{\"qpy\": \"<base64>\"}}"))),
     }
 }
 
@@ -178,10 +164,7 @@ pub fn nd_array<T>(
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 40 {
-        format!(
-            "{}...",
-            &s[..s.char_indices().nth(37).map(|(i, _)| i).unwrap_or(0)]
-        )
+        format!("{}...", &s[..s.char_indices().nth(37).map(|(i, _)| i).unwrap_or(0)])
     } else {
         s
     }
@@ -200,11 +183,7 @@ pub fn parameter_values(
     let arr = nd_array(
         v,
         &|x| x.is_number(),
-        &mut |x| {
-            x.as_f64()
-                .filter(|f| f.is_finite())
-                .ok_or_else(|| bad("parameter values must be finite numbers"))
-        },
+        &mut |x| x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| bad("parameter values must be finite numbers")),
         "parameter values",
     )?;
     let mut shape = arr.shape;
@@ -235,16 +214,8 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for k in 0..n {
-        let x = if k + a.len() >= n {
-            a[k + a.len() - n]
-        } else {
-            1
-        };
-        let y = if k + b.len() >= n {
-            b[k + b.len() - n]
-        } else {
-            1
-        };
+        let x = if k + a.len() >= n { a[k + a.len() - n] } else { 1 };
+        let y = if k + b.len() >= n { b[k + b.len() - n] } else { 1 };
         out[k] = if x == y || y == 1 {
             x
         } else if x == 1 {
@@ -322,19 +293,12 @@ pub fn pubs<'a>(payload: &'a Value, limits: &SimLimits) -> Result<&'a Vec<Value>
     if !payload.is_object() {
         return Err(bad("the payload must be a JSON object"));
     }
-    let pubs = payload
-        .get("pubs")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("the payload needs a \"pubs\" list"))?;
+    let pubs = payload.get("pubs").and_then(Value::as_array).ok_or_else(|| bad("the payload needs a \"pubs\" list"))?;
     if pubs.is_empty() {
         return Err(bad("\"pubs\" is empty"));
     }
     if pubs.len() > limits.max_pubs {
-        return Err(SimError::TooLarge(format!(
-            "{} pubs, more than the limit of {}",
-            pubs.len(),
-            limits.max_pubs
-        )));
+        return Err(SimError::TooLarge(format!("{} pubs, more than the limit of {}", pubs.len(), limits.max_pubs)));
     }
     Ok(pubs)
 }
@@ -373,11 +337,7 @@ pub fn pauli_label(label: &str, n: usize) -> Result<(usize, usize, u32), SimErro
                 z |= bit;
                 ny += 1;
             }
-            _ => {
-                return Err(bad(format!(
-                    "observable label has '{ch}': labels use I, X, Y, Z"
-                )))
-            }
+            _ => return Err(bad(format!("observable label has '{ch}': labels use I, X, Y, Z"))),
         }
     }
     Ok((x, z, ny))
@@ -392,12 +352,7 @@ pub fn observables(v: &Value, n: usize) -> Result<NdArray<Observable>, SimError>
         match v {
             Value::String(s) => {
                 let (x, z, ny) = pauli_label(s, n)?;
-                Ok(vec![PauliTerm {
-                    x,
-                    z,
-                    ny,
-                    coeff: 1.0,
-                }])
+                Ok(vec![PauliTerm { x, z, ny, coeff: 1.0 }])
             }
             Value::Object(map) => {
                 let mut out = Vec::with_capacity(map.len());
@@ -405,9 +360,7 @@ pub fn observables(v: &Value, n: usize) -> Result<NdArray<Observable>, SimError>
                     let coeff = match c {
                         Value::Number(_) => c.as_f64(),
                         // [re, im] with im == 0 (Hermitian observables only).
-                        Value::Array(a) if a.len() == 2 && a[1].as_f64() == Some(0.0) => {
-                            a[0].as_f64()
-                        }
+                        Value::Array(a) if a.len() == 2 && a[1].as_f64() == Some(0.0) => a[0].as_f64(),
                         _ => None,
                     }
                     .filter(|f| f.is_finite())
@@ -421,10 +374,5 @@ pub fn observables(v: &Value, n: usize) -> Result<NdArray<Observable>, SimError>
         }
     };
     let mut leaf = leaf;
-    nd_array(
-        v,
-        &|x| x.is_object() || x.is_string(),
-        &mut leaf,
-        "observables",
-    )
+    nd_array(v, &|x| x.is_object() || x.is_string(), &mut leaf, "observables")
 }

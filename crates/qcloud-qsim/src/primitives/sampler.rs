@@ -35,21 +35,18 @@ impl PreparedSampler {
 
     /// Total shots over all pubs and points.
     pub fn total_shots(&self) -> u64 {
-        self.pubs
-            .iter()
-            .map(|p| p.shots.saturating_mul(p.points.len() as u64))
-            .fold(0u64, u64::saturating_add)
+        self.pubs.iter().map(|p| p.shots.saturating_mul(p.points.len() as u64)).fold(0u64, u64::saturating_add)
     }
 }
 
 /// Parse, bind and validate a sampler payload.
 pub fn prepare_sampler(payload: &Value, limits: &SimLimits) -> Result<PreparedSampler, SimError> {
     let pubs_json = input::pubs(payload, limits)?;
-    let default_shots = match payload.get("shots").filter(|v| !v.is_null()).or_else(|| {
-        payload
-            .pointer("/options/default_shots")
-            .filter(|v| !v.is_null())
-    }) {
+    let default_shots = match payload
+        .get("shots")
+        .filter(|v| !v.is_null())
+        .or_else(|| payload.pointer("/options/default_shots").filter(|v| !v.is_null()))
+    {
         Some(v) => as_u64(v, "shots")?,
         None => DEFAULT_SHOTS,
     };
@@ -64,24 +61,20 @@ pub fn prepare_sampler(payload: &Value, limits: &SimLimits) -> Result<PreparedSa
             _ => return Err(SimError::BadPayload(format!("pub {index} must be a list"))),
         };
         if items.is_empty() || items.len() > 3 {
-            return Err(SimError::BadPayload(format!(
-                "pub {index} must be [circuit, parameter_values?, shots?]"
-            )));
+            return Err(SimError::BadPayload(format!("pub {index} must be [circuit, parameter_values?, shots?]")));
         }
         let circuit = input::read_circuit(index, items[0], limits)?;
         let copies = if circuit.needs_per_shot() { 2 } else { 1 };
         check_size(index, circuit.num_qubits, copies, limits)?;
         let names = circuit.parameters();
-        let (shape, points) = input::parameter_values(items.get(1).copied(), names.len(), &names)
-            .map_err(|e| prefix(index, e))?;
+        let (shape, points) =
+            input::parameter_values(items.get(1).copied(), names.len(), &names).map_err(|e| prefix(index, e))?;
         let shots = match items.get(2).filter(|v| !v.is_null()) {
             Some(v) => as_u64(v, "shots").map_err(|e| prefix(index, e))?,
             None => default_shots,
         };
         if shots == 0 {
-            return Err(SimError::BadPayload(format!(
-                "pub {index}: shots must be at least 1"
-            )));
+            return Err(SimError::BadPayload(format!("pub {index}: shots must be at least 1")));
         }
         if shots > limits.max_shots {
             return Err(SimError::TooLarge(format!(
@@ -98,22 +91,11 @@ pub fn prepare_sampler(payload: &Value, limits: &SimLimits) -> Result<PreparedSa
         }
         // Bind the first point now, so that a circuit the engine cannot run fails here.
         if let Some(first) = points.first() {
-            let values: HashMap<String, f64> =
-                names.iter().cloned().zip(first.iter().copied()).collect();
-            engine::compile(&circuit, &values, CompileOptions::default()).map_err(|e| {
-                SimError::Execution {
-                    index,
-                    message: e.to_string(),
-                }
-            })?;
+            let values: HashMap<String, f64> = names.iter().cloned().zip(first.iter().copied()).collect();
+            engine::compile(&circuit, &values, CompileOptions::default())
+                .map_err(|e| SimError::Execution { index, message: e.to_string() })?;
         }
-        pubs.push(SamplerPub {
-            circuit,
-            names,
-            shape,
-            points,
-            shots,
-        });
+        pubs.push(SamplerPub { circuit, names, shape, points, shots });
     }
     Ok(PreparedSampler { pubs, seed })
 }
@@ -132,19 +114,9 @@ pub fn run_sampler(p: &PreparedSampler) -> Result<Value, SimError> {
     for (index, pb) in p.pubs.iter().enumerate() {
         let mut data = Vec::with_capacity(pb.points.len());
         for point in &pb.points {
-            let values: HashMap<String, f64> = pb
-                .names
-                .iter()
-                .cloned()
-                .zip(point.iter().copied())
-                .collect();
-            let prog =
-                engine::compile(&pb.circuit, &values, CompileOptions::default()).map_err(|e| {
-                    SimError::Execution {
-                        index,
-                        message: e.to_string(),
-                    }
-                })?;
+            let values: HashMap<String, f64> = pb.names.iter().cloned().zip(point.iter().copied()).collect();
+            let prog = engine::compile(&pb.circuit, &values, CompileOptions::default())
+                .map_err(|e| SimError::Execution { index, message: e.to_string() })?;
             let counts = engine::run_counts(&prog, pb.shots, &mut rng);
             data.push(registers_counts(&pb.circuit, &counts));
         }
@@ -163,18 +135,8 @@ fn registers_counts(c: &Circuit, counts: &[(Vec<bool>, u64)]) -> Value {
     for reg in &c.cregs {
         let mut reg_counts: BTreeMap<String, u64> = BTreeMap::new();
         for (bits, n) in counts {
-            let s: String = reg
-                .bits
-                .iter()
-                .rev()
-                .map(|&b| {
-                    if bits.get(b).copied().unwrap_or(false) {
-                        '1'
-                    } else {
-                        '0'
-                    }
-                })
-                .collect();
+            let s: String =
+                reg.bits.iter().rev().map(|&b| if bits.get(b).copied().unwrap_or(false) { '1' } else { '0' }).collect();
             *reg_counts.entry(s).or_insert(0) += n;
         }
         data.insert(reg.name.clone(), json!({ "counts": reg_counts }));

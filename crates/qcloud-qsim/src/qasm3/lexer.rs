@@ -29,9 +29,9 @@ pub(crate) struct Token {
 
 /// Longest punctuators first.
 const PUNCTS: &[&str] = &[
-    "<<=", ">>=", "**=", "**", "->", "==", "!=", "<=", ">=", "&&", "||", "<<", ">>", "++", "+=",
-    "-=", "*=", "/=", "%=", "&=", "|=", "^=", ";", ",", "(", ")", "[", "]", "{", "}", ":", "@",
-    "=", "<", ">", "+", "-", "*", "/", "%", "!", "~", "&", "|", "^", ".",
+    "<<=", ">>=", "**=", "**", "->", "==", "!=", "<=", ">=", "&&", "||", "<<", ">>", "++", "+=", "-=", "*=", "/=",
+    "%=", "&=", "|=", "^=", ";", ",", "(", ")", "[", "]", "{", "}", ":", "@", "=", "<", ">", "+", "-", "*", "/", "%",
+    "!", "~", "&", "|", "^", ".",
 ];
 
 const TIME_UNITS: &[&str] = &["dt", "ns", "us", "µs", "ms", "s"];
@@ -102,13 +102,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ReadError> {
             }
             return Err(syntax("unexpected character '#'", tl, tc));
         }
-        let push = |out: &mut Vec<Token>, tok: Tok| {
-            out.push(Token {
-                tok,
-                line: tl,
-                col: tc,
-            })
-        };
+        let push = |out: &mut Vec<Token>, tok: Tok| out.push(Token { tok, line: tl, col: tc });
         if is_ident_start(c) {
             let start = i;
             while i < chars.len() && is_ident_continue(chars[i]) {
@@ -143,12 +137,9 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ReadError> {
             push(&mut out, Tok::Str(s));
             continue;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             let start = i;
-            let tok = if c == '0'
-                && matches!(chars.get(i + 1), Some('x' | 'X' | 'o' | 'O' | 'b' | 'B'))
-            {
+            let tok = if c == '0' && matches!(chars.get(i + 1), Some('x' | 'X' | 'o' | 'O' | 'b' | 'B')) {
                 let radix = match chars[i + 1] {
                     'x' | 'X' => 16,
                     'o' | 'O' => 8,
@@ -165,9 +156,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ReadError> {
                 }
                 match u128::from_str_radix(&digits, radix) {
                     Ok(v) => Tok::Int(Some(v)),
-                    Err(e) if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) => {
-                        Tok::Int(None)
-                    }
+                    Err(e) if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) => Tok::Int(None),
                     Err(_) => return Err(syntax("malformed integer literal", tl, tc)),
                 }
             } else {
@@ -230,10 +219,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ReadError> {
                     });
                 }
                 return Err(syntax(
-                    &format!(
-                        "malformed number literal '{}{suffix}'",
-                        chars[start..i].iter().collect::<String>()
-                    ),
+                    &format!("malformed number literal '{}{suffix}'", chars[start..i].iter().collect::<String>()),
                     tl,
                     tc,
                 ));
@@ -255,19 +241,11 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ReadError> {
                 push(&mut out, Tok::Punct(p));
             }
             None => {
-                let shown: String = if c.is_control() {
-                    format!("\\u{{{:x}}}", c as u32)
-                } else {
-                    c.to_string()
-                };
+                let shown: String = if c.is_control() { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() };
                 return Err(syntax(&format!("unexpected character '{shown}'"), tl, tc));
             }
         }
     }
-    out.push(Token {
-        tok: Tok::Eof,
-        line,
-        col,
-    });
+    out.push(Token { tok: Tok::Eof, line, col });
     Ok(out)
 }

@@ -43,9 +43,7 @@ use std::collections::HashMap;
 use std::f64::consts::{E, PI, TAU};
 
 use crate::error::{ReadError, ReadLimits};
-use crate::ir::{
-    Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr,
-};
+use crate::ir::{Circuit, ClassicalRegister, Condition, Func, Gate, Instruction, Operation, ParamExpr};
 use parser::{BinOp, Expr, ForIter, Index, Modifier, Operand, Stmt, StmtKind};
 
 pub(crate) const FORMAT: &str = "OpenQASM 3";
@@ -83,47 +81,29 @@ fn expr_size(p: &ParamExpr, max_depth: usize) -> (usize, usize) {
 }
 
 pub(crate) fn syntax(msg: &str, line: u32, col: u32) -> ReadError {
-    ReadError::Syntax {
-        format: FORMAT,
-        message: msg.to_string(),
-        location: Some(format!("line {line}, column {col}")),
-    }
+    ReadError::Syntax { format: FORMAT, message: msg.to_string(), location: Some(format!("line {line}, column {col}")) }
 }
 
 pub(crate) fn unsupported(msg: &str) -> ReadError {
-    ReadError::Unsupported {
-        format: FORMAT,
-        message: msg.to_string(),
-    }
+    ReadError::Unsupported { format: FORMAT, message: msg.to_string() }
 }
 
 fn too_large(msg: String) -> ReadError {
-    ReadError::TooLarge {
-        format: FORMAT,
-        message: msg,
-    }
+    ReadError::TooLarge { format: FORMAT, message: msg }
 }
 
 /// Read an OpenQASM 3 program (also accepts the `OPENQASM 2.0;` + `stdgates.inc` + `qreg`/`creg`
 /// dialect that Qiskit's `qasm3.dumps` writes for some circuits).
 pub fn parse(src: &str, limits: &ReadLimits) -> Result<Circuit, ReadError> {
     if src.len() > limits.max_source_bytes {
-        return Err(too_large(format!(
-            "source is {} bytes, the limit is {}",
-            src.len(),
-            limits.max_source_bytes
-        )));
+        return Err(too_large(format!("source is {} bytes, the limit is {}", src.len(), limits.max_source_bytes)));
     }
     let toks = lexer::tokenize(src)?;
     let stmts = parser::Parser::new(&toks, limits.max_depth.max(1)).program()?;
     let mut l = Lowerer::new(limits);
     let mut out = Vec::new();
     l.block(&stmts, &mut out, &mut Scope::default(), true)?;
-    let num_qubits = if let Some(hw) = l.hw_max {
-        hw + 1
-    } else {
-        l.num_qubits
-    };
+    let num_qubits = if let Some(hw) = l.hw_max { hw + 1 } else { l.num_qubits };
     Ok(Circuit {
         name: None,
         num_qubits,
@@ -210,12 +190,7 @@ struct Scope {
 
 impl Scope {
     fn value(&self, name: &str) -> Option<&ParamExpr> {
-        self.values
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .or_else(|| self.params.get(name))
+        self.values.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v).or_else(|| self.params.get(name))
     }
 }
 
@@ -321,12 +296,7 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
-    fn emit(
-        &mut self,
-        out: &mut Vec<Instruction>,
-        op: Operation,
-        qubits: Vec<usize>,
-    ) -> Result<(), ReadError> {
+    fn emit(&mut self, out: &mut Vec<Instruction>, op: Operation, qubits: Vec<usize>) -> Result<(), ReadError> {
         self.emitted += 1;
         if self.emitted > self.limits.max_instructions {
             return Err(too_large(format!(
@@ -334,23 +304,15 @@ impl<'a> Lowerer<'a> {
                 self.limits.max_instructions
             )));
         }
-        out.push(Instruction {
-            op,
-            qubits,
-            condition: None,
-        });
+        out.push(Instruction { op, qubits, condition: None });
         Ok(())
     }
 
     fn declare(&mut self, name: &str, sym: Sym<'a>, line: u32, col: u32) -> Result<(), ReadError> {
         // Gate names may not shadow builtin gates; registers and parameters live apart from
         // gates in this reader (a register may be called `x`).
-        let gate_clash = matches!(sym, Sym::Gate(_))
-            && (std_gate(name, self.stdgates).is_some() || name == "gphase");
-        if self.syms.contains_key(name)
-            || gate_clash
-            || matches!(name, "pi" | "π" | "tau" | "τ" | "euler" | "ℇ")
-        {
+        let gate_clash = matches!(sym, Sym::Gate(_)) && (std_gate(name, self.stdgates).is_some() || name == "gphase");
+        if self.syms.contains_key(name) || gate_clash || matches!(name, "pi" | "π" | "tau" | "τ" | "euler" | "ℇ") {
             return Err(syntax(&format!("'{name}' is already defined"), line, col));
         }
         self.syms.insert(name.to_string(), sym);
@@ -387,33 +349,19 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
-    fn stmt(
-        &mut self,
-        s: &'a Stmt,
-        out: &mut Vec<Instruction>,
-        scope: &mut Scope,
-        top: bool,
-    ) -> Result<(), ReadError> {
+    fn stmt(&mut self, s: &'a Stmt, out: &mut Vec<Instruction>, scope: &mut Scope, top: bool) -> Result<(), ReadError> {
         let (line, col) = (s.line, s.col);
         let global_only = |what: &str| -> Result<(), ReadError> {
             if top {
                 Ok(())
             } else {
-                Err(syntax(
-                    &format!("{what} is only allowed at the top level of the program"),
-                    line,
-                    col,
-                ))
+                Err(syntax(&format!("{what} is only allowed at the top level of the program"), line, col))
             }
         };
         match &s.kind {
             StmtKind::Version(v) => {
                 if !top || self.statements_seen != 0 {
-                    return Err(syntax(
-                        "the OPENQASM version must be the first statement",
-                        line,
-                        col,
-                    ));
+                    return Err(syntax("the OPENQASM version must be the first statement", line, col));
                 }
                 let major = v.split('.').next().unwrap_or_default();
                 if major != "3" && major != "2" {
@@ -434,17 +382,12 @@ impl<'a> Lowerer<'a> {
             StmtKind::QubitDecl { name, size } => {
                 global_only("a qubit declaration")?;
                 if self.hw_max.is_some() {
-                    return Err(unsupported(
-                        "declaring qubits in a program that uses physical qubits ($n)",
-                    ));
+                    return Err(unsupported("declaring qubits in a program that uses physical qubits ($n)"));
                 }
                 let n = self.size(size.as_ref(), line, col)?;
                 let total = self.num_qubits.saturating_add(n);
                 if total > self.limits.max_qubits {
-                    return Err(too_large(format!(
-                        "{total} qubits declared, the limit is {}",
-                        self.limits.max_qubits
-                    )));
+                    return Err(too_large(format!("{total} qubits declared, the limit is {}", self.limits.max_qubits)));
                 }
                 let bits = (self.num_qubits..total).collect();
                 self.num_qubits = total;
@@ -456,20 +399,14 @@ impl<'a> Lowerer<'a> {
                 let n = self.size(size.as_ref(), line, col)?;
                 let total = self.num_clbits.saturating_add(n);
                 if total > self.limits.max_clbits {
-                    return Err(too_large(format!(
-                        "{total} clbits declared, the limit is {}",
-                        self.limits.max_clbits
-                    )));
+                    return Err(too_large(format!("{total} clbits declared, the limit is {}", self.limits.max_clbits)));
                 }
                 let bits: Vec<usize> = (self.num_clbits..total).collect();
                 self.num_clbits = total;
                 // As in Qiskit: `bit[n] c;` is a register, `bit c;` a loose clbit.
                 let single = size.is_none();
                 if !single {
-                    self.cregs.push(ClassicalRegister {
-                        name: name.clone(),
-                        bits: bits.clone(),
-                    });
+                    self.cregs.push(ClassicalRegister { name: name.clone(), bits: bits.clone() });
                 }
                 self.declare(name, Sym::Bits { bits, single }, line, col)?;
             }
@@ -495,37 +432,14 @@ impl<'a> Lowerer<'a> {
                 seen.sort_unstable();
                 seen.dedup();
                 if seen.len() != bits.len() || bits.is_empty() {
-                    return Err(syntax(
-                        &format!("alias '{name}' is empty or repeats a bit"),
-                        line,
-                        col,
-                    ));
+                    return Err(syntax(&format!("alias '{name}' is empty or repeats a bit"), line, col));
                 }
                 if quantum {
-                    self.declare(
-                        name,
-                        Sym::Qubits {
-                            bits,
-                            single: false,
-                        },
-                        line,
-                        col,
-                    )?;
+                    self.declare(name, Sym::Qubits { bits, single: false }, line, col)?;
                 } else {
                     // Qiskit reads a classical alias as a register (aliasing the bits).
-                    self.declare(
-                        name,
-                        Sym::Bits {
-                            bits: bits.clone(),
-                            single: false,
-                        },
-                        line,
-                        col,
-                    )?;
-                    self.cregs.push(ClassicalRegister {
-                        name: name.clone(),
-                        bits,
-                    });
+                    self.declare(name, Sym::Bits { bits: bits.clone(), single: false }, line, col)?;
+                    self.cregs.push(ClassicalRegister { name: name.clone(), bits });
                 }
             }
             StmtKind::Input { ty, name } => {
@@ -539,66 +453,26 @@ impl<'a> Lowerer<'a> {
                 global_only("a const declaration")?;
                 let v = self.param(value, scope, line, col)?;
                 if v.as_const().is_none() {
-                    return Err(syntax(
-                        &format!("const '{name}' needs a constant value"),
-                        line,
-                        col,
-                    ));
+                    return Err(syntax(&format!("const '{name}' needs a constant value"), line, col));
                 }
                 self.declare(name, Sym::Value(v), line, col)?;
             }
-            StmtKind::GateDef {
-                name,
-                params,
-                qubits,
-                body,
-            } => {
+            StmtKind::GateDef { name, params, qubits, body } => {
                 global_only("a gate definition")?;
                 self.check_gate_def(name, params, qubits, body)?;
-                self.declare(
-                    name,
-                    Sym::Gate(GateDef {
-                        params,
-                        qubits,
-                        body,
-                    }),
-                    line,
-                    col,
-                )?;
+                self.declare(name, Sym::Gate(GateDef { params, qubits, body }), line, col)?;
             }
-            StmtKind::GateCall {
-                modifiers,
-                name,
-                args,
-                operands,
-            } => {
-                self.call(
-                    modifiers,
-                    name,
-                    args,
-                    operands,
-                    scope,
-                    &Mods::default(),
-                    out,
-                    0,
-                    line,
-                    col,
-                )?;
+            StmtKind::GateCall { modifiers, name, args, operands } => {
+                self.call(modifiers, name, args, operands, scope, &Mods::default(), out, 0, line, col)?;
             }
             StmtKind::Measure { qubits, target } => {
                 let Some(target) = target else {
-                    return Err(unsupported(&format!(
-                        "'measure' without a target bit (line {line})"
-                    )));
+                    return Err(unsupported(&format!("'measure' without a target bit (line {line})")));
                 };
                 let (qs, _) = self.qubit_operand(qubits, scope, line, col)?;
                 let (bs, _) = self.bit_operand(target, scope, line, col)?;
                 if qs.len() != bs.len() {
-                    return Err(syntax(
-                        &format!("measuring {} qubits into {} bits", qs.len(), bs.len()),
-                        line,
-                        col,
-                    ));
+                    return Err(syntax(&format!("measuring {} qubits into {} bits", qs.len(), bs.len()), line, col));
                 }
                 for (q, b) in qs.into_iter().zip(bs) {
                     self.emit(out, Operation::Measure { clbit: b }, vec![q])?;
@@ -634,11 +508,7 @@ impl<'a> Lowerer<'a> {
                     }
                 }
             }
-            StmtKind::If {
-                cond,
-                then_body,
-                else_body,
-            } => {
+            StmtKind::If { cond, then_body, else_body } => {
                 let (condition, negated) = self.condition(cond, scope, false, line, col)?;
                 let was = scope.in_branch;
                 scope.in_branch = true;
@@ -647,10 +517,7 @@ impl<'a> Lowerer<'a> {
                 // Count the IfElse itself before its bodies.
                 self.emitted += 1;
                 if self.emitted > self.limits.max_instructions {
-                    return Err(too_large(format!(
-                        "more than {} instructions",
-                        self.limits.max_instructions
-                    )));
+                    return Err(too_large(format!("more than {} instructions", self.limits.max_instructions)));
                 }
                 let r = self
                     .block(then_body, &mut t, scope, false)
@@ -659,11 +526,7 @@ impl<'a> Lowerer<'a> {
                 r?;
                 let (true_body, false_body) = if negated { (f, t) } else { (t, f) };
                 out.push(Instruction {
-                    op: Operation::IfElse {
-                        condition,
-                        true_body,
-                        false_body,
-                    },
+                    op: Operation::IfElse { condition, true_body, false_body },
                     qubits: Vec::new(),
                     condition: None,
                 });
@@ -695,13 +558,7 @@ impl<'a> Lowerer<'a> {
         Ok(usize::try_from(v).unwrap_or(usize::MAX))
     }
 
-    fn const_int(
-        &mut self,
-        e: &Expr,
-        scope: &Scope,
-        line: u32,
-        col: u32,
-    ) -> Result<i128, ReadError> {
+    fn const_int(&mut self, e: &Expr, scope: &Scope, line: u32, col: u32) -> Result<i128, ReadError> {
         // Integers are kept within +-2^62 so that range arithmetic cannot overflow; anything that
         // large exceeds every limit anyway.
         const BIG: i128 = 1 << 62;
@@ -722,13 +579,7 @@ impl<'a> Lowerer<'a> {
         Ok(v as i128)
     }
 
-    fn loop_values(
-        &mut self,
-        iter: &ForIter,
-        scope: &Scope,
-        line: u32,
-        col: u32,
-    ) -> Result<Vec<ParamExpr>, ReadError> {
+    fn loop_values(&mut self, iter: &ForIter, scope: &Scope, line: u32, col: u32) -> Result<Vec<ParamExpr>, ReadError> {
         match iter {
             ForIter::Set(items) => items
                 .iter()
@@ -771,33 +622,17 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn loop_bound(
-        &mut self,
-        e: &Expr,
-        scope: &Scope,
-        line: u32,
-        col: u32,
-    ) -> Result<i128, ReadError> {
+    fn loop_bound(&mut self, e: &Expr, scope: &Scope, line: u32, col: u32) -> Result<i128, ReadError> {
         match self.const_int(e, scope, line, col) {
-            Err(ReadError::Syntax { message, .. })
-                if message.starts_with("expected a constant integer") =>
-            {
-                Err(unsupported(&format!(
-                    "'for' loops with non-constant bounds (line {line})"
-                )))
+            Err(ReadError::Syntax { message, .. }) if message.starts_with("expected a constant integer") => {
+                Err(unsupported(&format!("'for' loops with non-constant bounds (line {line})")))
             }
             r => r,
         }
     }
 
     /// A gate-parameter expression.
-    fn param(
-        &mut self,
-        e: &Expr,
-        scope: &Scope,
-        line: u32,
-        col: u32,
-    ) -> Result<ParamExpr, ReadError> {
+    fn param(&mut self, e: &Expr, scope: &Scope, line: u32, col: u32) -> Result<ParamExpr, ReadError> {
         // Every expression node evaluated is work (constant expressions fold to one node, so
         // the IR size alone would not account for them inside unrolled loops).
         self.step()?;
@@ -808,9 +643,7 @@ impl<'a> Lowerer<'a> {
             Expr::Bool(_) | Expr::BitStr(_) => return Err(syntax("expected a number", line, col)),
             Expr::Ident(name) => self.ident_value(name, scope, line, col)?,
             Expr::Index(name, _) => {
-                return Err(unsupported(&format!(
-                    "classical values ('{name}[...]') in gate arguments (line {line})"
-                )))
+                return Err(unsupported(&format!("classical values ('{name}[...]') in gate arguments (line {line})")))
             }
             Expr::Neg(a) => neg(self.param(a, scope, line, col)?),
             Expr::Not(_) => return Err(syntax("'!' in a numeric expression", line, col)),
@@ -827,9 +660,7 @@ impl<'a> Lowerer<'a> {
                     BinOp::Eq => return Err(unsupported("'==' in a gate argument")),
                     BinOp::Ne => return Err(unsupported("'!=' in a gate argument")),
                     BinOp::Other(o) => {
-                        return Err(unsupported(&format!(
-                            "operator '{o}' in a numeric expression (line {line})"
-                        )))
+                        return Err(unsupported(&format!("operator '{o}' in a numeric expression (line {line})")))
                     }
                 };
                 fold(r, line, col)?
@@ -846,18 +677,10 @@ impl<'a> Lowerer<'a> {
                     "log" | "ln" => Func::Ln,
                     "sqrt" => Func::Sqrt,
                     "abs" => Func::Abs,
-                    _ => {
-                        return Err(unsupported(&format!(
-                            "function or subroutine call '{f}(...)' (line {line})"
-                        )))
-                    }
+                    _ => return Err(unsupported(&format!("function or subroutine call '{f}(...)' (line {line})"))),
                 };
                 if args.len() != 1 {
-                    return Err(syntax(
-                        &format!("'{f}' takes one argument, got {}", args.len()),
-                        line,
-                        col,
-                    ));
+                    return Err(syntax(&format!("'{f}' takes one argument, got {}", args.len()), line, col));
                 }
                 let a = self.param(&args[0], scope, line, col)?;
                 fold(ParamExpr::Func(func, Box::new(a)), line, col)?
@@ -866,13 +689,7 @@ impl<'a> Lowerer<'a> {
         Ok(p)
     }
 
-    fn ident_value(
-        &self,
-        name: &str,
-        scope: &Scope,
-        line: u32,
-        col: u32,
-    ) -> Result<ParamExpr, ReadError> {
+    fn ident_value(&self, name: &str, scope: &Scope, line: u32, col: u32) -> Result<ParamExpr, ReadError> {
         if let Some(v) = scope.value(name) {
             return Ok(v.clone());
         }
@@ -887,11 +704,7 @@ impl<'a> Lowerer<'a> {
             "pi" | "π" => Ok(c(PI)),
             "tau" | "τ" => Ok(c(TAU)),
             "euler" | "ℇ" => Ok(c(E)),
-            _ => Err(syntax(
-                &format!("unknown identifier '{name}' in an expression"),
-                line,
-                col,
-            )),
+            _ => Err(syntax(&format!("unknown identifier '{name}' in an expression"), line, col)),
         }
     }
 
@@ -908,11 +721,7 @@ impl<'a> Lowerer<'a> {
             let l = len as i128;
             let j = if i < 0 { i + l } else { i };
             if j < 0 || j >= l {
-                return Err(syntax(
-                    &format!("index {i} out of range for a register of size {len}"),
-                    line,
-                    col,
-                ));
+                return Err(syntax(&format!("index {i} out of range for a register of size {len}"), line, col));
             }
             Ok(j as usize)
         };
@@ -965,25 +774,15 @@ impl<'a> Lowerer<'a> {
             return match op {
                 Operand::Named { name, index: None } => match gq.get(name) {
                     Some(&q) => Ok((vec![q], true)),
-                    None => Err(syntax(
-                        &format!("'{name}' is not a qubit argument of this gate"),
-                        line,
-                        col,
-                    )),
+                    None => Err(syntax(&format!("'{name}' is not a qubit argument of this gate"), line, col)),
                 },
-                _ => Err(syntax(
-                    "inside a gate body, operands must be the gate's qubit arguments",
-                    line,
-                    col,
-                )),
+                _ => Err(syntax("inside a gate body, operands must be the gate's qubit arguments", line, col)),
             };
         }
         match op {
             Operand::Hw(n) => {
                 if self.num_qubits > 0 {
-                    return Err(unsupported(
-                        "physical qubits ($n) in a program that declares qubits",
-                    ));
+                    return Err(unsupported("physical qubits ($n) in a program that declares qubits"));
                 }
                 let q: usize = n.parse().unwrap_or(usize::MAX);
                 if q >= self.limits.max_qubits {
@@ -1052,14 +851,10 @@ impl<'a> Lowerer<'a> {
     ) -> Result<(Condition, bool), ReadError> {
         let bits_of = |l: &mut Self, e: &Expr| -> Result<Option<Vec<usize>>, ReadError> {
             let op = match e {
-                Expr::Ident(name) => Operand::Named {
-                    name: name.clone(),
-                    index: None,
-                },
-                Expr::Index(name, i) => Operand::Named {
-                    name: name.clone(),
-                    index: Some(Index::Single((**i).clone())),
-                },
+                Expr::Ident(name) => Operand::Named { name: name.clone(), index: None },
+                Expr::Index(name, i) => {
+                    Operand::Named { name: name.clone(), index: Some(Index::Single((**i).clone())) }
+                }
                 _ => return Ok(None),
             };
             if let Operand::Named { name, .. } = &op {
@@ -1104,19 +899,12 @@ impl<'a> Lowerer<'a> {
                     Expr::Bool(v) => *v as u128,
                     Expr::BitStr(s) => {
                         let s: String = s.chars().filter(|&ch| ch != '_').collect();
-                        if s.is_empty()
-                            || s.len() > 64
-                            || !s.chars().all(|ch| ch == '0' || ch == '1')
-                        {
+                        if s.is_empty() || s.len() > 64 || !s.chars().all(|ch| ch == '0' || ch == '1') {
                             return Err(syntax("malformed bit string", line, col));
                         }
                         if s.len() != bits.len() {
                             return Err(syntax(
-                                &format!(
-                                    "bit string of {} bits compared with {} bits",
-                                    s.len(),
-                                    bits.len()
-                                ),
+                                &format!("bit string of {} bits compared with {} bits", s.len(), bits.len()),
                                 line,
                                 col,
                             ));
@@ -1126,11 +914,7 @@ impl<'a> Lowerer<'a> {
                     other => {
                         let v = self.const_int(other, scope, line, col)?;
                         if v < 0 {
-                            return Err(syntax(
-                                "cannot compare bits with a negative value",
-                                line,
-                                col,
-                            ));
+                            return Err(syntax("cannot compare bits with a negative value", line, col));
                         }
                         v as u128
                     }
@@ -1140,23 +924,14 @@ impl<'a> Lowerer<'a> {
                 }
                 if bits.len() < 128 && value >> bits.len() != 0 {
                     return Err(syntax(
-                        &format!(
-                            "value {value} does not fit in {} bit(s): the condition is never true",
-                            bits.len()
-                        ),
+                        &format!("value {value} does not fit in {} bit(s): the condition is never true", bits.len()),
                         line,
                         col,
                     ));
                 }
                 let value = value as u64;
                 if neg_here && bits.len() == 1 {
-                    return Ok((
-                        Condition {
-                            bits,
-                            value: 1 - value,
-                        },
-                        false,
-                    ));
+                    return Ok((Condition { bits, value: 1 - value }, false));
                 }
                 Ok((Condition { bits, value }, neg_here))
             }
@@ -1169,13 +944,7 @@ impl<'a> Lowerer<'a> {
 
     /// Validate a gate definition: only gate calls on the gate's own qubits, of gates defined
     /// before it (so definitions cannot recurse).
-    fn check_gate_def(
-        &self,
-        name: &str,
-        params: &[String],
-        qubits: &[String],
-        body: &[Stmt],
-    ) -> Result<(), ReadError> {
+    fn check_gate_def(&self, name: &str, params: &[String], qubits: &[String], body: &[Stmt]) -> Result<(), ReadError> {
         if qubits.len() > self.limits.max_qubits || params.len() > MAX_GATE_PARAMS {
             return Err(too_large(format!(
                 "gate '{name}' has {} parameters and {} qubits (limits: {MAX_GATE_PARAMS} and {})",
@@ -1190,17 +959,10 @@ impl<'a> Lowerer<'a> {
         let n = names.len();
         names.dedup();
         if names.len() != n {
-            return Err(unsupported(&format!(
-                "gate '{name}' repeats a parameter or qubit name"
-            )));
+            return Err(unsupported(&format!("gate '{name}' repeats a parameter or qubit name")));
         }
         for s in body {
-            let StmtKind::GateCall {
-                name: callee,
-                operands,
-                ..
-            } = &s.kind
-            else {
+            let StmtKind::GateCall { name: callee, operands, .. } = &s.kind else {
                 if let StmtKind::Barrier(_) = s.kind {
                     continue;
                 }
@@ -1222,19 +984,14 @@ impl<'a> Lowerer<'a> {
                 || matches!(self.syms.get(callee), Some(Sym::Gate(_)));
             if !known {
                 return Err(syntax(
-                    &format!(
-                        "gate '{name}' uses '{callee}', which is not a gate defined before it"
-                    ),
+                    &format!("gate '{name}' uses '{callee}', which is not a gate defined before it"),
                     s.line,
                     s.col,
                 ));
             }
             for op in operands {
                 match op {
-                    Operand::Named {
-                        name: q,
-                        index: None,
-                    } if qubit_set.contains(q) => {}
+                    Operand::Named { name: q, index: None } if qubit_set.contains(q) => {}
                     _ => {
                         return Err(syntax(
                             &format!("in gate '{name}', operands must be its qubit arguments"),
@@ -1273,23 +1030,17 @@ impl<'a> Lowerer<'a> {
                 Modifier::Pow(e) => {
                     let p = self.param(e, scope, line, col)?;
                     let Some(k) = p.as_const() else {
-                        return Err(unsupported(&format!(
-                            "pow() with a non-constant exponent (line {line})"
-                        )));
+                        return Err(unsupported(&format!("pow() with a non-constant exponent (line {line})")));
                     };
                     if k.fract() != 0.0 {
-                        return Err(unsupported(&format!(
-                            "pow({k}) with a non-integer exponent (line {line})"
-                        )));
+                        return Err(unsupported(&format!("pow({k}) with a non-integer exponent (line {line})")));
                     }
                     if k.abs() > self.limits.max_instructions as f64 {
                         return Err(too_large(format!("pow({k}) (line {line})")));
                     }
                     exponent = exponent.saturating_mul(k as i128);
                     if exponent.unsigned_abs() > self.limits.max_instructions as u128 {
-                        return Err(too_large(format!(
-                            "combined pow() exponent {exponent} (line {line})"
-                        )));
+                        return Err(too_large(format!("combined pow() exponent {exponent} (line {line})")));
                     }
                 }
                 Modifier::Ctrl(n) | Modifier::NegCtrl(n) => {
@@ -1298,11 +1049,7 @@ impl<'a> Lowerer<'a> {
                         None => 1,
                     };
                     if k < 1 || k > self.limits.max_qubits as i128 {
-                        return Err(syntax(
-                            &format!("invalid number of controls {k}"),
-                            line,
-                            col,
-                        ));
+                        return Err(syntax(&format!("invalid number of controls {k}"), line, col));
                     }
                     for _ in 0..k {
                         ctrl_spec.push(matches!(m, Modifier::Ctrl(_)));
@@ -1328,11 +1075,7 @@ impl<'a> Lowerer<'a> {
                 match width {
                     None => width = Some(qs.len()),
                     Some(w) if w != qs.len() => {
-                        return Err(syntax(
-                            "registers of different sizes in one gate call",
-                            line,
-                            col,
-                        ))
+                        return Err(syntax("registers of different sizes in one gate call", line, col))
                     }
                     _ => {}
                 }
@@ -1340,10 +1083,7 @@ impl<'a> Lowerer<'a> {
         }
         let width = width.unwrap_or(1);
         for k in 0..width {
-            let qubits: Vec<usize> = ops
-                .iter()
-                .map(|(qs, single)| if *single { qs[0] } else { qs[k] })
-                .collect();
+            let qubits: Vec<usize> = ops.iter().map(|(qs, single)| if *single { qs[0] } else { qs[k] }).collect();
             let mut sorted = qubits.clone();
             sorted.sort_unstable();
             sorted.dedup();
@@ -1364,8 +1104,7 @@ impl<'a> Lowerer<'a> {
             }
             let (ctrl_qs, targets) = qubits.split_at(ctrl_spec.len());
             let mut mods = outer.clone();
-            mods.ctrls
-                .extend(ctrl_qs.iter().copied().zip(ctrl_spec.iter().copied()));
+            mods.ctrls.extend(ctrl_qs.iter().copied().zip(ctrl_spec.iter().copied()));
             let reps = exponent.unsigned_abs();
             if exponent < 0 {
                 mods.inverse = !mods.inverse;
@@ -1395,17 +1134,9 @@ impl<'a> Lowerer<'a> {
         self.step_by(1 + cost + targets.len())?;
         if name == "gphase" {
             if params.len() != 1 || !targets.is_empty() {
-                return Err(syntax(
-                    "gphase takes one parameter and no qubits (beyond controls)",
-                    line,
-                    col,
-                ));
+                return Err(syntax("gphase takes one parameter and no qubits (beyond controls)", line, col));
             }
-            let theta = if mods.inverse {
-                neg(params[0].clone())
-            } else {
-                params[0].clone()
-            };
+            let theta = if mods.inverse { neg(params[0].clone()) } else { params[0].clone() };
             let Some((&(last, last_pos), rest)) = mods.ctrls.split_last() else {
                 if !scope.in_branch {
                     let gp = add(std::mem::replace(&mut self.global_phase, c(0.0)), theta);
@@ -1418,10 +1149,7 @@ impl<'a> Lowerer<'a> {
             if !last_pos {
                 self.emit(out, gate_op(Gate::X, vec![]), vec![last])?;
             }
-            let inner = Mods {
-                ctrls: rest.to_vec(),
-                inverse: false,
-            };
+            let inner = Mods { ctrls: rest.to_vec(), inverse: false };
             self.native(Gate::P, vec![theta], &[last], &inner, out)?;
             if !last_pos {
                 self.emit(out, gate_op(Gate::X, vec![]), vec![last])?;
@@ -1434,77 +1162,30 @@ impl<'a> Lowerer<'a> {
             return self.native(gate, params.to_vec(), targets, mods, out);
         }
         let def = match self.syms.get(name) {
-            Some(Sym::Gate(d)) => GateDef {
-                params: d.params,
-                qubits: d.qubits,
-                body: d.body,
-            },
+            Some(Sym::Gate(d)) => GateDef { params: d.params, qubits: d.qubits, body: d.body },
             Some(_) => return Err(syntax(&format!("'{name}' is not a gate"), line, col)),
             None => {
-                let hint = if !self.stdgates {
-                    " (is `include \"stdgates.inc\";` missing?)"
-                } else {
-                    ""
-                };
+                let hint = if !self.stdgates { " (is `include \"stdgates.inc\";` missing?)" } else { "" };
                 return Err(syntax(&format!("unknown gate '{name}'{hint}"), line, col));
             }
         };
-        check_arity(
-            name,
-            def.params.len(),
-            def.qubits.len(),
-            params.len(),
-            targets.len(),
-            line,
-            col,
-        )?;
+        check_arity(name, def.params.len(), def.qubits.len(), params.len(), targets.len(), line, col)?;
         if depth + 1 > self.limits.max_depth {
-            return Err(too_large(format!(
-                "gate definitions nested deeper than {}",
-                self.limits.max_depth
-            )));
+            return Err(too_large(format!("gate definitions nested deeper than {}", self.limits.max_depth)));
         }
         let inner_scope = Scope {
             values: Vec::new(),
-            params: def
-                .params
-                .iter()
-                .cloned()
-                .zip(params.iter().cloned())
-                .collect(),
-            gate_qubits: Some(
-                def.qubits
-                    .iter()
-                    .cloned()
-                    .zip(targets.iter().copied())
-                    .collect(),
-            ),
+            params: def.params.iter().cloned().zip(params.iter().cloned()).collect(),
+            gate_qubits: Some(def.qubits.iter().cloned().zip(targets.iter().copied()).collect()),
             in_branch: scope.in_branch,
         };
-        let body: Box<dyn Iterator<Item = &Stmt>> = if mods.inverse {
-            Box::new(def.body.iter().rev())
-        } else {
-            Box::new(def.body.iter())
-        };
+        let body: Box<dyn Iterator<Item = &Stmt>> =
+            if mods.inverse { Box::new(def.body.iter().rev()) } else { Box::new(def.body.iter()) };
         for s in body {
             match &s.kind {
-                StmtKind::GateCall {
-                    modifiers,
-                    name,
-                    args,
-                    operands,
-                } => self.call(
-                    modifiers,
-                    name,
-                    args,
-                    operands,
-                    &inner_scope,
-                    mods,
-                    out,
-                    depth + 1,
-                    s.line,
-                    s.col,
-                )?,
+                StmtKind::GateCall { modifiers, name, args, operands } => {
+                    self.call(modifiers, name, args, operands, &inner_scope, mods, out, depth + 1, s.line, s.col)?
+                }
                 StmtKind::Barrier(ops) => {
                     if mods.ctrls.is_empty() {
                         let mut qs = Vec::new();
@@ -1518,13 +1199,7 @@ impl<'a> Lowerer<'a> {
                         self.emit(out, Operation::Barrier, qs)?;
                     }
                 }
-                _ => {
-                    return Err(syntax(
-                        "only gate calls are allowed in a gate body",
-                        s.line,
-                        s.col,
-                    ))
-                }
+                _ => return Err(syntax("only gate calls are allowed in a gate body", s.line, s.col)),
             }
         }
         Ok(())
@@ -1539,11 +1214,7 @@ impl<'a> Lowerer<'a> {
         mods: &Mods,
         out: &mut Vec<Instruction>,
     ) -> Result<(), ReadError> {
-        let (gate, params) = if mods.inverse {
-            invert(gate, params)
-        } else {
-            (gate, params)
-        };
+        let (gate, params) = if mods.inverse { invert(gate, params) } else { (gate, params) };
         if mods.ctrls.is_empty() {
             return self.emit(out, gate_op(gate, params), targets.to_vec());
         }
@@ -1553,22 +1224,10 @@ impl<'a> Lowerer<'a> {
         let mut qubits: Vec<usize> = mods.ctrls.iter().map(|&(q, _)| q).collect();
         qubits.extend_from_slice(targets);
         let all_pos = mods.ctrls.iter().all(|&(_, p)| p);
-        let gate = if all_pos {
-            controlled_native(&gate, mods.ctrls.len())
-        } else {
-            None
-        }
-        .unwrap_or_else(|| {
+        let gate = if all_pos { controlled_native(&gate, mods.ctrls.len()) } else { None }.unwrap_or_else(|| {
             let ctrl_state =
-                mods.ctrls.iter().enumerate().fold(
-                    0u64,
-                    |acc, (j, &(_, p))| if p { acc | (1u64 << j) } else { acc },
-                );
-            Gate::Controlled {
-                num_ctrl: mods.ctrls.len(),
-                ctrl_state,
-                base: Box::new(gate),
-            }
+                mods.ctrls.iter().enumerate().fold(0u64, |acc, (j, &(_, p))| if p { acc | (1u64 << j) } else { acc });
+            Gate::Controlled { num_ctrl: mods.ctrls.len(), ctrl_state, base: Box::new(gate) }
         });
         self.emit(out, gate_op(gate, params), qubits)
     }
@@ -1578,28 +1237,12 @@ fn gate_op(gate: Gate, params: Vec<ParamExpr>) -> Operation {
     Operation::Gate { gate, params }
 }
 
-fn check_arity(
-    name: &str,
-    np: usize,
-    nq: usize,
-    gp: usize,
-    gq: usize,
-    line: u32,
-    col: u32,
-) -> Result<(), ReadError> {
+fn check_arity(name: &str, np: usize, nq: usize, gp: usize, gq: usize, line: u32, col: u32) -> Result<(), ReadError> {
     if np != gp {
-        return Err(syntax(
-            &format!("gate '{name}' takes {np} parameter(s), got {gp}"),
-            line,
-            col,
-        ));
+        return Err(syntax(&format!("gate '{name}' takes {np} parameter(s), got {gp}"), line, col));
     }
     if nq != gq {
-        return Err(syntax(
-            &format!("gate '{name}' acts on {nq} qubit(s), got {gq}"),
-            line,
-            col,
-        ));
+        return Err(syntax(&format!("gate '{name}' acts on {nq} qubit(s), got {gq}"), line, col));
     }
     Ok(())
 }
@@ -1608,9 +1251,7 @@ fn check_arity(
 fn invert(gate: Gate, mut params: Vec<ParamExpr>) -> (Gate, Vec<ParamExpr>) {
     use Gate::*;
     match gate {
-        I | X | Y | Z | H | CX | CY | CZ | CH | Swap | CCX | CCZ | CSwap | C3X | MCX => {
-            (gate, params)
-        }
+        I | X | Y | Z | H | CX | CY | CZ | CH | Swap | CCX | CCZ | CSwap | C3X | MCX => (gate, params),
         S => (Sdg, params),
         Sdg => (S, params),
         T => (Tdg, params),
@@ -1714,13 +1355,8 @@ mod tests {
     #[test]
     fn folding_keeps_symbols() {
         let circ = p("OPENQASM 3; input float t; qubit q; U(t * (1 + 1), 0, 0) q;").unwrap();
-        let Operation::Gate { params, .. } = &circ.instructions[0].op else {
-            unreachable!()
-        };
-        assert_eq!(
-            params[0],
-            ParamExpr::Mul(Box::new(ParamExpr::Symbol("t".into())), Box::new(c(2.0)))
-        );
+        let Operation::Gate { params, .. } = &circ.instructions[0].op else { unreachable!() };
+        assert_eq!(params[0], ParamExpr::Mul(Box::new(ParamExpr::Symbol("t".into())), Box::new(c(2.0))));
     }
 
     #[test]

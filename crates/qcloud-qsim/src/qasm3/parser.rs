@@ -161,12 +161,7 @@ const UNSUPPORTED_WORDS: &[(&str, &str)] = &[
 
 impl<'t> Parser<'t> {
     pub(crate) fn new(toks: &'t [Token], max_depth: usize) -> Self {
-        Parser {
-            toks,
-            pos: 0,
-            depth: 0,
-            max_depth,
-        }
+        Parser { toks, pos: 0, depth: 0, max_depth }
     }
 
     fn peek(&self) -> &Tok {
@@ -174,18 +169,11 @@ impl<'t> Parser<'t> {
     }
 
     fn peek_at(&self, n: usize) -> &Tok {
-        self.toks
-            .get(self.pos + n)
-            .map(|t| &t.tok)
-            .unwrap_or(&Tok::Eof)
+        self.toks.get(self.pos + n).map(|t| &t.tok).unwrap_or(&Tok::Eof)
     }
 
     fn here(&self) -> (u32, u32) {
-        self.toks
-            .get(self.pos)
-            .or_else(|| self.toks.last())
-            .map(|t| (t.line, t.col))
-            .unwrap_or((1, 1))
+        self.toks.get(self.pos).or_else(|| self.toks.last()).map(|t| (t.line, t.col)).unwrap_or((1, 1))
     }
 
     fn bump(&mut self) -> Tok {
@@ -252,10 +240,7 @@ impl<'t> Parser<'t> {
             let (l, c) = self.here();
             return Err(ReadError::TooLarge {
                 format: FORMAT,
-                message: format!(
-                    "nesting deeper than {} (line {l}, column {c})",
-                    self.max_depth
-                ),
+                message: format!("nesting deeper than {} (line {l}, column {c})", self.max_depth),
             });
         }
         Ok(())
@@ -365,11 +350,7 @@ impl<'t> Parser<'t> {
                     return Err(self.unsup_here("initialized bit declarations"));
                 }
                 self.expect_punct(";")?;
-                Ok(if quantum {
-                    StmtKind::QubitDecl { name, size }
-                } else {
-                    StmtKind::BitDecl { name, size }
-                })
+                Ok(if quantum { StmtKind::QubitDecl { name, size } } else { StmtKind::BitDecl { name, size } })
             }
             "input" => {
                 self.pos += 1;
@@ -422,21 +403,12 @@ impl<'t> Parser<'t> {
                     return self.err("expected '{' to start the gate body");
                 }
                 let body = self.block_or_stmt()?;
-                Ok(StmtKind::GateDef {
-                    name,
-                    params,
-                    qubits,
-                    body,
-                })
+                Ok(StmtKind::GateDef { name, params, qubits, body })
             }
             "measure" => {
                 self.pos += 1;
                 let qubits = self.operand()?;
-                let target = if self.eat_punct("->") {
-                    Some(self.operand()?)
-                } else {
-                    None
-                };
+                let target = if self.eat_punct("->") { Some(self.operand()?) } else { None };
                 self.expect_punct(";")?;
                 Ok(StmtKind::Measure { qubits, target })
             }
@@ -477,11 +449,7 @@ impl<'t> Parser<'t> {
                 } else {
                     Vec::new()
                 };
-                Ok(StmtKind::If {
-                    cond,
-                    then_body,
-                    else_body,
-                })
+                Ok(StmtKind::If { cond, then_body, else_body })
             }
             "for" => {
                 self.pos += 1;
@@ -518,9 +486,7 @@ impl<'t> Parser<'t> {
                     }
                     ForIter::Set(items)
                 } else {
-                    return Err(
-                        self.unsup_here("'for' loops over anything but a constant range or set")
-                    );
+                    return Err(self.unsup_here("'for' loops over anything but a constant range or set"));
                 };
                 let body = self.block_or_stmt()?;
                 Ok(StmtKind::For { var, iter, body })
@@ -566,25 +532,13 @@ impl<'t> Parser<'t> {
 
     /// `[a:b]`, `[a:s:b]` (inside brackets; the opening bracket is consumed).
     fn range_parts(&mut self) -> Result<RangeParts, ReadError> {
-        let first = if self.is_punct(":") {
-            None
-        } else {
-            Some(self.expr()?)
-        };
+        let first = if self.is_punct(":") { None } else { Some(self.expr()?) };
         if !self.eat_punct(":") {
             return self.err("expected ':' in a range");
         }
-        let second = if self.is_punct(":") || self.is_punct("]") {
-            None
-        } else {
-            Some(self.expr()?)
-        };
+        let second = if self.is_punct(":") || self.is_punct("]") { None } else { Some(self.expr()?) };
         if self.eat_punct(":") {
-            let third = if self.is_punct("]") {
-                None
-            } else {
-                Some(self.expr()?)
-            };
+            let third = if self.is_punct("]") { None } else { Some(self.expr()?) };
             Ok((first, second, third))
         } else {
             Ok((first, None, second))
@@ -602,10 +556,7 @@ impl<'t> Parser<'t> {
                         self.pos += 1;
                         let qubits = self.operand()?;
                         self.expect_punct(";")?;
-                        return Ok(StmtKind::Measure {
-                            qubits,
-                            target: Some(target),
-                        });
+                        return Ok(StmtKind::Measure { qubits, target: Some(target) });
                     }
                     return Err(self.unsup_here("classical assignments"));
                 }
@@ -614,9 +565,7 @@ impl<'t> Parser<'t> {
         }
         if matches!(
             self.peek_at(1),
-            Tok::Punct(
-                "+=" | "-=" | "*=" | "/=" | "%=" | "&=" | "|=" | "^=" | "<<=" | ">>=" | "**="
-            )
+            Tok::Punct("+=" | "-=" | "*=" | "/=" | "%=" | "&=" | "|=" | "^=" | "<<=" | ">>=" | "**=")
         ) {
             return Err(self.unsup_here("classical assignments"));
         }
@@ -634,8 +583,7 @@ impl<'t> Parser<'t> {
                     Modifier::Pow(e)
                 }
                 Tok::Ident(w)
-                    if (w == "ctrl" || w == "negctrl")
-                        && matches!(self.peek_at(1), Tok::Punct("@" | "(")) =>
+                    if (w == "ctrl" || w == "negctrl") && matches!(self.peek_at(1), Tok::Punct("@" | "(")) =>
                 {
                     let neg = w == "negctrl";
                     self.pos += 1;
@@ -674,18 +622,9 @@ impl<'t> Parser<'t> {
                 self.expect_punct(",")?;
             }
         }
-        let operands = if self.is_punct(";") {
-            Vec::new()
-        } else {
-            self.operand_list()?
-        };
+        let operands = if self.is_punct(";") { Vec::new() } else { self.operand_list()? };
         self.expect_punct(";")?;
-        Ok(StmtKind::GateCall {
-            modifiers,
-            name,
-            args,
-            operands,
-        })
+        Ok(StmtKind::GateCall { modifiers, name, args, operands })
     }
 
     fn operand_list(&mut self) -> Result<Vec<Operand>, ReadError> {
@@ -722,24 +661,13 @@ impl<'t> Parser<'t> {
                         }
                         Index::Set(items)
                     } else {
-                        let first = if self.is_punct(":") {
-                            None
-                        } else {
-                            Some(self.expr()?)
-                        };
+                        let first = if self.is_punct(":") { None } else { Some(self.expr()?) };
                         if self.is_punct(":") {
                             self.pos += 1;
-                            let second = if self.is_punct(":") || self.is_punct("]") {
-                                None
-                            } else {
-                                Some(self.expr()?)
-                            };
+                            let second =
+                                if self.is_punct(":") || self.is_punct("]") { None } else { Some(self.expr()?) };
                             if self.eat_punct(":") {
-                                let third = if self.is_punct("]") {
-                                    None
-                                } else {
-                                    Some(self.expr()?)
-                                };
+                                let third = if self.is_punct("]") { None } else { Some(self.expr()?) };
                                 Index::Range(first, second, third)
                             } else {
                                 Index::Range(first, None, second)
@@ -847,11 +775,7 @@ impl<'t> Parser<'t> {
                 self.leave();
                 let (e, d) = e?;
                 let d = self.check_tree_depth(d + 1)?;
-                let e = if neg {
-                    Expr::Neg(Box::new(e))
-                } else {
-                    Expr::Not(Box::new(e))
-                };
+                let e = if neg { Expr::Neg(Box::new(e)) } else { Expr::Not(Box::new(e)) };
                 return Ok((e, d));
             }
         }

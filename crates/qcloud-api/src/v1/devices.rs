@@ -9,14 +9,14 @@ use axum::Json;
 use qcloud_service::devices::{DevicePatch, DeviceView, NewDeviceRequest};
 
 /// List devices.
-#[utoipa::path(get, path = "/v1/devices", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/devices", operation_id = "list_devices", tag = "devices", security(("bearer" = [])),
     responses((status = 200, body = [DeviceView]), (status = 401, body = ErrorBody)))]
 pub async fn list(State(s): State<AppState>, _c: Caller) -> ApiResult<Json<Vec<DeviceView>>> {
     Ok(Json(s.svc.list_devices().await?))
 }
 
 /// One device.
-#[utoipa::path(get, path = "/v1/devices/{name}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/devices/{name}", operation_id = "get_device", tag = "devices", security(("bearer" = [])),
     params(("name" = String, Path, description = "Device name")),
     responses((status = 200, body = DeviceView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(State(s): State<AppState>, _c: Caller, ApiPath(name): ApiPath<String>) -> ApiResult<Json<DeviceView>> {
@@ -24,7 +24,7 @@ pub async fn get(State(s): State<AppState>, _c: Caller, ApiPath(name): ApiPath<S
 }
 
 /// Add a device (admin).
-#[utoipa::path(post, path = "/v1/devices", tag = "devices", security(("bearer" = [])), request_body = NewDeviceRequest,
+#[utoipa::path(post, path = "/v1/devices", operation_id = "create_device", tag = "devices", security(("bearer" = [])), request_body = NewDeviceRequest,
     responses((status = 201, body = DeviceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create(
@@ -36,7 +36,7 @@ pub async fn create(
 }
 
 /// Change a device's status, timing or config (admin).
-#[utoipa::path(patch, path = "/v1/devices/{name}", tag = "devices", security(("bearer" = [])), request_body = DevicePatch,
+#[utoipa::path(patch, path = "/v1/devices/{name}", operation_id = "update_device", tag = "devices", security(("bearer" = [])), request_body = DevicePatch,
     params(("name" = String, Path, description = "Device name")),
     responses((status = 200, body = DeviceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

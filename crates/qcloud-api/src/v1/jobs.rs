@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// Submit a job to a device or a session. With an `Idempotency-Key` header, a repeated request
 /// returns the job the first one created (200 instead of 201).
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", security(("bearer" = [])), request_body = NewJobRequest,
+#[utoipa::path(post, path = "/v1/jobs", operation_id = "submit_job", tag = "jobs", security(("bearer" = [])), request_body = NewJobRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same job")),
     responses((status = 201, body = JobView), (status = 200, body = JobView, description = "Replay of an earlier request with the same Idempotency-Key"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -34,7 +34,7 @@ pub async fn submit(
 }
 
 /// One job.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -46,7 +46,7 @@ pub async fn get(
 }
 
 /// The result of a completed job.
-#[utoipa::path(get, path = "/v1/jobs/{id}/result", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/jobs/{id}/result", operation_id = "get_job_result", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "The job has not completed")))]
@@ -59,7 +59,7 @@ pub async fn result(
 }
 
 /// Cancel a job: a queued job at once, a running one when its driver stops.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
@@ -72,7 +72,7 @@ pub async fn cancel(
 }
 
 /// The project's jobs, newest first.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
     responses((status = 200, body = Page<JobView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,

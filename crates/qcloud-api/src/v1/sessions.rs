@@ -10,7 +10,7 @@ use qcloud_service::sessions::{NewSessionRequest, Page, SessionQuery, SessionVie
 use uuid::Uuid;
 
 /// Open a session on a device.
-#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])), request_body = NewSessionRequest,
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "create_session", tag = "sessions", security(("bearer" = [])), request_body = NewSessionRequest,
     responses((status = 201, body = SessionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn create(
@@ -22,7 +22,7 @@ pub async fn create(
 }
 
 /// One session.
-#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -34,7 +34,7 @@ pub async fn get(
 }
 
 /// The project's sessions, newest first.
-#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])), params(SessionQuery),
+#[utoipa::path(get, path = "/v1/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = [])), params(SessionQuery),
     responses((status = 200, body = Page<SessionView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
@@ -45,7 +45,7 @@ pub async fn list(
 }
 
 /// Close: accept no new jobs; queued and running jobs finish, then the session closes.
-#[utoipa::path(post, path = "/v1/sessions/{id}/close", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/close", operation_id = "close_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn close(
@@ -57,7 +57,7 @@ pub async fn close(
 }
 
 /// Cancel: queued jobs are canceled, the running job finishes, the session closes now.
-#[utoipa::path(post, path = "/v1/sessions/{id}/cancel", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/cancel", operation_id = "cancel_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn cancel(

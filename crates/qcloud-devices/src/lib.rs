@@ -96,7 +96,7 @@ impl Default for Registry {
     fn default() -> Self {
         let mut drivers: HashMap<DriverKind, Arc<dyn Driver>> = HashMap::new();
         drivers.insert(DriverKind::Noop, Arc::new(noop::NoopDriver));
-        drivers.insert(DriverKind::Statevector, Arc::new(statevector::StatevectorDriver::default()));
+        drivers.insert(DriverKind::Statevector, Arc::new(statevector::StatevectorDriver));
         Registry { drivers }
     }
 }

@@ -108,7 +108,7 @@ async fn run_one(shared: &Arc<Shared>, job: JobRow) -> Option<JobRow> {
     let chain = !shared.shutdown.is_cancelled();
     for attempt in 0..5u32 {
         match shared.svc.complete_job(shared.me, &job, outcome.clone(), usage, chain).await {
-            Ok(Completion::Done { next }) => return next,
+            Ok(Completion::Done { next }) => return next.map(|b| *b),
             Ok(Completion::LeaseLost) => return None,
             Err(e) => {
                 warn!(error = %e, attempt, "completion failed; retrying");

@@ -39,7 +39,7 @@ pub enum Outcome {
 #[derive(Debug)]
 pub enum Completion {
     /// Recorded; with the next job of the device, already leased to the caller.
-    Done { next: Option<JobRow> },
+    Done { next: Option<Box<JobRow>> },
     /// The caller's lease was gone (the job was recovered elsewhere): nothing was recorded.
     LeaseLost,
 }
@@ -302,7 +302,7 @@ impl Service {
             }
         }
         tx.commit().await?;
-        Ok(Completion::Done { next })
+        Ok(Completion::Done { next: next.map(Box::new) })
     }
 
     /// Give a leased job back to the queue without running it (graceful shutdown).

@@ -1,0 +1,696 @@
+//! The job pipeline against real Postgres, driven step by step without the scheduler loops:
+//! every rule of DESIGN.md §3 that the service applies (dispatch, claim, completion with
+//! chaining, session timers, recovery of lost workers, fencing). Each test gets a fresh
+//! database. Timers use the database clock: tests that need a TTL to run out sleep past it
+//! before asking the service to apply the timers.
+
+use chrono::Duration;
+use qcloud_core::rules::{SessionTtls, TtlPolicy};
+use qcloud_service::devices::{DevicePatch, NewDeviceRequest};
+use qcloud_service::dispatch::{Completion, Fence, Outcome};
+use qcloud_service::jobs::NewJobRequest;
+use qcloud_service::sessions::NewSessionRequest;
+use qcloud_service::{Principal, Service, ServiceConfig, ServiceError};
+use qcloud_store::jobs::JobRow;
+use qcloud_store::PgPool;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Short TTLs: interactive and pending 300 ms, max 60 s (tests ask for shorter per session).
+fn config() -> ServiceConfig {
+    ServiceConfig {
+        ttl: TtlPolicy {
+            default: SessionTtls {
+                max_ttl: Duration::seconds(60),
+                interactive_ttl: Duration::milliseconds(300),
+                pending_ttl: Duration::milliseconds(300),
+            },
+            max_max_ttl: Duration::hours(1),
+            max_interactive_ttl: Duration::hours(1),
+        },
+        lease: Duration::seconds(60),
+        max_attempts: 2,
+        ..ServiceConfig::default()
+    }
+}
+
+/// Long enough past a 300 ms TTL on a busy machine (the database clock decides).
+const PAST_TTL: std::time::Duration = std::time::Duration::from_millis(600);
+
+struct Env {
+    svc: Service,
+    /// The leader identity and term this test dispatches with.
+    me: Uuid,
+    term: i64,
+    alice: Principal,
+    bob: Principal,
+}
+
+async fn env_with(pool: PgPool, cfg: ServiceConfig) -> Env {
+    let svc = Service::new(pool, cfg);
+    let me = Uuid::now_v7();
+    let term = svc.acquire_leadership(me, None, 600_000).await.unwrap().expect("first leader");
+    let a = svc.create_token("proj-a", "alice", false).await.unwrap();
+    let b = svc.create_token("proj-b", "bob", false).await.unwrap();
+    let alice = svc.authenticate(&a).await.unwrap();
+    let bob = svc.authenticate(&b).await.unwrap();
+    Env { svc, me, term, alice, bob }
+}
+
+async fn env(pool: PgPool) -> Env {
+    env_with(pool, config()).await
+}
+
+fn job_req(device: Option<&str>, session: Option<Uuid>, priority: Option<&str>) -> NewJobRequest {
+    NewJobRequest {
+        device: device.map(str::to_owned),
+        session_id: session,
+        program: "noop".into(),
+        payload: json!({}),
+        shots: None,
+        tags: vec![],
+        priority: priority.map(str::to_owned),
+        max_execution_time: None,
+    }
+}
+
+fn session_req(device: &str, mode: &str) -> NewSessionRequest {
+    NewSessionRequest {
+        device: device.into(),
+        mode: mode.into(),
+        max_ttl: None,
+        interactive_ttl: None,
+        idle_policy: None,
+        priority: None,
+        tags: vec![],
+    }
+}
+
+impl Env {
+    async fn device(&self, name: &str) -> String {
+        self.svc
+            .create_device(NewDeviceRequest {
+                name: name.into(),
+                kind: None,
+                driver: "noop".into(),
+                status: None,
+                num_qubits: 5,
+                timing: None,
+                config: None,
+            })
+            .await
+            .unwrap();
+        name.to_string()
+    }
+
+    async fn job(&self, who: &Principal, device: &str) -> Uuid {
+        self.svc.submit_job(who, job_req(Some(device), None, None), None).await.unwrap().0.id
+    }
+
+    async fn job_prio(&self, who: &Principal, device: &str, prio: &str) -> Uuid {
+        self.svc.submit_job(who, job_req(Some(device), None, Some(prio)), None).await.unwrap().0.id
+    }
+
+    async fn session_job(&self, who: &Principal, sid: Uuid) -> Uuid {
+        self.svc.submit_job(who, job_req(None, Some(sid), None), None).await.unwrap().0.id
+    }
+
+    async fn session(&self, who: &Principal, req: NewSessionRequest) -> Uuid {
+        self.svc.create_session(who, req).await.unwrap().id
+    }
+
+    /// The leader dispatches the device.
+    async fn dispatch(&self, device: &str) {
+        self.svc.dispatch_device(device, Fence::Leader { me: self.me, term: self.term }).await.unwrap();
+    }
+
+    /// A worker claims what the leader assigned.
+    async fn claim(&self, worker: Uuid) -> Vec<JobRow> {
+        self.svc.claim_jobs(worker, 32).await.unwrap()
+    }
+
+    /// Claim exactly one job and check it is `id`.
+    async fn claim_one(&self, worker: Uuid, id: Uuid) -> JobRow {
+        let jobs = self.claim(worker).await;
+        assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id], "claimed jobs");
+        jobs.into_iter().next().unwrap()
+    }
+
+    async fn complete(&self, worker: Uuid, job: &JobRow, chain: bool) -> Completion {
+        let result = json!({"job_id": job.id});
+        self.svc.complete_job(worker, job, Outcome::Completed { result }, 0.01, chain).await.unwrap()
+    }
+
+    /// Complete and return the chained next job, if any.
+    async fn complete_chain(&self, worker: Uuid, job: &JobRow) -> Option<JobRow> {
+        match self.complete(worker, job, true).await {
+            // `JobRow::clone(&n)` reads both a plain and a boxed row.
+            Completion::Done { next } => next.map(|n| JobRow::clone(&n)),
+            Completion::LeaseLost => panic!("lease lost for {}", job.id),
+        }
+    }
+
+    async fn timers(&self) -> usize {
+        self.svc.run_session_timers(self.me, self.term).await.unwrap()
+    }
+
+    async fn row(&self, id: Uuid) -> JobRow {
+        sqlx::query_as("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_one(&self.svc.pool).await.unwrap()
+    }
+
+    async fn status(&self, id: Uuid) -> String {
+        self.row(id).await.status
+    }
+
+    async fn running_on(&self, device: &str) -> Option<Uuid> {
+        sqlx::query_scalar("SELECT id FROM jobs WHERE device = $1 AND status = 'running'")
+            .bind(device)
+            .fetch_optional(&self.svc.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn session_state(&self, sid: Uuid) -> (String, Option<String>, bool) {
+        sqlx::query_as("SELECT state, closed_reason, accepting_jobs FROM sessions WHERE id = $1")
+            .bind(sid)
+            .fetch_one(&self.svc.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn holder(&self, device: &str) -> Option<Uuid> {
+        sqlx::query_scalar("SELECT id FROM sessions WHERE device = $1 AND state = 'active'")
+            .bind(device)
+            .fetch_optional(&self.svc.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Leader dispatch, then one worker claims the job that started; returns it.
+    async fn start(&self, device: &str, worker: Uuid, expected: Uuid) -> JobRow {
+        self.dispatch(device).await;
+        assert_eq!(self.running_on(device).await, Some(expected), "job running on {device}");
+        self.claim_one(worker, expected).await
+    }
+}
+
+fn conflict_code(e: ServiceError) -> &'static str {
+    match e {
+        ServiceError::Conflict { code, .. } => code,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// Rule 1: a second job waits while one runs; the schema itself refuses a second running row.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule1_one_running_job_per_device(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let j1 = e.job(&e.alice, &dev).await;
+    let j2 = e.job(&e.alice, &dev).await;
+    e.dispatch(&dev).await;
+    assert_eq!(e.running_on(&dev).await, Some(j1));
+    e.dispatch(&dev).await;
+    assert_eq!(e.status(j2).await, "queued", "second job waits while the first runs");
+    assert!(!e.svc.devices_with_pending_work().await.unwrap().contains(&dev));
+
+    // Bypass the service: the partial unique index names the broken invariant.
+    let err = sqlx::query("UPDATE jobs SET status = 'running', started_at = now() WHERE id = $1")
+        .bind(j2)
+        .execute(&e.svc.pool)
+        .await
+        .expect_err("a second running job on one device");
+    let db = err.as_database_error().expect("database error");
+    assert_eq!(db.constraint(), Some("jobs_one_running_per_device"));
+
+    // Same for sessions: two active sessions on one device.
+    let s1 = e.session(&e.alice, session_req(&dev, "dedicated")).await;
+    let s2 = e.session(&e.bob, session_req(&dev, "dedicated")).await;
+    sqlx::query("UPDATE sessions SET state = 'active' WHERE id = $1").bind(s1).execute(&e.svc.pool).await.unwrap();
+    let err = sqlx::query("UPDATE sessions SET state = 'active' WHERE id = $1")
+        .bind(s2)
+        .execute(&e.svc.pool)
+        .await
+        .expect_err("a second active session on one device");
+    assert_eq!(err.as_database_error().unwrap().constraint(), Some("sessions_one_active_per_device"));
+    sqlx::query("UPDATE sessions SET state = 'pending' WHERE id = $1").bind(s1).execute(&e.svc.pool).await.unwrap();
+
+    // The first job ends: the second one starts in the same call (job mode chains too).
+    let w = Uuid::now_v7();
+    let r1 = e.claim_one(w, j1).await;
+    let next = e.complete_chain(w, &r1).await.expect("next job chained");
+    assert_eq!(next.id, j2);
+    assert_eq!(next.status, "running");
+    assert_eq!(next.lease_owner, Some(w));
+    assert_eq!(e.status(j1).await, "completed");
+    assert!(e.complete_chain(w, &next).await.is_none());
+    assert_eq!(e.running_on(&dev).await, None);
+}
+
+/// Rule 2: while a session holds a device only its jobs run there; a job-mode job (and another
+/// session) waits until the session lets the device go.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule2_active_session_holds_the_device(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let s =
+        e.session(&e.alice, NewSessionRequest { interactive_ttl: Some(600.0), ..session_req(&dev, "dedicated") }).await;
+    let other = e.session(&e.bob, session_req(&dev, "dedicated")).await;
+    let sj1 = e.session_job(&e.alice, s).await;
+    let free_job = e.job(&e.bob, &dev).await;
+    let other_job = e.session_job(&e.bob, other).await;
+    let w = Uuid::now_v7();
+
+    let r = e.start(&dev, w, sj1).await;
+    assert_eq!(e.holder(&dev).await, Some(s));
+    assert!(e.complete_chain(w, &r).await.is_none(), "the idle session keeps the device");
+    assert_eq!(e.holder(&dev).await, Some(s));
+    e.dispatch(&dev).await;
+    assert_eq!(e.running_on(&dev).await, None, "nothing else runs on a held device");
+    assert_eq!(e.status(free_job).await, "queued");
+    assert_eq!(e.status(other_job).await, "queued");
+    assert_eq!(e.timers().await, 0, "interactive TTL of 600 s has not run out");
+
+    // A new job of the holder goes first, although the others came earlier.
+    let sj2 = e.session_job(&e.alice, s).await;
+    let r = e.start(&dev, w, sj2).await;
+    assert!(e.complete_chain(w, &r).await.is_none());
+
+    // Close: the drained session completes and the device goes to the next candidate (rule 3:
+    // the job-mode job came before the other session's job).
+    e.svc.close_session(&e.alice, s).await.unwrap();
+    assert_eq!(e.session_state(s).await, ("closed".into(), Some("completed".into()), false));
+    let r = e.start(&dev, w, free_job).await;
+    let next = e.complete_chain(w, &r).await.expect("the other session's job");
+    assert_eq!(next.id, other_job);
+    assert_eq!(e.holder(&dev).await, Some(other));
+}
+
+/// Rule 3: priority first, then fair share (least recent usage of the device), then arrival;
+/// a waiting session competes like a job.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule3_priority_then_fair_share_then_fifo(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let w = Uuid::now_v7();
+
+    // Priority: high, medium, low, whatever the arrival order.
+    let low = e.job_prio(&e.alice, &dev, "low").await;
+    let medium = e.job_prio(&e.alice, &dev, "medium").await;
+    let high = e.job_prio(&e.alice, &dev, "high").await;
+    let r = e.start(&dev, w, high).await;
+    let r = e.complete_chain(w, &r).await.unwrap();
+    assert_eq!(r.id, medium);
+    let r = e.complete_chain(w, &r).await.unwrap();
+    assert_eq!(r.id, low);
+    assert!(e.complete_chain(w, &r).await.is_none());
+
+    // Fair share: alice has used the device (three jobs above); bob, who came later, goes first.
+    let a1 = e.job(&e.alice, &dev).await;
+    let a2 = e.job(&e.alice, &dev).await;
+    let b1 = e.job(&e.bob, &dev).await;
+    let b2 = e.job(&e.bob, &dev).await;
+    let r = e.start(&dev, w, b1).await;
+    // Bob's usage (0.01 s per job) stays below alice's (0.03 s) after one and two jobs.
+    let r = e.complete_chain(w, &r).await.unwrap();
+    assert_eq!(r.id, b2, "bob still used less");
+    let r = e.complete_chain(w, &r).await.unwrap();
+    assert_eq!(r.id, a1, "first come among alice's jobs");
+    let r = e.complete_chain(w, &r).await.unwrap();
+    assert_eq!(r.id, a2);
+    assert!(e.complete_chain(w, &r).await.is_none());
+
+    // Same project, same priority: first come, first served; a waiting session is a candidate
+    // ordered by its first queued job, and a high-priority session beats earlier jobs.
+    let j1 = e.job(&e.alice, &dev).await;
+    let s =
+        e.session(&e.alice, NewSessionRequest { priority: Some("high".into()), ..session_req(&dev, "batch") }).await;
+    let j2 = e.job(&e.alice, &dev).await;
+    let sj = e.session_job(&e.alice, s).await;
+    let r = e.start(&dev, w, sj).await;
+    assert_eq!(e.row(sj).await.priority, 2, "a session job takes the session's priority");
+    e.svc.close_session(&e.alice, s).await.unwrap();
+    let r = e.complete_chain(w, &r).await.unwrap();
+    assert_eq!(e.session_state(s).await.0, "closed");
+    assert_eq!(r.id, j1);
+    let r = e.complete_chain(w, &r).await.unwrap();
+    assert_eq!(r.id, j2);
+    assert!(e.complete_chain(w, &r).await.is_none());
+}
+
+/// Rule 4: the session's next job starts in the completing call; an idle session keeps the
+/// device until its interactive TTL; then `deactivate` gives it back (the session queues again
+/// on its next job).
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule4_chaining_and_deactivate(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let s = e.session(&e.alice, session_req(&dev, "dedicated")).await; // interactive TTL 300 ms
+    let sj1 = e.session_job(&e.alice, s).await;
+    let sj2 = e.session_job(&e.alice, s).await;
+    let w = Uuid::now_v7();
+    let r = e.start(&dev, w, sj1).await;
+    match e.complete(w, &r, true).await {
+        Completion::Done { next: Some(n) } => {
+            assert_eq!(n.id, sj2);
+            assert_eq!(n.status, "running");
+            assert_eq!(n.lease_owner, Some(w), "leased to the completing worker");
+            assert!(n.started_at.is_some());
+            let r = n;
+            assert!(e.complete_chain(w, &r).await.is_none());
+        }
+        other => panic!("expected the next job chained, got {other:?}"),
+    }
+    let job = e.job(&e.bob, &dev).await;
+    assert_eq!(e.holder(&dev).await, Some(s));
+
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(e.timers().await, 1);
+    assert_eq!(e.session_state(s).await, ("inactive".into(), None, true));
+    assert_eq!(e.holder(&dev).await, None);
+    let r = e.start(&dev, w, job).await;
+
+    // The inactive session queues again like any other when a job arrives.
+    let sj3 = e.session_job(&e.alice, s).await;
+    let next = e.complete_chain(w, &r).await.expect("the session is the next candidate");
+    assert_eq!(next.id, sj3);
+    assert_eq!(e.session_state(s).await.0, "active");
+    assert!(e.complete_chain(w, &next).await.is_none());
+}
+
+/// Rule 4 with `time_out` (Pasqal): the idle session closes as `idle_timeout`.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule4_time_out_closes_idle_session(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let s = e
+        .session(&e.alice, NewSessionRequest { idle_policy: Some("time_out".into()), ..session_req(&dev, "batch") })
+        .await;
+    let sj = e.session_job(&e.alice, s).await;
+    let w = Uuid::now_v7();
+    let r = e.start(&dev, w, sj).await;
+    assert!(e.complete_chain(w, &r).await.is_none());
+    assert_eq!(e.session_state(s).await.0, "active");
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(e.timers().await, 1);
+    assert_eq!(e.session_state(s).await, ("closed".into(), Some("idle_timeout".into()), false));
+    assert_eq!(e.holder(&dev).await, None);
+    let err = e.svc.submit_job(&e.alice, job_req(None, Some(s), None), None).await.unwrap_err();
+    assert_eq!(conflict_code(err), "session_closed");
+    assert_eq!(e.timers().await, 0, "a closed session has no timer");
+}
+
+/// Rule 5: max TTL from the first activation: the running job finishes, queued jobs fail with a
+/// reason, the session closes as `max_ttl`.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule5_max_ttl(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let s = e.session(&e.alice, NewSessionRequest { max_ttl: Some(0.3), ..session_req(&dev, "dedicated") }).await;
+    let sj1 = e.session_job(&e.alice, s).await;
+    let sj2 = e.session_job(&e.alice, s).await;
+    let sj3 = e.session_job(&e.alice, s).await;
+    let w = Uuid::now_v7();
+    let r = e.start(&dev, w, sj1).await;
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(e.timers().await, 1);
+    assert_eq!(e.session_state(s).await, ("closed".into(), Some("max_ttl".into()), false));
+    for id in [sj2, sj3] {
+        let row = e.row(id).await;
+        assert_eq!(row.status, "failed");
+        assert_eq!(row.reason_code.as_deref(), Some("session_max_ttl"));
+        assert!(row.reason.unwrap().contains("maximum time to live"));
+    }
+    assert_eq!(e.status(sj1).await, "running", "the running job finishes");
+    let other = e.job(&e.bob, &dev).await;
+    let next = e.complete_chain(w, &r).await.expect("the device is free again");
+    assert_eq!(e.status(sj1).await, "completed");
+    assert_eq!(next.id, other);
+}
+
+/// Rule 6: close drains: no new jobs, queued and running ones finish, then `completed`.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule6_close_drains_then_completes(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let s = e.session(&e.alice, session_req(&dev, "dedicated")).await;
+    let sj1 = e.session_job(&e.alice, s).await;
+    let sj2 = e.session_job(&e.alice, s).await;
+    let w = Uuid::now_v7();
+    let r = e.start(&dev, w, sj1).await;
+    let view = e.svc.close_session(&e.alice, s).await.unwrap();
+    assert!(!view.accepting_jobs);
+    assert_eq!(e.session_state(s).await, ("active".into(), None, false));
+    let err = e.svc.submit_job(&e.alice, job_req(None, Some(s), None), None).await.unwrap_err();
+    assert_eq!(conflict_code(err), "session_not_accepting");
+    let r = e.complete_chain(w, &r).await.expect("queued job still runs");
+    assert_eq!(r.id, sj2);
+    assert_eq!(e.session_state(s).await.0, "active");
+    assert!(e.complete_chain(w, &r).await.is_none());
+    assert_eq!(e.session_state(s).await, ("closed".into(), Some("completed".into()), false));
+    assert_eq!(e.status(sj2).await, "completed");
+
+    // Closing a session that never ran a job closes it at once.
+    let s2 = e.session(&e.alice, session_req(&dev, "batch")).await;
+    e.svc.close_session(&e.alice, s2).await.unwrap();
+    assert_eq!(e.session_state(s2).await, ("closed".into(), Some("completed".into()), false));
+}
+
+/// Rule 7: cancel: queued jobs canceled, the running one finishes, closed now.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule7_cancel_session(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let s = e.session(&e.alice, session_req(&dev, "dedicated")).await;
+    let sj1 = e.session_job(&e.alice, s).await;
+    let sj2 = e.session_job(&e.alice, s).await;
+    let other = e.job(&e.bob, &dev).await;
+    let w = Uuid::now_v7();
+    let r = e.start(&dev, w, sj1).await;
+    e.svc.cancel_session(&e.alice, s).await.unwrap();
+    assert_eq!(e.session_state(s).await, ("closed".into(), Some("canceled".into()), false));
+    let row = e.row(sj2).await;
+    assert_eq!((row.status.as_str(), row.reason_code.as_deref()), ("canceled", Some("session_canceled")));
+    assert_eq!(e.status(sj1).await, "running");
+    e.dispatch(&dev).await;
+    assert_eq!(e.running_on(&dev).await, Some(sj1), "nothing starts beside the running job");
+    let next = e.complete_chain(w, &r).await.expect("the device goes on");
+    assert_eq!(e.status(sj1).await, "completed");
+    assert_eq!(next.id, other);
+}
+
+/// Rule 8: a session with no job for the pending TTL closes; one that waits with a queued job
+/// does not.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule8_pending_session_without_jobs_closes(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let empty = e.session(&e.alice, session_req(&dev, "dedicated")).await;
+    // A busy device and a session that waits for it with a job.
+    let busy = e.job(&e.bob, &dev).await;
+    let w = Uuid::now_v7();
+    let r = e.start(&dev, w, busy).await;
+    let waiting = e.session(&e.alice, session_req(&dev, "dedicated")).await;
+    let wj = e.session_job(&e.alice, waiting).await;
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(e.timers().await, 1);
+    assert_eq!(e.session_state(empty).await, ("closed".into(), Some("idle_timeout".into()), false));
+    assert_eq!(e.session_state(waiting).await, ("pending".into(), None, true));
+    let next = e.complete_chain(w, &r).await.unwrap();
+    assert_eq!(next.id, wj);
+}
+
+/// Rule 9: cancel a queued job at once; a running one is asked to stop, then canceled by its
+/// worker; a finished job cannot be canceled.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule9_cancel_jobs(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let j1 = e.job(&e.alice, &dev).await;
+    let j2 = e.job(&e.alice, &dev).await;
+    let w = Uuid::now_v7();
+    let r = e.start(&dev, w, j1).await;
+
+    let v = e.svc.cancel_job(&e.alice, j2).await.unwrap();
+    assert_eq!(v.status.as_str(), "canceled");
+    assert_eq!(v.reason_code.as_deref(), Some("canceled"));
+
+    let v = e.svc.cancel_job(&e.alice, j1).await.unwrap();
+    assert_eq!(v.status.as_str(), "running", "a running job stops cooperatively");
+    assert_eq!(e.svc.heartbeat(w).await.unwrap(), vec![j1], "the worker learns of the cancel");
+    assert!(e.svc.cancel_requested(j1).await.unwrap());
+    let done = e
+        .svc
+        .complete_job(w, &r, Outcome::Canceled { reason: "canceled by the user".into() }, 0.0, true)
+        .await
+        .unwrap();
+    assert!(matches!(done, Completion::Done { next: None }));
+    assert_eq!(e.status(j1).await, "canceled");
+    let err = e.svc.cancel_job(&e.alice, j1).await.unwrap_err();
+    assert_eq!(conflict_code(err), "job_finished");
+    // Another project's job is not found.
+    assert!(matches!(e.svc.cancel_job(&e.bob, j1).await, Err(ServiceError::NotFound { .. })));
+
+    // A queued job of a session: canceled, the session stays usable.
+    let s = e.session(&e.alice, session_req(&dev, "dedicated")).await;
+    let sj = e.session_job(&e.alice, s).await;
+    e.svc.cancel_job(&e.alice, sj).await.unwrap();
+    assert_eq!(e.status(sj).await, "canceled");
+    assert_eq!(e.holder(&dev).await, None);
+}
+
+/// Rule 11: a paused device gets no assignment (nor a chained one); its running job finishes;
+/// resumed, it takes work again.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn rule11_paused_device(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let pause = |s: &str| DevicePatch { status: Some(s.into()), ..DevicePatch::default() };
+    let j1 = e.job(&e.alice, &dev).await;
+    let j2 = e.job(&e.alice, &dev).await;
+    let w = Uuid::now_v7();
+    let r = e.start(&dev, w, j1).await;
+    e.svc.update_device(&dev, pause("paused")).await.unwrap();
+    assert!(e.complete_chain(w, &r).await.is_none(), "no chained job on a paused device");
+    assert_eq!(e.status(j1).await, "completed");
+    e.dispatch(&dev).await;
+    assert_eq!(e.status(j2).await, "queued");
+    assert!(!e.svc.devices_with_pending_work().await.unwrap().contains(&dev));
+
+    // Offline: the same.
+    e.svc.update_device(&dev, pause("offline")).await.unwrap();
+    e.dispatch(&dev).await;
+    assert_eq!(e.status(j2).await, "queued");
+
+    e.svc.update_device(&dev, pause("online")).await.unwrap();
+    assert!(e.svc.devices_with_pending_work().await.unwrap().contains(&dev));
+    let r = e.start(&dev, w, j2).await;
+    assert!(e.complete_chain(w, &r).await.is_none());
+}
+
+/// A worker that stops heartbeating loses its job: the leader queues it again (a new attempt)
+/// and, after `max_attempts`, fails it with `worker_lost`. The lost worker cannot record it.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn lost_worker_requeues_then_fails(pool: PgPool) {
+    let e = env_with(pool, ServiceConfig { lease: Duration::milliseconds(200), ..config() }).await;
+    let dev = e.device("d1").await;
+    let j = e.job(&e.alice, &dev).await;
+    let (w1, w2, w3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let r1 = e.start(&dev, w1, j).await;
+    assert_eq!(r1.attempt, 1);
+    let before = e.row(j).await.lease_expires_at.unwrap();
+    e.svc.heartbeat(w1).await.unwrap();
+    assert!(e.row(j).await.lease_expires_at.unwrap() >= before, "heartbeat extends the lease");
+
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap(), 1);
+    let row = e.row(j).await;
+    assert_eq!((row.status.as_str(), row.attempt, row.lease_owner), ("queued", 1, None));
+    assert!(matches!(e.complete(w1, &r1, true).await, Completion::LeaseLost));
+    assert_eq!(e.status(j).await, "queued", "the lost worker recorded nothing");
+
+    let r2 = e.start(&dev, w2, j).await;
+    assert_eq!(r2.attempt, 2);
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap(), 1);
+    let row = e.row(j).await;
+    assert_eq!((row.status.as_str(), row.reason_code.as_deref()), ("failed", Some("worker_lost")));
+    assert!(matches!(e.complete(w2, &r2, true).await, Completion::LeaseLost));
+    assert_eq!(e.status(j).await, "failed");
+
+    // A lost session job goes back to its session, which keeps the device.
+    let s =
+        e.session(&e.alice, NewSessionRequest { interactive_ttl: Some(600.0), ..session_req(&dev, "dedicated") }).await;
+    let sj = e.session_job(&e.alice, s).await;
+    let _r = e.start(&dev, w1, sj).await;
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap(), 1);
+    assert_eq!(e.status(sj).await, "queued");
+    assert_eq!(e.holder(&dev).await, Some(s));
+    let free = e.job(&e.bob, &dev).await;
+    let r3 = e.start(&dev, w3, sj).await;
+    assert_eq!(r3.attempt, 2);
+    assert!(e.complete_chain(w3, &r3).await.is_none());
+    assert_eq!(e.status(sj).await, "completed");
+    assert_eq!(e.status(free).await, "queued", "the session still holds the device");
+}
+
+/// Fencing: a deposed leader's writes fail with `not_leader`; a worker whose lease was taken
+/// over (epoch bumped) gets `LeaseLost`, and nothing is recorded twice.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn fencing_of_leaders_and_workers(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let j = e.job(&e.alice, &dev).await;
+
+    // A second replica cannot take a held lease; once it is given up, it takes the next term.
+    let other = Uuid::now_v7();
+    assert_eq!(e.svc.acquire_leadership(other, None, 600_000).await.unwrap(), None);
+    assert_eq!(e.svc.acquire_leadership(e.me, Some(e.term), 600_000).await.unwrap(), Some(e.term));
+    e.svc.release_leadership(e.me, e.term).await.unwrap();
+    let t2 = e.svc.acquire_leadership(other, None, 600_000).await.unwrap().expect("new leader");
+    assert!(t2 > e.term);
+    assert_eq!(e.svc.acquire_leadership(e.me, Some(e.term), 600_000).await.unwrap(), None, "deposed");
+
+    let deposed = Fence::Leader { me: e.me, term: e.term };
+    let err = e.svc.dispatch_device(&dev, deposed).await.unwrap_err();
+    assert_eq!(conflict_code(err), "not_leader");
+    assert_eq!(e.status(j).await, "queued", "the deposed leader assigned nothing");
+    assert_eq!(conflict_code(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap_err()), "not_leader");
+    // A stale term of the right holder is refused too.
+    let stale = Fence::Leader { me: other, term: e.term };
+    assert_eq!(conflict_code(e.svc.dispatch_device(&dev, stale).await.unwrap_err()), "not_leader");
+
+    // The new leader assigns; worker 1 claims (epoch n) ...
+    e.svc.dispatch_device(&dev, Fence::Leader { me: other, term: t2 }).await.unwrap();
+    assert_eq!(e.row(j).await.assigned_term, Some(t2));
+    let (w1, w2) = (Uuid::now_v7(), Uuid::now_v7());
+    let r1 = e.claim_one(w1, j).await;
+    // ... the job is handed back and worker 2 claims it (epoch n+1).
+    e.svc.release_job(w1, &r1).await.unwrap();
+    e.svc.dispatch_device(&dev, Fence::Leader { me: other, term: t2 }).await.unwrap();
+    let r2 = e.claim_one(w2, j).await;
+    assert!(r2.lease_epoch > r1.lease_epoch);
+    // Same owner, old epoch: refused as well.
+    let stale_same_owner = JobRow { lease_owner: Some(w2), ..r1.clone() };
+    let refused = e.svc.complete_job(w2, &stale_same_owner, Outcome::Completed { result: json!({}) }, 1.0, true).await;
+    assert!(matches!(refused.unwrap(), Completion::LeaseLost));
+    assert!(matches!(e.complete(w1, &r1, true).await, Completion::LeaseLost));
+    assert_eq!(e.status(j).await, "running");
+    let done = e.svc.complete_job(w2, &r2, Outcome::Completed { result: json!({"n": 2}) }, 0.5, true).await.unwrap();
+    assert!(matches!(done, Completion::Done { next: None }));
+    // Late duplicates change nothing.
+    assert!(matches!(e.complete(w2, &r2, true).await, Completion::LeaseLost));
+    assert!(matches!(e.complete(w1, &r1, true).await, Completion::LeaseLost));
+
+    let row = e.row(j).await;
+    assert_eq!(row.status, "completed");
+    assert_eq!(row.usage_seconds, 0.5);
+    let results: Vec<serde_json::Value> = sqlx::query_scalar("SELECT result FROM job_results WHERE job_id = $1")
+        .bind(j)
+        .fetch_all(&e.svc.pool)
+        .await
+        .unwrap();
+    assert_eq!(results, vec![json!({"n": 2})]);
+    let usage: f64 = sqlx::query_scalar("SELECT sum(seconds) FROM device_usage WHERE device = $1")
+        .bind(&dev)
+        .fetch_one(&e.svc.pool)
+        .await
+        .unwrap();
+    assert_eq!(usage, 0.5, "usage counted once");
+}
+
+/// Worker-fenced dispatch (what a completing worker does): starts the job leased to the caller.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn worker_dispatch_leases_to_the_caller(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let j = e.job(&e.alice, &dev).await;
+    let w = Uuid::now_v7();
+    assert!(e.svc.dispatch_device(&dev, Fence::Worker { me: w }).await.unwrap());
+    let row = e.row(j).await;
+    assert_eq!((row.status.as_str(), row.lease_owner, row.attempt), ("running", Some(w), 1));
+    assert!(e.claim(Uuid::now_v7()).await.is_empty(), "a leased job is not claimed again");
+    assert!(matches!(e.complete(w, &row, true).await, Completion::Done { next: None }));
+    assert_eq!(e.status(j).await, "completed");
+}

@@ -50,7 +50,8 @@ pub enum Operation {
     /// A delay: no effect on an ideal simulator.
     Delay,
     /// `if (condition) { true_body } else { false_body }`; bodies use the circuit's own qubit and
-    /// clbit indices.
+    /// clbit indices. The instruction's `qubits` are the qubits the bodies touch, ascending (as
+    /// Qiskit's `IfElseOp` acts on them): see [`body_qubits`].
     IfElse { condition: Condition, true_body: Vec<Instruction>, false_body: Vec<Instruction> },
 }
 
@@ -361,6 +362,14 @@ impl Circuit {
         let mut measured = vec![false; self.num_qubits];
         dynamic(&self.instructions, &mut measured)
     }
+}
+
+/// The qubits an `IfElse` acts on: every qubit its bodies touch, ascending, once each.
+pub fn body_qubits(true_body: &[Instruction], false_body: &[Instruction]) -> Vec<usize> {
+    let mut qs: Vec<usize> = true_body.iter().chain(false_body).flat_map(|i| i.qubits.iter().copied()).collect();
+    qs.sort_unstable();
+    qs.dedup();
+    qs
 }
 
 /// Sort key of Qiskit's parameter order: the name, with a trailing `[index]` compared numerically.

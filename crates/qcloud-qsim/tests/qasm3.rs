@@ -169,7 +169,7 @@ fn fixture_mixed() {
                     true_body: vec![g0(Gate::X, &[1])],
                     false_body: vec![],
                 },
-                &[]
+                &[1]
             ),
         ]
     );
@@ -501,7 +501,8 @@ fn delay_is_accepted() {
 // ---------------------------------------------------------------- control flow
 
 fn if_else(bits: Vec<usize>, value: u64, t: Vec<Instruction>, f: Vec<Instruction>) -> Instruction {
-    op(Operation::IfElse { condition: Condition { bits, value }, true_body: t, false_body: f }, &[])
+    let qubits = qcloud_qsim::ir::body_qubits(&t, &f);
+    op(Operation::IfElse { condition: Condition { bits, value }, true_body: t, false_body: f }, &qubits)
 }
 
 #[test]

@@ -525,9 +525,10 @@ impl<'a> Lowerer<'a> {
                 scope.in_branch = was;
                 r?;
                 let (true_body, false_body) = if negated { (f, t) } else { (t, f) };
+                let qubits = crate::ir::body_qubits(&true_body, &false_body);
                 out.push(Instruction {
                     op: Operation::IfElse { condition, true_body, false_body },
-                    qubits: Vec::new(),
+                    qubits,
                     condition: None,
                 });
             }

@@ -129,13 +129,23 @@ pub fn session_deadline(s: &SessionFacts) -> Option<DateTime<Utc>> {
         deadlines.push(started + s.ttls.max_ttl);
     }
     let idle = s.queued_jobs == 0 && s.running_jobs == 0;
-    if idle && s.state == SessionState::Active {
+    if idle && !s.accepting_jobs {
+        // Rule 4/6: nothing left and no new jobs: the close is due already, whatever the TTLs.
+        deadlines.push(last_recorded(s));
+    } else if idle && s.state == SessionState::Active {
         deadlines.push(idle_since(s) + s.ttls.interactive_ttl);
-    }
-    if idle && s.state != SessionState::Active {
+    } else if idle {
         deadlines.push(no_job_since(s) + s.ttls.pending_ttl);
     }
     deadlines.into_iter().min()
+}
+
+/// The latest instant the facts record: never later than any `now` they are read at.
+fn last_recorded(s: &SessionFacts) -> DateTime<Utc> {
+    [s.started_at, s.activated_at, s.last_job_submitted, s.last_job_completed]
+        .into_iter()
+        .flatten()
+        .fold(s.created_at, DateTime::max)
 }
 
 /// Since when an active session has had nothing to do.
@@ -329,6 +339,17 @@ mod tests {
         assert_eq!(session_action(&s, t(6)), Some(SessionAction::CloseCompleted));
         let s = SessionFacts { accepting_jobs: false, queued_jobs: 2, ..facts() };
         assert_eq!(session_action(&s, t(6)), None);
+    }
+
+    #[test]
+    fn drained_session_not_accepting_is_due_at_once() {
+        // The close of rule 4/6 does not wait for a TTL, so neither does the deadline.
+        for state in [SessionState::Pending, SessionState::Active, SessionState::Inactive] {
+            let s = SessionFacts { state, accepting_jobs: false, ..facts() };
+            let deadline = session_deadline(&s).unwrap();
+            assert!(deadline <= t(5), "{state:?}: deadline {deadline}");
+            assert_eq!(session_action(&s, t(5)), Some(SessionAction::CloseCompleted));
+        }
     }
 
     #[test]

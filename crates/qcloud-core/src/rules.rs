@@ -287,6 +287,17 @@ pub fn lost_job_action(attempt: i32, max_attempts: i32) -> LostJobAction {
     }
 }
 
+/// `lost_job_action` for a job of a session in state `session` at recovery. A session that closed
+/// while the job ran (rule 5 max TTL, rule 7 cancel) starts no more jobs, so a requeued job would
+/// stay queued forever: it fails instead, like the queued jobs of that session did.
+pub fn lost_session_job_action(attempt: i32, max_attempts: i32, session: SessionState) -> LostJobAction {
+    if session.is_open() {
+        lost_job_action(attempt, max_attempts)
+    } else {
+        LostJobAction::Fail
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +430,10 @@ mod tests {
     fn lost_jobs_retry_then_fail() {
         assert_eq!(lost_job_action(1, 3), LostJobAction::Requeue);
         assert_eq!(lost_job_action(3, 3), LostJobAction::Fail);
+        assert_eq!(lost_session_job_action(1, 3, SessionState::Active), LostJobAction::Requeue);
+        assert_eq!(lost_session_job_action(3, 3, SessionState::Active), LostJobAction::Fail);
+        // A closed session runs nothing more: its lost job must not go back to the queue.
+        assert_eq!(lost_session_job_action(1, 3, SessionState::Closed), LostJobAction::Fail);
         assert!(job_time_exceeded(t(0), Duration::seconds(5), t(5)));
         assert!(!job_time_exceeded(t(0), Duration::seconds(5), t(4)));
     }

@@ -2,6 +2,10 @@
 //! completion with the next job chained in the same transaction (rule 4: "at once"), session
 //! timers (rules 4–8) and recovery of jobs whose worker was lost. Each public function is one
 //! transaction; the scheduler crate decides when to call them.
+//!
+//! Lock order, everywhere: device, then session, then job (rows are locked `FOR NO KEY UPDATE`,
+//! which does not block the `FOR KEY SHARE` locks that foreign keys take on insert). Taking locks in
+//! one order is what keeps concurrent submits, dispatches and completions free of deadlocks.
 
 use crate::error::{Result, ServiceError};
 use crate::sessions::facts;
@@ -266,6 +270,11 @@ impl Service {
             Outcome::Canceled { reason } => ("canceled", Some(reason.as_str()), Some("canceled")),
         };
         let mut tx = self.pool.begin().await?;
+        // Lock order: device, session, then the job (see the module docs).
+        qcloud_store::devices::lock(&mut tx, &job.device).await?;
+        if let Some(sid) = job.session_id {
+            qcloud_store::sessions::lock(&mut tx, sid).await?;
+        }
         let Some(done) = qcloud_store::jobs::finish_leased(
             &mut tx,
             job.id,
@@ -340,6 +349,7 @@ impl Service {
 
     /// Jobs whose worker lease ran out: run again or fail (leader only). Returns how many.
     pub async fn recover_lost_jobs(&self, me: Uuid, term: i64) -> Result<usize> {
+        let mut settle = Vec::new();
         let mut tx = self.pool.begin().await?;
         if !qcloud_store::lease::holds(&mut tx, me, term).await? {
             return Err(ServiceError::Conflict { code: "not_leader", message: "leader term lost".into() });
@@ -354,14 +364,19 @@ impl Service {
                 LostJobAction::Fail => {
                     let reason = format!("the worker running this job was lost {} times", job.attempt);
                     qcloud_store::jobs::fail_lost(&mut tx, job.id, job.lease_epoch, &reason).await?;
-                    if let Some(sid) = job.session_id {
-                        self.settle_session(&mut tx, sid).await?;
-                    }
+                    // Settled after commit: this transaction holds job locks, and sessions are
+                    // locked before jobs.
+                    settle.extend(job.session_id);
                 }
             }
             qcloud_store::notify(&mut tx, channel::WAKE, &job.device).await?;
         }
         tx.commit().await?;
+        for sid in settle {
+            let mut tx = self.pool.begin().await?;
+            self.settle_session(&mut tx, sid).await?;
+            tx.commit().await?;
+        }
         Ok(lost.len())
     }
 

@@ -306,6 +306,14 @@ impl Service {
     #[instrument(skip_all, fields(job_id = %id))]
     pub async fn cancel_job(&self, who: &Principal, id: Uuid) -> Result<JobView> {
         let mut tx = self.pool.begin().await?;
+        // Lock order: session before job (see dispatch.rs).
+        let session = match qcloud_store::jobs::get(&mut tx, &who.project, id).await? {
+            Some(r) => r.session_id,
+            None => return Err(ServiceError::not_found("job", id)),
+        };
+        if let Some(sid) = session {
+            qcloud_store::sessions::lock(&mut tx, sid).await?;
+        }
         let row = match qcloud_store::jobs::lock(&mut tx, id).await? {
             Some(r) if r.project == who.project => r,
             _ => return Err(ServiceError::not_found("job", id)),

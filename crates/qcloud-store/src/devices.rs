@@ -47,7 +47,7 @@ pub async fn get(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<Dev
 /// Lock the device row: every dispatch of a device holds this lock, so dispatches of one device
 /// are serial while different devices dispatch in parallel.
 pub async fn lock(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<DeviceRow>> {
-    sqlx::query_as("SELECT * FROM devices WHERE name = $1 FOR UPDATE").bind(name).fetch_optional(conn).await
+    sqlx::query_as("SELECT * FROM devices WHERE name = $1 FOR NO KEY UPDATE").bind(name).fetch_optional(conn).await
 }
 
 pub struct NewDevice<'a> {

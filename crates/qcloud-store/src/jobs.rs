@@ -95,7 +95,7 @@ pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Resu
 }
 
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<JobRow>> {
-    sqlx::query_as("SELECT * FROM jobs WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(conn).await
+    sqlx::query_as("SELECT * FROM jobs WHERE id = $1 FOR NO KEY UPDATE").bind(id).fetch_optional(conn).await
 }
 
 /// 1-based position of a queued job among the queued jobs of its device, in rule-3 order
@@ -188,7 +188,7 @@ pub async fn claim(conn: &mut PgConnection, owner: Uuid, limit: i64, lease_ms: i
         "UPDATE jobs SET lease_owner = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1,
                 lease_expires_at = now() + make_interval(secs => $3::float8 / 1000)
          WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_owner IS NULL
-                      ORDER BY started_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                      ORDER BY started_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED)
          RETURNING *",
     )
     .bind(owner)
@@ -292,7 +292,7 @@ pub async fn request_cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<O
 pub async fn expired_leases(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<JobRow>> {
     sqlx::query_as(
         "SELECT * FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at < now()
-         ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+         ORDER BY lease_expires_at LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
     )
     .bind(limit)
     .fetch_all(conn)

@@ -86,12 +86,12 @@ pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Resu
 
 /// Lock a session row for a state change.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<SessionRow>> {
-    sqlx::query_as("SELECT * FROM sessions WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(conn).await
+    sqlx::query_as("SELECT * FROM sessions WHERE id = $1 FOR NO KEY UPDATE").bind(id).fetch_optional(conn).await
 }
 
 /// The active session holding a device, locked.
 pub async fn lock_holder(conn: &mut PgConnection, device: &str) -> sqlx::Result<Option<SessionRow>> {
-    sqlx::query_as("SELECT * FROM sessions WHERE device = $1 AND state = 'active' FOR UPDATE")
+    sqlx::query_as("SELECT * FROM sessions WHERE device = $1 AND state = 'active' FOR NO KEY UPDATE")
         .bind(device)
         .fetch_optional(conn)
         .await

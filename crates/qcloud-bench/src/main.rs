@@ -1,1 +1,113 @@
-fn main() {}
+//! qcloud-bench: drives a running qcloud server over HTTP with many concurrent clients and noop
+//! devices of zero duration, and prints submit throughput, end-to-end throughput per device
+//! count, submit-to-start latency on an idle device, the job-to-job gap inside a dedicated
+//! session, and batch versus dedicated session wall time (DESIGN.md §3 rule 12).
+//!
+//! Latencies come from the database timestamps of the jobs (`created_at`, `started_at`,
+//! `finished_at`, one clock for all), read back through the list API after each run; the noop
+//! driver's own timings (in its result) show when the device was really busy. Every scenario
+//! creates its own devices with unique names (an admin token is needed) and is bounded by
+//! `--time-limit`, so the program always ends.
+#![forbid(unsafe_code)]
+
+mod api;
+mod scenarios;
+mod stats;
+
+use anyhow::{bail, Result};
+use clap::{Parser, ValueEnum};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    All,
+    Submit,
+    E2e,
+    Latency,
+    Gap,
+    Batch,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "qcloud-bench", about = "Throughput and latency figures of a running qcloud server")]
+pub struct Args {
+    /// Server base URL.
+    #[arg(long, env = "QCLOUD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Admin bearer token (the benchmark creates its own devices).
+    #[arg(long, env = "QCLOUD_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: Scenario,
+    /// Jobs per submit / end-to-end run.
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: usize,
+    /// Concurrent HTTP clients (also the size of the connection pool).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Device counts of the end-to-end runs; the submit scenario spreads over the largest.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    pub devices: Vec<usize>,
+    /// Sequential jobs of the latency scenario.
+    #[arg(long, default_value_t = 200)]
+    pub latency_jobs: usize,
+    /// Jobs in the dedicated session of the gap scenario.
+    #[arg(long, default_value_t = 500)]
+    pub gap_jobs: usize,
+    /// Noop jobs per session in the batch-versus-session scenario.
+    #[arg(long, default_value_t = 100)]
+    pub batch_jobs: usize,
+    /// `duration_ms` of those noop jobs.
+    #[arg(long, default_value_t = 5)]
+    pub batch_duration_ms: u64,
+    /// Statevector sampler jobs per session in the batch-versus-session scenario (0: skip).
+    #[arg(long, default_value_t = 40)]
+    pub sv_jobs: usize,
+    /// Width of the QFT circuit of those jobs.
+    #[arg(long, default_value_t = 16)]
+    pub sv_qubits: u32,
+    /// Time limit of each scenario, seconds; a scenario past it reports what it has.
+    #[arg(long, default_value_t = 120.0)]
+    pub time_limit: f64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.clients == 0 || args.jobs == 0 || args.devices.is_empty() || args.devices.contains(&0) {
+        bail!("--clients, --jobs and every --devices count must be positive");
+    }
+    if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
+        bail!("--time-limit must be a positive number of seconds");
+    }
+    let ctx = scenarios::Ctx::new(&args)?;
+    ctx.api.healthz().await.map_err(|e| anyhow::anyhow!("server at {} does not answer: {e}", args.url))?;
+    println!(
+        "qcloud-bench run {} against {}: clients {}, jobs {}, devices {:?}, time limit {} s per scenario",
+        ctx.run, args.url, args.clients, args.jobs, args.devices, args.time_limit
+    );
+    let want = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
+    let limit = Duration::from_secs_f64(args.time_limit);
+    let mut rows = Vec::new();
+    if want(Scenario::Submit) {
+        rows.extend(scenarios::bounded("submit", limit, scenarios::submit(&ctx, limit)).await);
+    }
+    if want(Scenario::E2e) {
+        for &d in &args.devices {
+            rows.extend(scenarios::bounded("e2e", limit, scenarios::e2e(&ctx, d, limit)).await);
+        }
+    }
+    if want(Scenario::Latency) {
+        rows.extend(scenarios::bounded("latency", limit, scenarios::latency(&ctx, limit)).await);
+    }
+    if want(Scenario::Gap) {
+        rows.extend(scenarios::bounded("gap", limit, scenarios::gap(&ctx, limit)).await);
+    }
+    if want(Scenario::Batch) {
+        rows.extend(scenarios::bounded("batch", limit, scenarios::batch_vs_session(&ctx, limit)).await);
+    }
+    println!();
+    print!("{}", stats::table(&rows));
+    Ok(())
+}

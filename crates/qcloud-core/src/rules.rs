@@ -298,10 +298,48 @@ pub fn lost_session_job_action(attempt: i32, max_attempts: i32, session: Session
     }
 }
 
+/// What becomes of a running job whose worker was lost, all things considered: a cancellation the
+/// user asked for is honoured (rule 9: the driver has stopped, for good), a job of a closed session
+/// fails ([`lost_session_job_action`]), otherwise it runs again while attempts remain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostJobFate {
+    Requeue,
+    Fail,
+    Cancel,
+}
+
+pub fn lost_job_fate(
+    attempt: i32,
+    max_attempts: i32,
+    session: Option<SessionState>,
+    cancel_requested: bool,
+) -> LostJobFate {
+    if cancel_requested {
+        return LostJobFate::Cancel;
+    }
+    let action = match session {
+        Some(state) => lost_session_job_action(attempt, max_attempts, state),
+        None => lost_job_action(attempt, max_attempts),
+    };
+    match action {
+        LostJobAction::Requeue => LostJobFate::Requeue,
+        LostJobAction::Fail => LostJobFate::Fail,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::IdlePolicy;
+
+    #[test]
+    fn lost_job_fate_honours_cancel_and_closed_sessions() {
+        assert_eq!(lost_job_fate(1, 3, None, true), LostJobFate::Cancel);
+        assert_eq!(lost_job_fate(1, 3, None, false), LostJobFate::Requeue);
+        assert_eq!(lost_job_fate(3, 3, None, false), LostJobFate::Fail);
+        assert_eq!(lost_job_fate(1, 3, Some(SessionState::Active), false), LostJobFate::Requeue);
+        assert_eq!(lost_job_fate(1, 3, Some(SessionState::Closed), false), LostJobFate::Fail);
+    }
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()

@@ -12,10 +12,10 @@ use crate::sessions::facts;
 use crate::Service;
 use chrono::{DateTime, Utc};
 use qcloud_core::rules::{
-    decide_device, lost_job_action, session_action, session_deadline, Candidate, CandidateKind, DeviceDecision,
-    DeviceFacts, HolderFacts, LostJobAction, SessionAction,
+    decide_device, lost_job_fate, session_action, session_deadline, Candidate, CandidateKind, DeviceDecision,
+    DeviceFacts, HolderFacts, LostJobFate, SessionAction,
 };
-use qcloud_core::{ClosedReason, Priority};
+use qcloud_core::{ClosedReason, Priority, SessionState};
 use qcloud_store::jobs::JobRow;
 use qcloud_store::sessions::SessionRow;
 use qcloud_store::{channel, PgConnection};
@@ -317,14 +317,21 @@ impl Service {
     /// Give a leased job back to the queue without running it (graceful shutdown).
     pub async fn release_job(&self, me: Uuid, job: &JobRow) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        if let Some(row) = qcloud_store::jobs::lock(&mut tx, job.id).await? {
-            if row.status == "running" && row.lease_owner == Some(me) && row.lease_epoch == job.lease_epoch {
-                qcloud_store::jobs::requeue_lost(&mut tx, job.id, job.lease_epoch).await?;
-                qcloud_store::notify(&mut tx, channel::WAKE, &job.device).await?;
-            }
+        let open = match job.session_id {
+            Some(sid) => qcloud_store::jobs::session_state(&mut tx, sid).await?.is_some_and(|s| s != "closed"),
+            None => true,
+        };
+        if open {
+            qcloud_store::jobs::hand_back(&mut tx, job.id, me, job.lease_epoch).await?;
+            qcloud_store::notify(&mut tx, channel::WAKE, &job.device).await?;
+            tx.commit().await?;
+            return Ok(());
         }
-        tx.commit().await?;
-        Ok(())
+        // Its session closed while it ran: nothing would start it again.
+        let reason = "the server shut down while the job ran, after its session closed".to_string();
+        let outcome = Outcome::Failed { reason, code: "shutdown" };
+        drop(tx);
+        self.complete_job(me, job, outcome, 0.0, false).await.map(|_| ())
     }
 
     /// Sessions whose timers fired: apply rules 4–8 (leader only). Returns how many changed.
@@ -356,13 +363,29 @@ impl Service {
         }
         let lost = qcloud_store::jobs::expired_leases(&mut tx, 256).await?;
         for job in &lost {
-            match lost_job_action(job.attempt, self.cfg.max_attempts) {
-                LostJobAction::Requeue => {
+            let session = match job.session_id {
+                Some(sid) => qcloud_store::jobs::session_state(&mut tx, sid)
+                    .await?
+                    .map(|s| s.parse::<SessionState>())
+                    .transpose()
+                    .map_err(|e| ServiceError::Internal(format!("stored session: {e}")))?,
+                None => None,
+            };
+            match lost_job_fate(job.attempt, self.cfg.max_attempts, session, job.cancel_requested) {
+                LostJobFate::Requeue => {
                     warn!(job_id = %job.id, attempt = job.attempt, "worker lost; job queued again");
                     qcloud_store::jobs::requeue_lost(&mut tx, job.id, job.lease_epoch).await?;
                 }
-                LostJobAction::Fail => {
-                    let reason = format!("the worker running this job was lost {} times", job.attempt);
+                LostJobFate::Cancel => {
+                    qcloud_store::jobs::cancel_lost(&mut tx, job.id, job.lease_epoch).await?;
+                    settle.extend(job.session_id);
+                }
+                LostJobFate::Fail => {
+                    let reason = if session == Some(SessionState::Closed) {
+                        "the worker running this job was lost after its session closed".to_string()
+                    } else {
+                        format!("the worker running this job was lost {} times", job.attempt)
+                    };
                     qcloud_store::jobs::fail_lost(&mut tx, job.id, job.lease_epoch, &reason).await?;
                     // Settled after commit: this transaction holds job locks, and sessions are
                     // locked before jobs.

@@ -314,6 +314,43 @@ pub async fn requeue_lost(conn: &mut PgConnection, id: Uuid, epoch: i64) -> sqlx
         == 1)
 }
 
+/// running -> queued, handed back by its own worker (graceful shutdown): the attempt it used is
+/// given back, since the job did not fail.
+pub async fn hand_back(conn: &mut PgConnection, id: Uuid, owner: Uuid, epoch: i64) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET status = 'queued', started_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                assigned_term = NULL, attempt = GREATEST(attempt - 1, 0)
+         WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_epoch = $3",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(epoch)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// running -> canceled without a lease: the user asked, and the worker is gone.
+pub async fn cancel_lost(conn: &mut PgConnection, id: Uuid, epoch: i64) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET status = 'canceled', reason = 'canceled by the user', reason_code = 'canceled',
+                finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND status = 'running' AND lease_epoch = $2",
+    )
+    .bind(id)
+    .bind(epoch)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// The state of a session, unlocked (a snapshot for decisions whose races the schema settles).
+pub async fn session_state(conn: &mut PgConnection, session: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT state FROM sessions WHERE id = $1").bind(session).fetch_optional(conn).await
+}
+
 /// running -> failed without a lease (the leader gives up on a lost job).
 pub async fn fail_lost(conn: &mut PgConnection, id: Uuid, epoch: i64, reason: &str) -> sqlx::Result<bool> {
     Ok(sqlx::query(

@@ -69,7 +69,7 @@ impl From<ServiceError> for ApiError {
                     ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "unavailable",
-                        "the database is unavailable; retry later",
+                        "the database is busy or unavailable; retry",
                     )
                 } else {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")

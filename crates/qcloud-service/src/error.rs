@@ -38,9 +38,14 @@ impl ServiceError {
         ServiceError::Conflict { code, message: message.into() }
     }
 
-    /// A database that cannot be reached (as opposed to a failed query): worth a 503 and a retry.
+    /// A database that cannot be reached, or a transaction that lost a race it may win on retry
+    /// (deadlock, serialization failure): worth a 503 and a retry, not a 500.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, ServiceError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)))
+        match self {
+            ServiceError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => true,
+            ServiceError::Db(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
+            _ => false,
+        }
     }
 
     pub fn not_found(what: &'static str, id: impl ToString) -> Self {

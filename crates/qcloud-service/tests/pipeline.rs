@@ -694,3 +694,144 @@ async fn worker_dispatch_leases_to_the_caller(pool: PgPool) {
     assert!(matches!(e.complete(w, &row, true).await, Completion::Done { next: None }));
     assert_eq!(e.status(j).await, "completed");
 }
+
+/// Every use case at once on two devices (submits into sessions and job mode, closes, session
+/// and job cancels, pauses, leader dispatch and timers, two workers completing with chaining):
+/// nothing but the expected conflicts comes back (a deadlock or any other database error fails
+/// the test), and once the clients stop, every job ends and every session closes.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let e = Arc::new(env(pool).await);
+    let devs = [e.device("d1").await, e.device("d2").await];
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Conflicts are answers (a session closed under a submit, a job that finished before its
+    // cancel); anything else is a fault.
+    fn check<T>(errors: &Mutex<Vec<String>>, what: &str, r: Result<T, ServiceError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(ServiceError::Conflict { .. }) => None,
+            Err(err) => {
+                errors.lock().unwrap().push(format!("{what}: {err:?}"));
+                None
+            }
+        }
+    }
+
+    let mut background = Vec::new();
+    // The leader.
+    {
+        let (e, devs, errors, stop) = (e.clone(), devs.clone(), errors.clone(), stop.clone());
+        background.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                for d in &devs {
+                    let fence = Fence::Leader { me: e.me, term: e.term };
+                    check(&errors, "dispatch", e.svc.dispatch_device(d, fence).await);
+                }
+                check(&errors, "timers", e.svc.run_session_timers(e.me, e.term).await);
+                check(&errors, "recover", e.svc.recover_lost_jobs(e.me, e.term).await);
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            }
+        }));
+    }
+    // Two workers.
+    for _ in 0..2 {
+        let (e, errors, stop) = (e.clone(), errors.clone(), stop.clone());
+        background.push(tokio::spawn(async move {
+            let me = Uuid::now_v7();
+            while !stop.load(Ordering::Relaxed) {
+                let claimed = check(&errors, "claim", e.svc.claim_jobs(me, 4).await).unwrap_or_default();
+                for job in claimed {
+                    let mut current = Some(job);
+                    while let Some(job) = current.take() {
+                        let done = e.svc.complete_job(me, &job, Outcome::Completed { result: json!({}) }, 0.001, true);
+                        if let Some(Completion::Done { next }) = check(&errors, "complete", done.await) {
+                            current = next.map(|n| JobRow::clone(&n));
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }));
+    }
+
+    // The clients.
+    let mut clients = Vec::new();
+    for c in 0..4usize {
+        let (e, devs, errors) = (e.clone(), devs.clone(), errors.clone());
+        clients.push(tokio::spawn(async move {
+            let who = if c % 2 == 0 { e.alice.clone() } else { e.bob.clone() };
+            let mut sessions = Vec::new();
+            for round in 0..6usize {
+                let dev = &devs[(c + round) % 2];
+                let mode = if round % 2 == 0 { "batch" } else { "dedicated" };
+                let req = NewSessionRequest { interactive_ttl: Some(0.05), ..session_req(dev, mode) };
+                let s = e.svc.create_session(&who, req).await.unwrap().id;
+                sessions.push(s);
+                let mut jobs = Vec::new();
+                for k in 0..8usize {
+                    let req = if k % 3 == 0 { job_req(Some(dev), None, None) } else { job_req(None, Some(s), None) };
+                    if let Some((v, _)) = check(&errors, "submit", e.svc.submit_job(&who, req, None).await) {
+                        jobs.push(v.id);
+                    }
+                }
+                if let Some(j) = jobs.get(round % jobs.len().max(1)) {
+                    check(&errors, "cancel job", e.svc.cancel_job(&who, *j).await);
+                }
+                match round % 3 {
+                    0 => check(&errors, "close", e.svc.close_session(&who, s).await).map(|_| ()),
+                    1 => check(&errors, "cancel session", e.svc.cancel_session(&who, s).await).map(|_| ()),
+                    _ => Some(()), // left open: its interactive TTL deactivates it
+                };
+                if c == 0 && round % 2 == 1 {
+                    let patch = |s: &str| DevicePatch { status: Some(s.into()), ..DevicePatch::default() };
+                    check(&errors, "pause", e.svc.update_device(dev, patch("paused")).await);
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    check(&errors, "resume", e.svc.update_device(dev, patch("online")).await);
+                }
+            }
+            (who, sessions)
+        }));
+    }
+    let mut all_sessions = Vec::new();
+    for c in clients {
+        all_sessions.push(c.await.unwrap());
+    }
+    for (who, sessions) in &all_sessions {
+        for s in sessions {
+            check(&errors, "final close", e.svc.close_session(who, *s).await);
+        }
+    }
+
+    let t0 = std::time::Instant::now();
+    loop {
+        let (jobs_left, sessions_left): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')),
+                    (SELECT count(*) FROM sessions WHERE state <> 'closed')",
+        )
+        .fetch_one(&e.svc.pool)
+        .await
+        .unwrap();
+        if jobs_left == 0 && sessions_left == 0 {
+            break;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(90), "{jobs_left} jobs, {sessions_left} sessions left");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for b in background {
+        b.await.unwrap();
+    }
+    let errors = errors.lock().unwrap();
+    assert!(errors.is_empty(), "{} errors, first: {:#?}", errors.len(), &errors[..errors.len().min(5)]);
+    let results: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs j WHERE (j.status = 'completed') <> EXISTS (SELECT 1 FROM job_results r WHERE r.job_id = j.id)",
+    )
+    .fetch_one(&e.svc.pool)
+    .await
+    .unwrap();
+    assert_eq!(results, 0, "one result per completed job, none for the others");
+}

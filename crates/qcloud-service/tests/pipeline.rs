@@ -825,7 +825,7 @@ async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
     for b in background {
         b.await.unwrap();
     }
-    let errors = errors.lock().unwrap();
+    let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "{} errors, first: {:#?}", errors.len(), &errors[..errors.len().min(5)]);
     let results: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM jobs j WHERE (j.status = 'completed') <> EXISTS (SELECT 1 FROM job_results r WHERE r.job_id = j.id)",

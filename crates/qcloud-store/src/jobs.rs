@@ -159,6 +159,11 @@ pub async fn queued_in_session(conn: &mut PgConnection, session: Uuid, limit: i6
 
 /// queued -> running. With `owner`, the caller's replica holds the lease at once (it will run
 /// the job); without, workers claim it. Returns the row when the job was still queued.
+///
+/// `started_at` and `finished_at` are `clock_timestamp()`, not `now()`: `now()` is when the
+/// transaction began, which can be before the device was handed over (a dispatch that began, then
+/// waited for the device lock while the previous job ended), and the recorded intervals of one
+/// device must not overlap.
 pub async fn start(
     conn: &mut PgConnection,
     id: Uuid,
@@ -167,7 +172,7 @@ pub async fn start(
     lease_ms: i64,
 ) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as(
-        "UPDATE jobs SET status = 'running', started_at = now(), assigned_term = $2, lease_owner = $3,
+        "UPDATE jobs SET status = 'running', started_at = clock_timestamp(), assigned_term = $2, lease_owner = $3,
                 lease_epoch = lease_epoch + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
                 attempt = attempt + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
                 lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
@@ -224,7 +229,7 @@ pub async fn finish_leased(
     usage_seconds: f64,
 ) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as(
-        "UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7, finished_at = now(),
+        "UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7, finished_at = clock_timestamp(),
                 lease_owner = NULL, lease_expires_at = NULL
          WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_epoch = $3 RETURNING *",
     )
@@ -335,7 +340,7 @@ pub async fn hand_back(conn: &mut PgConnection, id: Uuid, owner: Uuid, epoch: i6
 pub async fn cancel_lost(conn: &mut PgConnection, id: Uuid, epoch: i64) -> sqlx::Result<bool> {
     Ok(sqlx::query(
         "UPDATE jobs SET status = 'canceled', reason = 'canceled by the user', reason_code = 'canceled',
-                finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
+                finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
          WHERE id = $1 AND status = 'running' AND lease_epoch = $2",
     )
     .bind(id)
@@ -354,7 +359,7 @@ pub async fn session_state(conn: &mut PgConnection, session: Uuid) -> sqlx::Resu
 /// running -> failed without a lease (the leader gives up on a lost job).
 pub async fn fail_lost(conn: &mut PgConnection, id: Uuid, epoch: i64, reason: &str) -> sqlx::Result<bool> {
     Ok(sqlx::query(
-        "UPDATE jobs SET status = 'failed', reason = $3, reason_code = 'worker_lost', finished_at = now(),
+        "UPDATE jobs SET status = 'failed', reason = $3, reason_code = 'worker_lost', finished_at = clock_timestamp(),
                 lease_owner = NULL, lease_expires_at = NULL
          WHERE id = $1 AND status = 'running' AND lease_epoch = $2",
     )

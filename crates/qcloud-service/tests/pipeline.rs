@@ -835,3 +835,47 @@ async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
     .unwrap();
     assert_eq!(results, 0, "one result per completed job, none for the others");
 }
+
+/// Recorded intervals follow the order in which the device was really handed over: a leader
+/// dispatch whose transaction began before a lost job was failed (it waited for the device
+/// lock meanwhile) must not record a start before that job's end.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn intervals_follow_the_device_handover(pool: PgPool) {
+    let e = std::sync::Arc::new(
+        env_with(pool, ServiceConfig { lease: Duration::milliseconds(200), max_attempts: 1, ..config() }).await,
+    );
+    let dev = e.device("d1").await;
+    let lost = e.job(&e.alice, &dev).await;
+    let next = e.job(&e.alice, &dev).await;
+    let _r = e.start(&dev, Uuid::now_v7(), lost).await;
+    tokio::time::sleep(PAST_TTL).await;
+
+    // Hold the device lock so that the leader's dispatch transaction begins and then waits.
+    let mut holder = e.svc.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM devices WHERE name = $1 FOR NO KEY UPDATE")
+        .bind(&dev)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let dispatch = {
+        let e = e.clone();
+        let dev = dev.clone();
+        tokio::spawn(async move { e.dispatch(&dev).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Meanwhile the lost job is given up (this takes no device lock) ...
+    assert_eq!(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap(), 1);
+    assert_eq!(e.status(lost).await, "failed");
+    // ... and then the waiting dispatch gets the device and starts the next job.
+    holder.commit().await.unwrap();
+    dispatch.await.unwrap();
+    let (a, b) = (e.row(lost).await, e.row(next).await);
+    assert_eq!(b.status, "running");
+    assert!(
+        a.finished_at.unwrap() <= b.started_at.unwrap(),
+        "job {} ended at {:?} but the next one is recorded as started at {:?}",
+        a.id,
+        a.finished_at,
+        b.started_at
+    );
+}

@@ -465,7 +465,10 @@ pub async fn gap(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
         }
         .latency(h)
     };
-    let mut first_note = "0 by construction when completion and next start share a transaction".to_string();
+    let mut first_note = format!(
+        "0 by construction when completion and next start share a transaction; submits into the session: {:.0} jobs/s",
+        s.jobs.len() as f64 / s.elapsed.as_secs_f64().max(1e-9)
+    );
     if !complete {
         first_note += "; NOT ALL DONE at the time limit";
     }

@@ -26,14 +26,16 @@ cargo build --release -q -p qcloud -p qcloud-bench
 SERVER_PID=""
 SAMPLER_PID=""
 cleanup() {
-    [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null || true
+    # The sampler loop ends when its flag file goes; psql ends with its input.
+    rm -f "$OUT/.sampling"
+    [ -n "$SAMPLER_PID" ] && wait "$SAMPLER_PID" 2>/dev/null || true
     if [ -n "$SERVER_PID" ]; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
-    dropdb --if-exists "$DB" 2>/dev/null || true
+    dropdb --if-exists --force "$DB" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -65,8 +67,9 @@ jobs_count() { q "SELECT count(*) FROM jobs"; }
 
 # One psql session samples pg_stat_activity every 50 ms while the bench runs.
 : >"$OUT/activity.txt"
+touch "$OUT/.sampling"
 (
-    while sleep 0.05; do
+    while [ -e "$OUT/.sampling" ] && sleep 0.05; do
         echo "SELECT coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' | ' || state || ' | ' || regexp_replace(left(query, 70), '\s+', ' ', 'g') FROM pg_stat_activity WHERE datname = '$DB' AND pid <> pg_backend_pid() AND state <> 'idle';"
     done | psql -d "$DB" -Atq >>"$OUT/activity.raw" 2>/dev/null
 ) &

@@ -240,15 +240,33 @@ async fn job_spec(shared: &Shared, job: &JobRow) -> Result<JobSpec, Outcome> {
 
 type PrepareSlot = oneshot::Receiver<Result<Prepared, DriverError>>;
 
-/// Jobs prepared ahead of their turn (rule 12), by job id.
-fn prepared_cache() -> &'static Mutex<HashMap<Uuid, PrepareSlot>> {
-    static CACHE: OnceLock<Mutex<HashMap<Uuid, PrepareSlot>>> = OnceLock::new();
+/// Jobs prepared ahead of their turn (rule 12): job id -> (session, the preparation).
+fn prepared_cache() -> &'static Mutex<HashMap<Uuid, (Uuid, PrepareSlot)>> {
+    static CACHE: OnceLock<Mutex<HashMap<Uuid, (Uuid, PrepareSlot)>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
 async fn take_prepared(id: Uuid) -> Option<Result<Prepared, DriverError>> {
-    let slot = prepared_cache().lock().ok()?.remove(&id)?;
+    let (_, slot) = prepared_cache().lock().ok()?.remove(&id)?;
     slot.await.ok()
+}
+
+/// Whether a session is a batch (a session's mode never changes, so it is asked once).
+async fn is_batch(shared: &Shared, sid: Uuid) -> bool {
+    static MODES: OnceLock<Mutex<HashMap<Uuid, bool>>> = OnceLock::new();
+    let modes = MODES.get_or_init(Default::default);
+    if let Some(b) = modes.lock().ok().and_then(|m| m.get(&sid).copied()) {
+        return b;
+    }
+    let Ok(Some(mode)) = shared.svc.session_mode(sid).await else { return false };
+    let batch = mode == "batch";
+    if let Ok(mut m) = modes.lock() {
+        if m.len() > 100_000 {
+            m.clear();
+        }
+        m.insert(sid, batch);
+    }
+    batch
 }
 
 /// Rule 12: while a job of a `batch` session runs, prepare the session's next queued jobs in
@@ -256,12 +274,13 @@ async fn take_prepared(id: Uuid) -> Option<Result<Prepared, DriverError>> {
 /// time. Prepared jobs wait here until their turn on this replica; the completion chain keeps a
 /// session's jobs on the replica that runs it.
 async fn prepare_ahead(shared: &Arc<Shared>, driver: &Arc<dyn Driver>, device: &DeviceSpec, sid: Uuid, current: Uuid) {
-    if shared.cfg.prepare_ahead == 0 {
+    if shared.cfg.prepare_ahead == 0 || !is_batch(shared, sid).await {
         return;
     }
-    match shared.svc.session_mode(sid).await {
-        Ok(Some(m)) if m == "batch" => {}
-        _ => return,
+    // Look ahead again only when fewer than half of the window is prepared already.
+    let prepared = prepared_cache().lock().map(|c| c.values().filter(|(s, _)| *s == sid).count()).unwrap_or(usize::MAX);
+    if prepared >= shared.cfg.prepare_ahead / 2 {
+        return;
     }
     let upcoming = match shared.svc.upcoming_session_jobs(sid, shared.cfg.prepare_ahead as i64).await {
         Ok(j) => j,
@@ -291,6 +310,6 @@ async fn prepare_ahead(shared: &Arc<Shared>, driver: &Arc<dyn Driver>, device: &
         tokio::task::spawn_blocking(move || {
             let _ = tx.send(driver.prepare(&spec));
         });
-        cache.insert(job.id, rx);
+        cache.insert(job.id, (sid, rx));
     }
 }

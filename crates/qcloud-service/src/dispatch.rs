@@ -122,6 +122,17 @@ impl Service {
         if qcloud_store::jobs::running_on(conn, device).await?.is_some() {
             return Ok(None);
         }
+        self.dispatch_free(conn, &dev, fence).await
+    }
+
+    /// Dispatch a device whose row this transaction has locked and that has no running job.
+    async fn dispatch_free(
+        &self,
+        conn: &mut PgConnection,
+        dev: &qcloud_store::devices::DeviceRow,
+        fence: Fence,
+    ) -> Result<Option<JobRow>> {
+        let device = dev.name.as_str();
         // The device is free: from here on this transaction decides, so a leader proves its term
         // now (a busy device, the common case under load, costs no lease check).
         let (term, owner) = match fence {
@@ -154,7 +165,8 @@ impl Service {
         } else {
             Vec::new()
         };
-        let (job_id, session) = match decide_device(&facts, &candidates) {
+        let decision = decide_device(&facts, &candidates);
+        let (job_id, session) = match &decision {
             DeviceDecision::Idle => return Ok(None),
             DeviceDecision::HoldForSession => return Ok(None),
             DeviceDecision::StartSessionJob => {
@@ -164,8 +176,9 @@ impl Service {
                     None => return Ok(None),
                 }
             }
-            DeviceDecision::Take(Candidate { kind: CandidateKind::Job(j), .. }) => (j, None),
+            DeviceDecision::Take(Candidate { kind: CandidateKind::Job(j), .. }) => (*j, None),
             DeviceDecision::Take(Candidate { kind: CandidateKind::Session(sid), .. }) => {
+                let sid = *sid;
                 let Some(j) = qcloud_store::jobs::next_in_session(conn, sid).await? else { return Ok(None) };
                 qcloud_store::sessions::activate(conn, sid).await?;
                 debug!(session_id = %sid, device, "session activated");
@@ -177,7 +190,11 @@ impl Service {
         };
         if let Some(sid) = session {
             qcloud_store::sessions::touch_started(conn, sid).await?;
-            self.refresh_deadline(conn, sid).await?;
+            if !matches!(decision, DeviceDecision::StartSessionJob) {
+                // Activation moves the timers earlier (max TTL now counts); a session that already
+                // held the device keeps a deadline that is still early enough.
+                self.refresh_deadline(conn, sid).await?;
+            }
         }
         if owner.is_none() {
             qcloud_store::notify(conn, channel::RUN, device).await?;
@@ -188,27 +205,17 @@ impl Service {
 
     /// Rule 3's candidates for a free device, with fair-share usage filled in.
     async fn candidates(&self, conn: &mut PgConnection, device: &str) -> Result<Vec<Candidate>> {
-        let limit = self.cfg.candidate_limit;
-        let mut out: Vec<Candidate> = qcloud_store::jobs::job_mode_candidates(conn, device, limit)
+        let mut out: Vec<Candidate> = qcloud_store::jobs::candidates(conn, device, self.cfg.candidate_limit)
             .await?
             .into_iter()
-            .map(|(id, project, prio, seq)| Candidate {
-                kind: CandidateKind::Job(id),
+            .map(|(is_session, id, project, prio, seq)| Candidate {
+                kind: if is_session { CandidateKind::Session(id) } else { CandidateKind::Job(id) },
                 priority: Priority::from_rank(prio),
                 project,
                 recent_usage_s: 0.0,
                 seq,
             })
             .collect();
-        out.extend(qcloud_store::sessions::waiting_candidates(conn, device, limit).await?.into_iter().map(
-            |(id, project, prio, seq)| Candidate {
-                kind: CandidateKind::Session(id),
-                priority: Priority::from_rank(prio),
-                project,
-                recent_usage_s: 0.0,
-                seq,
-            },
-        ));
         let projects: HashSet<&str> = out.iter().map(|c| c.project.as_str()).collect();
         if projects.len() > 1 {
             let names: Vec<String> = projects.into_iter().map(str::to_owned).collect();
@@ -271,7 +278,7 @@ impl Service {
         };
         let mut tx = self.pool.begin().await?;
         // Lock order: device, session, then the job (see the module docs).
-        qcloud_store::devices::lock(&mut tx, &job.device).await?;
+        let device = qcloud_store::devices::lock(&mut tx, &job.device).await?;
         if let Some(sid) = job.session_id {
             qcloud_store::sessions::lock(&mut tx, sid).await?;
         }
@@ -299,8 +306,9 @@ impl Service {
         if let Some(sid) = done.session_id {
             qcloud_store::sessions::record_completion(&mut tx, sid, usage_seconds).await?;
         }
-        let next = if chain {
-            self.dispatch_in_tx(&mut tx, &done.device, Fence::Worker { me }).await?
+        let next = if let (true, Some(device)) = (chain, &device) {
+            // The device row is locked and its running job was this one: dispatch it directly.
+            self.dispatch_free(&mut tx, device, Fence::Worker { me }).await?
         } else {
             qcloud_store::notify(&mut tx, channel::WAKE, &done.device).await?;
             None

@@ -212,7 +212,7 @@ impl Service {
                 return Err(ServiceError::invalid("missing_field", "give a device or a session_id"));
             }
         };
-        let device = qcloud_store::devices::get(&mut tx, &device_name)
+        let (device, quota) = qcloud_store::devices::get_with_quota(&mut tx, &device_name, &who.project)
             .await?
             .ok_or_else(|| ServiceError::not_found("device", &device_name))?;
         let driver: DriverKind =
@@ -229,7 +229,8 @@ impl Service {
                 ),
             ));
         }
-        if let Some((quota, used)) = qcloud_store::tokens::quota_and_usage(&mut tx, &who.project).await? {
+        if let Some(quota) = quota {
+            let used = qcloud_store::tokens::usage(&mut tx, &who.project).await?;
             if used >= quota {
                 return Err(ServiceError::QuotaExceeded(format!(
                     "project '{}' used {used:.1} of its {quota:.1} device seconds",
@@ -255,7 +256,7 @@ impl Service {
             },
         )
         .await?;
-        let Some(row) = inserted else {
+        let Some(qcloud_store::jobs::Inserted { job: row, device_idle }) = inserted else {
             // A concurrent request with the same key won the race: answer with its job.
             drop(tx);
             let mut conn = self.pool.acquire().await?;
@@ -267,7 +268,12 @@ impl Service {
         };
         // No deadline refresh: a new job only moves a session's timers later, and a stored deadline
         // that is early costs one extra evaluation by the leader, never a missed rule.
-        qcloud_store::notify(&mut tx, qcloud_store::channel::WAKE, &device.name).await?;
+        // Wake the leader only for an idle device: a busy device's completion starts its next job in
+        // the same transaction. (A completion that raced this insert and saw no queued job leaves
+        // the job to the leader's periodic sweep.) NOTIFY serialises commits, so this matters.
+        if device_idle {
+            qcloud_store::notify(&mut tx, qcloud_store::channel::WAKE, &device.name).await?;
+        }
         let view = job_view(row, None)?;
         tx.commit().await?;
         Ok((view, true))

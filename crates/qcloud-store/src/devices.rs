@@ -44,6 +44,28 @@ pub async fn get(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<Dev
     sqlx::query_as("SELECT * FROM devices WHERE name = $1").bind(name).fetch_optional(conn).await
 }
 
+/// A device with the quota of `project` (device seconds; `None` when unlimited), in one query.
+pub async fn get_with_quota(
+    conn: &mut PgConnection,
+    name: &str,
+    project: &str,
+) -> sqlx::Result<Option<(DeviceRow, Option<f64>)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        device: DeviceRow,
+        quota_seconds: Option<f64>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT d.*, p.quota_seconds FROM devices d LEFT JOIN projects p ON p.name = $2 WHERE d.name = $1",
+    )
+    .bind(name)
+    .bind(project)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.device, r.quota_seconds)))
+}
+
 /// Lock the device row: every dispatch of a device holds this lock, so dispatches of one device
 /// are serial while different devices dispatch in parallel.
 pub async fn lock(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<DeviceRow>> {

@@ -51,15 +51,28 @@ pub struct NewJob<'a> {
     pub max_execution_ms: i64,
 }
 
+/// A job just inserted, and whether its device had no running job at that moment (only then is
+/// a wake-up needed: a busy device's completion picks the next job itself).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Inserted {
+    #[sqlx(flatten)]
+    pub job: JobRow,
+    pub device_idle: bool,
+}
+
 /// Insert a job. With an idempotency key already used by the project, nothing is inserted and
 /// `None` is returned.
-pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Option<JobRow>> {
+pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Option<Inserted>> {
     sqlx::query_as(
-        "INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
-                priority, idempotency_key, max_execution_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT ON CONSTRAINT jobs_idempotency_key_unique DO NOTHING
-         RETURNING *",
+        "WITH ins AS (
+            INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
+                    priority, idempotency_key, max_execution_ms)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            ON CONFLICT ON CONSTRAINT jobs_idempotency_key_unique DO NOTHING
+            RETURNING *)
+         SELECT ins.*, NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')
+                AS device_idle
+         FROM ins",
     )
     .bind(j.id)
     .bind(j.project)
@@ -123,16 +136,23 @@ pub async fn running_on(conn: &mut PgConnection, device: &str) -> sqlx::Result<O
         .await
 }
 
-/// The best queued job-mode jobs of a device in (priority, arrival) order.
-pub async fn job_mode_candidates(
+/// Rule 3's candidates of a device in one query: the best queued job-mode jobs, and the waiting
+/// sessions (pending or inactive) with a queued job; each as (is_session, id, project, priority,
+/// arrival sequence).
+pub async fn candidates(
     conn: &mut PgConnection,
     device: &str,
     limit: i64,
-) -> sqlx::Result<Vec<(Uuid, String, i16, i64)>> {
+) -> sqlx::Result<Vec<(bool, Uuid, String, i16, i64)>> {
     sqlx::query_as(
-        "SELECT id, project, priority, seq FROM jobs
-         WHERE device = $1 AND status = 'queued' AND session_id IS NULL
-         ORDER BY priority DESC, seq LIMIT $2",
+        "(SELECT false, id, project, priority, seq FROM jobs
+          WHERE device = $1 AND status = 'queued' AND session_id IS NULL
+          ORDER BY priority DESC, seq LIMIT $2)
+         UNION ALL
+         (SELECT true, s.id, s.project, s.priority, q.seq FROM sessions s
+          CROSS JOIN LATERAL (SELECT min(seq) AS seq FROM jobs j WHERE j.session_id = s.id AND j.status = 'queued') q
+          WHERE s.device = $1 AND s.state IN ('pending', 'inactive') AND q.seq IS NOT NULL
+          ORDER BY s.priority DESC, q.seq LIMIT $2)",
     )
     .bind(device)
     .bind(limit)

@@ -116,25 +116,6 @@ pub async fn job_counts(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<(
         .await
 }
 
-/// Sessions waiting for a device (pending or inactive) that have a queued job, with the sequence
-/// number of their first queued job.
-pub async fn waiting_candidates(
-    conn: &mut PgConnection,
-    device: &str,
-    limit: i64,
-) -> sqlx::Result<Vec<(Uuid, String, i16, i64)>> {
-    sqlx::query_as(
-        "SELECT s.id, s.project, s.priority, q.seq FROM sessions s
-         CROSS JOIN LATERAL (SELECT min(seq) AS seq FROM jobs j WHERE j.session_id = s.id AND j.status = 'queued') q
-         WHERE s.device = $1 AND s.state IN ('pending', 'inactive') AND q.seq IS NOT NULL
-         ORDER BY s.priority DESC, q.seq LIMIT $2",
-    )
-    .bind(device)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
-}
-
 pub async fn activate(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE sessions SET state = 'active', activated_at = now(), started_at = COALESCE(started_at, now())

@@ -43,16 +43,10 @@ pub async fn find_by_hash(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<
         .await
 }
 
-/// Quota of a project in device seconds (None: unlimited) and its usage so far.
-pub async fn quota_and_usage(conn: &mut PgConnection, project: &str) -> sqlx::Result<Option<(f64, f64)>> {
-    let quota: Option<Option<f64>> = sqlx::query_scalar("SELECT quota_seconds FROM projects WHERE name = $1")
-        .bind(project)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(Some(quota)) = quota else { return Ok(None) };
-    let used: f64 = sqlx::query_scalar("SELECT COALESCE(SUM(seconds), 0)::float8 FROM device_usage WHERE project = $1")
+/// Device seconds a project has used (rule 13).
+pub async fn usage(conn: &mut PgConnection, project: &str) -> sqlx::Result<f64> {
+    sqlx::query_scalar("SELECT COALESCE(SUM(seconds), 0)::float8 FROM device_usage WHERE project = $1")
         .bind(project)
         .fetch_one(conn)
-        .await?;
-    Ok(Some((quota, used)))
+        .await
 }

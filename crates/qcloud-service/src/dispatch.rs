@@ -282,6 +282,10 @@ impl Service {
         if let Some(sid) = job.session_id {
             qcloud_store::sessions::lock(&mut tx, sid).await?;
         }
+        let result = match &outcome {
+            Outcome::Completed { result } => Some(result),
+            _ => None,
+        };
         let Some(done) = qcloud_store::jobs::finish_leased(
             &mut tx,
             job.id,
@@ -291,18 +295,13 @@ impl Service {
             reason,
             code,
             usage_seconds,
+            result,
         )
         .await?
         else {
             warn!(job_id = %job.id, "lease lost before completion; result dropped");
             return Ok(Completion::LeaseLost);
         };
-        if let Outcome::Completed { result } = &outcome {
-            qcloud_store::jobs::store_result(&mut tx, job.id, result).await?;
-        }
-        if usage_seconds > 0.0 {
-            qcloud_store::devices::add_usage(&mut tx, &done.device, &done.project, usage_seconds).await?;
-        }
         if let Some(sid) = done.session_id {
             qcloud_store::sessions::record_completion(&mut tx, sid, usage_seconds).await?;
         }

@@ -179,10 +179,11 @@ impl Service {
         }
         let device_name = match (req.session_id, &req.device) {
             (Some(sid), dev) => {
-                let s = match qcloud_store::sessions::lock(&mut tx, sid).await? {
-                    Some(s) if s.project == who.project => s,
-                    _ => return Err(ServiceError::not_found("session", sid)),
-                };
+                // Locks the session row (by updating it) and checks the project in one statement; a
+                // refused submission rolls the update back.
+                let s = qcloud_store::sessions::submit_into(&mut tx, sid, &who.project)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found("session", sid))?;
                 if s.state == "closed" {
                     return Err(ServiceError::conflict(
                         "session_closed",
@@ -204,7 +205,6 @@ impl Service {
                     }
                 }
                 priority = priority.or(Some(Priority::from_rank(s.priority)));
-                qcloud_store::sessions::touch_submitted(&mut tx, sid).await?;
                 s.device
             }
             (None, Some(d)) => d.clone(),

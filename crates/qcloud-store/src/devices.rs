@@ -149,16 +149,3 @@ pub async fn recent_usage(
     .fetch_all(conn)
     .await
 }
-
-pub async fn add_usage(conn: &mut PgConnection, device: &str, project: &str, seconds: f64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO device_usage (device, project, bucket, seconds) VALUES ($1, $2, date_trunc('minute', now()), $3)
-         ON CONFLICT (device, project, bucket) DO UPDATE SET seconds = device_usage.seconds + EXCLUDED.seconds",
-    )
-    .bind(device)
-    .bind(project)
-    .bind(seconds)
-    .execute(conn)
-    .await?;
-    Ok(())
-}

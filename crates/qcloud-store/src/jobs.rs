@@ -236,7 +236,8 @@ pub async fn heartbeat(conn: &mut PgConnection, owner: Uuid, lease_ms: i64) -> s
 }
 
 /// running -> terminal, only while the caller's lease (owner + epoch) still holds: a worker that
-/// lost its lease cannot complete the job (fencing).
+/// lost its lease cannot complete the job (fencing). In the same statement: the result (when
+/// given) and the device usage for fair share and quotas.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_leased(
     conn: &mut PgConnection,
@@ -247,11 +248,21 @@ pub async fn finish_leased(
     reason: Option<&str>,
     reason_code: Option<&str>,
     usage_seconds: f64,
+    result: Option<&serde_json::Value>,
 ) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as(
-        "UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7, finished_at = clock_timestamp(),
-                lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_epoch = $3 RETURNING *",
+        "WITH done AS (
+            UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7,
+                   finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_epoch = $3 RETURNING *),
+         res AS (
+            INSERT INTO job_results (job_id, result) SELECT id, $8 FROM done WHERE $8::jsonb IS NOT NULL
+            ON CONFLICT (job_id) DO NOTHING),
+         used AS (
+            INSERT INTO device_usage (device, project, bucket, seconds)
+            SELECT device, project, date_trunc('minute', now()), $7 FROM done WHERE $7 > 0
+            ON CONFLICT (device, project, bucket) DO UPDATE SET seconds = device_usage.seconds + EXCLUDED.seconds)
+         SELECT * FROM done",
     )
     .bind(id)
     .bind(owner)
@@ -260,17 +271,9 @@ pub async fn finish_leased(
     .bind(reason)
     .bind(reason_code)
     .bind(usage_seconds)
+    .bind(result.map(Json))
     .fetch_optional(conn)
     .await
-}
-
-pub async fn store_result(conn: &mut PgConnection, id: Uuid, result: &serde_json::Value) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO job_results (job_id, result) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING")
-        .bind(id)
-        .bind(Json(result))
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// queued -> failed or canceled for every queued job of a session; returns how many.

@@ -153,9 +153,14 @@ pub async fn stop_accepting(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<(
     Ok(())
 }
 
-pub async fn touch_submitted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET last_job_submitted = now() WHERE id = $1").bind(id).execute(conn).await?;
-    Ok(())
+/// Record a submission into a session of `project` and return the session (locked by the update
+/// until the transaction ends), in one statement; `None` when there is no such session.
+pub async fn submit_into(conn: &mut PgConnection, id: Uuid, project: &str) -> sqlx::Result<Option<SessionRow>> {
+    sqlx::query_as("UPDATE sessions SET last_job_submitted = now() WHERE id = $1 AND project = $2 RETURNING *")
+        .bind(id)
+        .bind(project)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn touch_started(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {

@@ -136,18 +136,26 @@ pub async fn running_on(conn: &mut PgConnection, device: &str) -> sqlx::Result<O
         .await
 }
 
-/// Rule 3's candidates of a device in one query: the best queued job-mode jobs, and the waiting
-/// sessions (pending or inactive) with a queued job; each as (is_session, id, project, priority,
-/// arrival sequence).
+/// Rule 3's candidates of a device in one query: the head of each project's job-mode queue (found
+/// by a loose index scan on `jobs_queued_heads`, one probe per project), and the waiting sessions
+/// (pending or inactive) with a queued job; each as (is_session, id, project, priority, arrival
+/// sequence). `limit` bounds the projects and the sessions considered.
 pub async fn candidates(
     conn: &mut PgConnection,
     device: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<(bool, Uuid, String, i16, i64)>> {
     sqlx::query_as(
-        "(SELECT false, id, project, priority, seq FROM jobs
-          WHERE device = $1 AND status = 'queued' AND session_id IS NULL
-          ORDER BY priority DESC, seq LIMIT $2)
+        "(WITH RECURSIVE heads AS (
+            (SELECT id, project, priority, seq FROM jobs
+             WHERE device = $1 AND status = 'queued' AND session_id IS NULL
+             ORDER BY project, priority DESC, seq LIMIT 1)
+            UNION ALL
+            SELECT n.* FROM heads h CROSS JOIN LATERAL (
+                SELECT id, project, priority, seq FROM jobs
+                WHERE device = $1 AND status = 'queued' AND session_id IS NULL AND project > h.project
+                ORDER BY project, priority DESC, seq LIMIT 1) n)
+          SELECT false, id, project, priority, seq FROM heads LIMIT $2)
          UNION ALL
          (SELECT true, s.id, s.project, s.priority, q.seq FROM sessions s
           CROSS JOIN LATERAL (SELECT min(seq) AS seq FROM jobs j WHERE j.session_id = s.id AND j.status = 'queued') q

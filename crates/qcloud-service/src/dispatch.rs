@@ -63,23 +63,31 @@ impl Service {
     pub(crate) async fn settle_session(&self, conn: &mut PgConnection, sid: Uuid) -> Result<Option<SessionAction>> {
         let Some(row) = qcloud_store::sessions::lock(conn, sid).await? else { return Ok(None) };
         let now = qcloud_store::now(conn).await?;
-        self.settle_locked(conn, &row, now).await
+        Ok(self.settle_locked(conn, &row, now).await?.0)
     }
 
+    /// [`Self::settle_session`] on a locked row; also returns whether the session has queued jobs.
     async fn settle_locked(
         &self,
         conn: &mut PgConnection,
         row: &SessionRow,
         now: DateTime<Utc>,
-    ) -> Result<Option<SessionAction>> {
+    ) -> Result<(Option<SessionAction>, bool)> {
         if row.state == "closed" {
-            return Ok(None);
+            return Ok((None, false));
         }
         let (queued, running) = qcloud_store::sessions::job_presence(conn, row.id).await?;
         let f = facts(row, queued, running)?;
         let Some(action) = session_action(&f, now) else {
-            qcloud_store::sessions::set_deadline(conn, row.id, session_deadline(&f)).await?;
-            return Ok(None);
+            // The stored deadline must never be later than the true one; an earlier one costs the
+            // leader one evaluation. So write only when the deadline moves earlier, or when the
+            // stored one has passed (it was just evaluated).
+            let new = session_deadline(&f);
+            let old = row.next_deadline;
+            if new != old && (old.is_none_or(|o| o <= now) || new.is_some_and(|n| old.is_some_and(|o| n < o))) {
+                qcloud_store::sessions::set_deadline(conn, row.id, new).await?;
+            }
+            return Ok((None, queued));
         };
         info!(session_id = %row.id, device = %row.device, ?action, "session timer");
         match action {
@@ -112,7 +120,7 @@ impl Service {
             }
         }
         qcloud_store::notify(conn, channel::WAKE, &row.device).await?;
-        Ok(Some(action))
+        Ok((Some(action), queued))
     }
 
     /// Dispatch a device with no running job: start the holder's next job, or give the device to
@@ -146,19 +154,16 @@ impl Service {
         };
         let lease_ms = self.cfg.lease.num_milliseconds();
         let mut holder = qcloud_store::sessions::lock_holder(conn, device).await?;
+        let mut holder_facts = None;
         if let Some(h) = &holder {
             let now = qcloud_store::now(conn).await?;
-            if self.settle_locked(conn, h, now).await?.is_some() {
-                holder = None; // closed or deactivated: the device is free
+            match self.settle_locked(conn, h, now).await? {
+                (Some(_), _) => holder = None, // closed or deactivated: the device is free
+                (None, queued) => {
+                    holder_facts = Some(HolderFacts { queued_jobs: queued as i64, accepting_jobs: h.accepting_jobs })
+                }
             }
         }
-        let holder_facts = match &holder {
-            Some(h) => {
-                let (queued, _) = qcloud_store::sessions::job_presence(conn, h.id).await?;
-                Some(HolderFacts { queued_jobs: queued as i64, accepting_jobs: h.accepting_jobs })
-            }
-            None => None,
-        };
         let facts = DeviceFacts { accepts_assignments: dev.status == "online", holder: holder_facts };
         let candidates = if holder.is_none() && facts.accepts_assignments {
             self.candidates(conn, device).await?
@@ -277,10 +282,11 @@ impl Service {
             Outcome::Canceled { reason } => ("canceled", Some(reason.as_str()), Some("canceled")),
         };
         let mut tx = self.pool.begin().await?;
-        // Lock order: device, session, then the job (see the module docs).
+        // Lock order: device, session, then the job (see the module docs). Recording the
+        // completion on the session is its lock; if the lease turns out lost, all of it rolls back.
         let device = qcloud_store::devices::lock(&mut tx, &job.device).await?;
         if let Some(sid) = job.session_id {
-            qcloud_store::sessions::lock(&mut tx, sid).await?;
+            qcloud_store::sessions::record_completion(&mut tx, sid, usage_seconds).await?;
         }
         let result = match &outcome {
             Outcome::Completed { result } => Some(result),
@@ -302,9 +308,6 @@ impl Service {
             warn!(job_id = %job.id, "lease lost before completion; result dropped");
             return Ok(Completion::LeaseLost);
         };
-        if let Some(sid) = done.session_id {
-            qcloud_store::sessions::record_completion(&mut tx, sid, usage_seconds).await?;
-        }
         let next = if let (true, Some(device)) = (chain, &device) {
             // The device row is locked and its running job was this one: dispatch it directly.
             self.dispatch_free(&mut tx, device, Fence::Worker { me }).await?

@@ -3,7 +3,7 @@
 use crate::auth::Principal;
 use crate::devices::parse_enum;
 use crate::error::{Result, ServiceError};
-use crate::sessions::{decode_cursor, encode_cursor, page_limit, validate_tags, Page};
+use crate::sessions::{decode_cursor, next_page, page_limit, validate_tags, Page};
 use crate::Service;
 use chrono::{DateTime, Utc};
 use qcloud_core::{DriverKind, JobStatus, Priority};
@@ -360,12 +360,7 @@ impl Service {
         };
         let mut conn = self.pool.acquire().await?;
         let mut rows = qcloud_store::jobs::list(&mut conn, &who.project, &filter).await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| encode_cursor(r.created_at, r.id))
-        } else {
-            None
-        };
+        let next_cursor = next_page(&mut rows, limit, |r| (r.created_at, r.id));
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             items.push(self.view_with_position(&mut conn, row).await?);

@@ -162,6 +162,19 @@ pub(crate) fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid)> {
     Ok((t, id.parse().map_err(|_| bad())?))
 }
 
+/// Keyset pagination: `rows` were fetched with `limit + 1`; keep `limit` of them and return the
+/// cursor of the next page when there is one.
+pub(crate) fn next_page<R>(rows: &mut Vec<R>, limit: i64, key: impl Fn(&R) -> (DateTime<Utc>, Uuid)) -> Option<String> {
+    if rows.len() as i64 <= limit {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(|r| {
+        let (t, id) = key(r);
+        encode_cursor(t, id)
+    })
+}
+
 pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64> {
     match limit {
         None => Ok(50),
@@ -238,12 +251,7 @@ impl Service {
         };
         let mut conn = self.pool.acquire().await?;
         let mut rows = qcloud_store::sessions::list(&mut conn, &who.project, &filter).await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| encode_cursor(r.created_at, r.id))
-        } else {
-            None
-        };
+        let next_cursor = next_page(&mut rows, limit, |r| (r.created_at, r.id));
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             let counts = qcloud_store::sessions::job_counts(&mut conn, row.id).await?;
@@ -302,6 +310,19 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_page_keeps_limit_rows_and_points_past_the_last() {
+        let t = Utc::now();
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let mut rows = ids.clone();
+        let cursor = next_page(&mut rows, 2, |id| (t, *id)).unwrap();
+        assert_eq!(rows, ids[..2]);
+        assert_eq!(decode_cursor(&cursor).unwrap().1, ids[1]);
+        let mut rows = ids.clone();
+        assert_eq!(next_page(&mut rows, 3, |id| (t, *id)), None);
+        assert_eq!(rows.len(), 3);
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

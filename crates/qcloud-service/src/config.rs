@@ -17,7 +17,7 @@ pub struct ServiceConfig {
     pub max_attempts: i32,
     /// Rule 3: the sliding window of fair share, in seconds.
     pub fair_share_window_s: f64,
-    /// How many queued candidates a dispatch considers per device.
+    /// Rule 3: most projects (queue heads) and waiting sessions a dispatch compares per device.
     pub candidate_limit: i64,
     /// Largest accepted job payload, in bytes of JSON.
     pub max_payload_bytes: usize,

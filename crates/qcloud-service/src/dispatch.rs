@@ -63,7 +63,8 @@ impl Service {
     pub(crate) async fn settle_session(&self, conn: &mut PgConnection, sid: Uuid) -> Result<Option<SessionAction>> {
         let Some(row) = qcloud_store::sessions::lock(conn, sid).await? else { return Ok(None) };
         let now = qcloud_store::now(conn).await?;
-        Ok(self.settle_locked(conn, &row, now).await?.0)
+        let presence = qcloud_store::sessions::job_presence(conn, row.id).await?;
+        Ok(self.settle_locked(conn, &row, now, presence).await?.0)
     }
 
     /// [`Self::settle_session`] on a locked row; also returns whether the session has queued jobs.
@@ -72,11 +73,11 @@ impl Service {
         conn: &mut PgConnection,
         row: &SessionRow,
         now: DateTime<Utc>,
+        (queued, running): (bool, bool),
     ) -> Result<(Option<SessionAction>, bool)> {
         if row.state == "closed" {
             return Ok((None, false));
         }
-        let (queued, running) = qcloud_store::sessions::job_presence(conn, row.id).await?;
         let f = facts(row, queued, running)?;
         let Some(action) = session_action(&f, now) else {
             // The stored deadline must never be later than the true one; an earlier one costs the
@@ -155,9 +156,8 @@ impl Service {
         let lease_ms = self.cfg.lease.num_milliseconds();
         let mut holder = qcloud_store::sessions::lock_holder(conn, device).await?;
         let mut holder_facts = None;
-        if let Some(h) = &holder {
-            let now = qcloud_store::now(conn).await?;
-            match self.settle_locked(conn, h, now).await? {
+        if let Some(qcloud_store::sessions::Holder { session: h, db_now, has_queued, has_running }) = &holder {
+            match self.settle_locked(conn, h, *db_now, (*has_queued, *has_running)).await? {
                 (Some(_), _) => holder = None, // closed or deactivated: the device is free
                 (None, queued) => {
                     holder_facts = Some(HolderFacts { queued_jobs: queued as i64, accepting_jobs: h.accepting_jobs })
@@ -176,8 +176,8 @@ impl Service {
             DeviceDecision::HoldForSession => return Ok(None),
             DeviceDecision::StartSessionJob => {
                 let Some(h) = &holder else { return Ok(None) };
-                match qcloud_store::jobs::next_in_session(conn, h.id).await? {
-                    Some(j) => (j, Some(h.id)),
+                match qcloud_store::jobs::next_in_session(conn, h.session.id).await? {
+                    Some(j) => (j, Some(h.session.id)),
                     None => return Ok(None),
                 }
             }
@@ -194,7 +194,6 @@ impl Service {
             return Ok(None);
         };
         if let Some(sid) = session {
-            qcloud_store::sessions::touch_started(conn, sid).await?;
             if !matches!(decision, DeviceDecision::StartSessionJob) {
                 // Activation moves the timers earlier (max TTL now counts); a session that already
                 // held the device keeps a deadline that is still early enough.

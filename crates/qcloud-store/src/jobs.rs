@@ -185,8 +185,9 @@ pub async fn queued_in_session(conn: &mut PgConnection, session: Uuid, limit: i6
         .await
 }
 
-/// queued -> running. With `owner`, the caller's replica holds the lease at once (it will run
-/// the job); without, workers claim it. Returns the row when the job was still queued.
+/// queued -> running (and the session's `last_job_started`). With `owner`, the caller's replica
+/// holds the lease at once (it will run the job); without, workers claim it. Returns the row when
+/// the job was still queued. The caller holds the session's lock already (lock order).
 ///
 /// `started_at` and `finished_at` are `clock_timestamp()`, not `now()`: `now()` is when the
 /// transaction began, which can be before the device was handed over (a dispatch that began, then
@@ -200,12 +201,17 @@ pub async fn start(
     lease_ms: i64,
 ) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as(
-        "UPDATE jobs SET status = 'running', started_at = clock_timestamp(), assigned_term = $2, lease_owner = $3,
-                lease_epoch = lease_epoch + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
-                attempt = attempt + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
-                lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
-                                        ELSE now() + make_interval(secs => $4::float8 / 1000) END
-         WHERE id = $1 AND status = 'queued' RETURNING *",
+        "WITH started AS (
+            UPDATE jobs SET status = 'running', started_at = clock_timestamp(), assigned_term = $2, lease_owner = $3,
+                   lease_epoch = lease_epoch + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
+                   attempt = attempt + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
+                   lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
+                                           ELSE now() + make_interval(secs => $4::float8 / 1000) END
+            WHERE id = $1 AND status = 'queued' RETURNING *),
+         session AS (
+            UPDATE sessions SET last_job_started = started.started_at FROM started
+            WHERE sessions.id = started.session_id)
+         SELECT * FROM started",
     )
     .bind(id)
     .bind(term)

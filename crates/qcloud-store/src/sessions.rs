@@ -89,12 +89,27 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Sess
     sqlx::query_as("SELECT * FROM sessions WHERE id = $1 FOR NO KEY UPDATE").bind(id).fetch_optional(conn).await
 }
 
-/// The active session holding a device, locked.
-pub async fn lock_holder(conn: &mut PgConnection, device: &str) -> sqlx::Result<Option<SessionRow>> {
-    sqlx::query_as("SELECT * FROM sessions WHERE device = $1 AND state = 'active' FOR NO KEY UPDATE")
-        .bind(device)
-        .fetch_optional(conn)
-        .await
+/// The active session holding a device, locked, with the database clock and whether it has queued
+/// and running jobs (what its timers need), in one query.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Holder {
+    #[sqlx(flatten)]
+    pub session: SessionRow,
+    pub db_now: DateTime<Utc>,
+    pub has_queued: bool,
+    pub has_running: bool,
+}
+
+pub async fn lock_holder(conn: &mut PgConnection, device: &str) -> sqlx::Result<Option<Holder>> {
+    sqlx::query_as(
+        "SELECT s.*, now() AS db_now,
+                EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id AND j.status = 'queued') AS has_queued,
+                EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id AND j.status = 'running') AS has_running
+         FROM sessions s WHERE s.device = $1 AND s.state = 'active' FOR NO KEY UPDATE OF s",
+    )
+    .bind(device)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Whether the session has queued jobs and running jobs.
@@ -161,11 +176,6 @@ pub async fn submit_into(conn: &mut PgConnection, id: Uuid, project: &str) -> sq
         .bind(project)
         .fetch_optional(conn)
         .await
-}
-
-pub async fn touch_started(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET last_job_started = now() WHERE id = $1").bind(id).execute(conn).await?;
-    Ok(())
 }
 
 pub async fn record_completion(conn: &mut PgConnection, id: Uuid, usage_seconds: f64) -> sqlx::Result<()> {

@@ -3,7 +3,7 @@
 use crate::auth::Principal;
 use crate::devices::parse_enum;
 use crate::error::{Result, ServiceError};
-use crate::sessions::{decode_cursor, next_page, page_limit, validate_tags, Page};
+use crate::sessions::{next_page, validate_tags, window, Page};
 use crate::Service;
 use chrono::{DateTime, Utc};
 use qcloud_core::{DriverKind, JobStatus, Priority};
@@ -347,17 +347,8 @@ impl Service {
         if let Some(s) = &q.status {
             parse_enum::<JobStatus>("status", s)?;
         }
-        let limit = page_limit(q.limit)?;
-        let filter = JobFilter {
-            status: q.status,
-            device: q.device,
-            session_id: q.session_id,
-            tag: q.tag,
-            created_after: q.created_after,
-            created_before: q.created_before,
-            cursor: q.cursor.as_deref().map(decode_cursor).transpose()?,
-            limit: limit + 1,
-        };
+        let (window, limit) = window(q.tag, q.created_after, q.created_before, q.cursor.as_deref(), q.limit)?;
+        let filter = JobFilter { status: q.status, device: q.device, session_id: q.session_id, window };
         let mut conn = self.pool.acquire().await?;
         let mut rows = qcloud_store::jobs::list(&mut conn, &who.project, &filter).await?;
         let next_cursor = next_page(&mut rows, limit, |r| (r.created_at, r.id));

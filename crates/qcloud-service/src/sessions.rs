@@ -162,6 +162,20 @@ pub(crate) fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid)> {
     Ok((t, id.parse().map_err(|_| bad())?))
 }
 
+/// The store's list window from a request's shared filters, fetching one row more than the page
+/// so that [`next_page`] can tell whether another page follows; also returns the page size.
+pub(crate) fn window(
+    tag: Option<String>,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<(qcloud_store::Window, i64)> {
+    let limit = page_limit(limit)?;
+    let cursor = cursor.map(decode_cursor).transpose()?;
+    Ok((qcloud_store::Window { tag, created_after, created_before, cursor, limit: limit + 1 }, limit))
+}
+
 /// Keyset pagination: `rows` were fetched with `limit + 1`; keep `limit` of them and return the
 /// cursor of the next page when there is one.
 pub(crate) fn next_page<R>(rows: &mut Vec<R>, limit: i64, key: impl Fn(&R) -> (DateTime<Utc>, Uuid)) -> Option<String> {
@@ -175,7 +189,7 @@ pub(crate) fn next_page<R>(rows: &mut Vec<R>, limit: i64, key: impl Fn(&R) -> (D
     })
 }
 
-pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64> {
+fn page_limit(limit: Option<i64>) -> Result<i64> {
     match limit {
         None => Ok(50),
         Some(l) if (1..=500).contains(&l) => Ok(l),
@@ -238,17 +252,8 @@ impl Service {
         if let Some(m) = &q.mode {
             parse_enum::<SessionMode>("mode", m)?;
         }
-        let limit = page_limit(q.limit)?;
-        let filter = SessionFilter {
-            state: q.state,
-            device: q.device,
-            mode: q.mode,
-            tag: q.tag,
-            created_after: q.created_after,
-            created_before: q.created_before,
-            cursor: q.cursor.as_deref().map(decode_cursor).transpose()?,
-            limit: limit + 1,
-        };
+        let (window, limit) = window(q.tag, q.created_after, q.created_before, q.cursor.as_deref(), q.limit)?;
+        let filter = SessionFilter { state: q.state, device: q.device, mode: q.mode, window };
         let mut conn = self.pool.acquire().await?;
         let mut rows = qcloud_store::sessions::list(&mut conn, &who.project, &filter).await?;
         let next_cursor = next_page(&mut rows, limit, |r| (r.created_at, r.id));

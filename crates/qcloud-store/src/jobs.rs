@@ -1,5 +1,6 @@
 //! Jobs and their results.
 
+use crate::{push_window, Window};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, QueryBuilder};
@@ -415,11 +416,7 @@ pub struct JobFilter {
     pub status: Option<String>,
     pub device: Option<String>,
     pub session_id: Option<Uuid>,
-    pub tag: Option<String>,
-    pub created_after: Option<DateTime<Utc>>,
-    pub created_before: Option<DateTime<Utc>>,
-    pub cursor: Option<(DateTime<Utc>, Uuid)>,
-    pub limit: i64,
+    pub window: Window,
 }
 
 pub async fn list(conn: &mut PgConnection, project: &str, f: &JobFilter) -> sqlx::Result<Vec<JobRow>> {
@@ -434,18 +431,6 @@ pub async fn list(conn: &mut PgConnection, project: &str, f: &JobFilter) -> sqlx
     if let Some(v) = f.session_id {
         q.push(" AND session_id = ").push_bind(v);
     }
-    if let Some(v) = &f.tag {
-        q.push(" AND ").push_bind(v).push(" = ANY(tags)");
-    }
-    if let Some(v) = f.created_after {
-        q.push(" AND created_at >= ").push_bind(v);
-    }
-    if let Some(v) = f.created_before {
-        q.push(" AND created_at < ").push_bind(v);
-    }
-    if let Some((t, id)) = f.cursor {
-        q.push(" AND (created_at, id) < (").push_bind(t).push(", ").push_bind(id).push(")");
-    }
-    q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(f.limit);
+    push_window(&mut q, &f.window);
     q.build_query_as().fetch_all(conn).await
 }

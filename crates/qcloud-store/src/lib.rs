@@ -25,6 +25,36 @@ pub mod channel {
     pub const CANCEL: &str = "qcloud_cancel";
 }
 
+/// What every listing shares: a tag, a creation range, the keyset cursor and the page size.
+/// Rows come newest first, by (created_at, id).
+#[derive(Debug, Default, Clone)]
+pub struct Window {
+    pub tag: Option<String>,
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keyset cursor: rows strictly older than (created_at, id).
+    pub cursor: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
+    pub limit: i64,
+}
+
+/// Append a [`Window`]'s conditions, order and limit to a list query of a table with `tags`,
+/// `created_at` and `id`.
+pub(crate) fn push_window(q: &mut sqlx::QueryBuilder<'_, Postgres>, w: &Window) {
+    if let Some(v) = &w.tag {
+        q.push(" AND ").push_bind(v.clone()).push(" = ANY(tags)");
+    }
+    if let Some(v) = w.created_after {
+        q.push(" AND created_at >= ").push_bind(v);
+    }
+    if let Some(v) = w.created_before {
+        q.push(" AND created_at < ").push_bind(v);
+    }
+    if let Some((t, id)) = w.cursor {
+        q.push(" AND (created_at, id) < (").push_bind(t).push(", ").push_bind(id).push(")");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(w.limit);
+}
+
 /// Queue a notification; Postgres delivers it when the transaction commits.
 pub async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(conn).await?;

@@ -1,5 +1,6 @@
 //! Sessions (IBM sessions and batches, Pasqal batches).
 
+use crate::{push_window, Window};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, QueryBuilder};
@@ -208,12 +209,7 @@ pub struct SessionFilter {
     pub state: Option<String>,
     pub device: Option<String>,
     pub mode: Option<String>,
-    pub tag: Option<String>,
-    pub created_after: Option<DateTime<Utc>>,
-    pub created_before: Option<DateTime<Utc>>,
-    /// Keyset cursor: rows strictly older than (created_at, id).
-    pub cursor: Option<(DateTime<Utc>, Uuid)>,
-    pub limit: i64,
+    pub window: Window,
 }
 
 pub async fn list(conn: &mut PgConnection, project: &str, f: &SessionFilter) -> sqlx::Result<Vec<SessionRow>> {
@@ -228,18 +224,6 @@ pub async fn list(conn: &mut PgConnection, project: &str, f: &SessionFilter) -> 
     if let Some(v) = &f.mode {
         q.push(" AND mode = ").push_bind(v);
     }
-    if let Some(v) = &f.tag {
-        q.push(" AND ").push_bind(v).push(" = ANY(tags)");
-    }
-    if let Some(v) = f.created_after {
-        q.push(" AND created_at >= ").push_bind(v);
-    }
-    if let Some(v) = f.created_before {
-        q.push(" AND created_at < ").push_bind(v);
-    }
-    if let Some((t, id)) = f.cursor {
-        q.push(" AND (created_at, id) < (").push_bind(t).push(", ").push_bind(id).push(")");
-    }
-    q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(f.limit);
+    push_window(&mut q, &f.window);
     q.build_query_as().fetch_all(conn).await
 }

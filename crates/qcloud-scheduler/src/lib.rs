@@ -60,6 +60,7 @@ pub(crate) struct Shared {
     /// Wakes the claimer (RUN notifications).
     pub run_wake: Notify,
     pub shutdown: CancellationToken,
+    pub caches: worker::Caches,
 }
 
 impl Shared {
@@ -90,6 +91,7 @@ impl Scheduler {
             running: Mutex::new(HashMap::new()),
             run_wake: Notify::new(),
             shutdown: CancellationToken::new(),
+            caches: worker::Caches::default(),
         });
         let mut listener = PgListener::connect_with(&shared.svc.pool).await?;
         listener

@@ -8,7 +8,7 @@ use qcloud_devices::{DeviceSpec, Driver, DriverError, JobSpec, Prepared};
 use qcloud_service::dispatch::{Completion, Outcome};
 use qcloud_store::jobs::JobRow;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -142,7 +142,7 @@ async fn execute(shared: &Arc<Shared>, job: &JobRow, cancel: CancellationToken) 
     if let Some(sid) = job.session_id {
         prepare_ahead(shared, &driver, &spec.device, sid, job.id).await;
     }
-    let prepared = match take_prepared(job.id).await {
+    let prepared = match take_prepared(shared, job.id).await {
         Some(p) => p,
         None => prepare_blocking(driver.clone(), spec.clone()).await,
     };
@@ -194,13 +194,8 @@ async fn prepare_blocking(driver: Arc<dyn Driver>, spec: JobSpec) -> Result<Prep
         .unwrap_or_else(|e| Err(DriverError::Fault(format!("prepare task: {e}"))))
 }
 
-fn device_cache() -> &'static Mutex<HashMap<String, (Instant, DeviceSpec)>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, (Instant, DeviceSpec)>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
 async fn device_spec(shared: &Shared, name: &str) -> Result<DeviceSpec, Outcome> {
-    if let Ok(cache) = device_cache().lock() {
+    if let Ok(cache) = shared.caches.devices.lock() {
         if let Some((at, d)) = cache.get(name) {
             if at.elapsed() < DEVICE_CACHE_TTL {
                 return Ok(d.clone());
@@ -222,7 +217,7 @@ async fn device_spec(shared: &Shared, name: &str) -> Result<DeviceSpec, Outcome>
         timing: serde_json::from_value::<Timing>(row.timing.0).unwrap_or_default(),
         config: row.config.0,
     };
-    if let Ok(mut cache) = device_cache().lock() {
+    if let Ok(mut cache) = shared.caches.devices.lock() {
         cache.insert(name.to_string(), (Instant::now(), spec.clone()));
     }
     Ok(spec)
@@ -238,23 +233,27 @@ async fn job_spec(shared: &Shared, job: &JobRow) -> Result<JobSpec, Outcome> {
     })
 }
 
-type PrepareSlot = oneshot::Receiver<Result<Prepared, DriverError>>;
+pub(crate) type PrepareSlot = oneshot::Receiver<Result<Prepared, DriverError>>;
 
-/// Jobs prepared ahead of their turn (rule 12): job id -> (session, the preparation).
-fn prepared_cache() -> &'static Mutex<HashMap<Uuid, (Uuid, PrepareSlot)>> {
-    static CACHE: OnceLock<Mutex<HashMap<Uuid, (Uuid, PrepareSlot)>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
+/// What one replica's workers remember between jobs.
+#[derive(Default)]
+pub(crate) struct Caches {
+    /// Device specs by name, with when they were read.
+    devices: Mutex<HashMap<String, (Instant, DeviceSpec)>>,
+    /// Jobs prepared ahead of their turn (rule 12): job id -> (session, the preparation).
+    prepared: Mutex<HashMap<Uuid, (Uuid, PrepareSlot)>>,
+    /// Whether a session is a batch (a session's mode never changes).
+    batch: Mutex<HashMap<Uuid, bool>>,
 }
 
-async fn take_prepared(id: Uuid) -> Option<Result<Prepared, DriverError>> {
-    let (_, slot) = prepared_cache().lock().ok()?.remove(&id)?;
+async fn take_prepared(shared: &Shared, id: Uuid) -> Option<Result<Prepared, DriverError>> {
+    let (_, slot) = shared.caches.prepared.lock().ok()?.remove(&id)?;
     slot.await.ok()
 }
 
 /// Whether a session is a batch (a session's mode never changes, so it is asked once).
 async fn is_batch(shared: &Shared, sid: Uuid) -> bool {
-    static MODES: OnceLock<Mutex<HashMap<Uuid, bool>>> = OnceLock::new();
-    let modes = MODES.get_or_init(Default::default);
+    let modes = &shared.caches.batch;
     if let Some(b) = modes.lock().ok().and_then(|m| m.get(&sid).copied()) {
         return b;
     }
@@ -278,7 +277,8 @@ async fn prepare_ahead(shared: &Arc<Shared>, driver: &Arc<dyn Driver>, device: &
         return;
     }
     // Look ahead again only when fewer than half of the window is prepared already.
-    let prepared = prepared_cache().lock().map(|c| c.values().filter(|(s, _)| *s == sid).count()).unwrap_or(usize::MAX);
+    let prepared =
+        shared.caches.prepared.lock().map(|c| c.values().filter(|(s, _)| *s == sid).count()).unwrap_or(usize::MAX);
     if prepared >= shared.cfg.prepare_ahead / 2 {
         return;
     }
@@ -289,7 +289,7 @@ async fn prepare_ahead(shared: &Arc<Shared>, driver: &Arc<dyn Driver>, device: &
             return;
         }
     };
-    let Ok(mut cache) = prepared_cache().lock() else { return };
+    let Ok(mut cache) = shared.caches.prepared.lock() else { return };
     // Bound the cache: a replica keeps at most a few hundred prepared jobs.
     if cache.len() > 1024 {
         cache.clear();

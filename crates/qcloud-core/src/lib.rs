@@ -5,6 +5,7 @@
 
 pub mod model;
 pub mod rules;
+pub mod states;
 pub mod views;
 
 pub use model::*;

@@ -1,16 +1,18 @@
-//! The domain vocabulary: devices, sessions, jobs and their enumerations.
+//! The domain vocabulary: devices, sessions, jobs and their enumerations. The job and session
+//! state machines live in [`crate::states`] and are re-exported here.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
+
+pub use crate::states::{JobStatus, SessionState};
 
 /// Declares a string-backed enum with `as_str`, `FromStr`, `Display` and serde in snake_case.
+/// Variants may carry doc comments.
 macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $s:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vm])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -19,7 +21,7 @@ macro_rules! string_enum {
             }
         }
 
-        impl FromStr for $name {
+        impl std::str::FromStr for $name {
             type Err = crate::UnknownValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
@@ -33,11 +35,13 @@ macro_rules! string_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
         }
     };
 }
+// `states.rs` declares its enums with it too.
+pub(crate) use string_enum;
 
 string_enum!(
     /// Gate-model or analog (neutral atoms) device.
@@ -56,10 +60,6 @@ string_enum!(
     SessionMode { Dedicated => "dedicated", Batch => "batch" }
 );
 string_enum!(
-    /// Session lifecycle: pending -> active -> (inactive -> active ...) -> closed.
-    SessionState { Pending => "pending", Active => "active", Inactive => "inactive", Closed => "closed" }
-);
-string_enum!(
     /// Why a session closed.
     ClosedReason {
         Completed => "completed",
@@ -72,17 +72,6 @@ string_enum!(
 string_enum!(
     /// What an active session does when its interactive TTL runs out with no job (rule 4).
     IdlePolicy { Deactivate => "deactivate", TimeOut => "time_out" }
-);
-string_enum!(
-    /// Job lifecycle: queued -> running -> completed | failed | canceled (queued may go straight to
-    /// failed or canceled).
-    JobStatus {
-        Queued => "queued",
-        Running => "running",
-        Completed => "completed",
-        Failed => "failed",
-        Canceled => "canceled",
-    }
 );
 string_enum!(
     /// Scheduling priority (rule 3): high before medium before low.
@@ -129,48 +118,6 @@ impl Priority {
 impl Default for Priority {
     fn default() -> Self {
         Priority::Medium
-    }
-}
-
-impl JobStatus {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Canceled)
-    }
-
-    /// The allowed job transitions. Running may go back to queued only when its worker was lost
-    /// and the job is retried (a new attempt).
-    pub fn can_become(self, next: JobStatus) -> bool {
-        use JobStatus::*;
-        matches!(
-            (self, next),
-            (Queued, Running)
-                | (Queued, Failed)
-                | (Queued, Canceled)
-                | (Running, Completed)
-                | (Running, Failed)
-                | (Running, Canceled)
-                | (Running, Queued)
-        )
-    }
-}
-
-impl SessionState {
-    pub fn is_open(self) -> bool {
-        self != SessionState::Closed
-    }
-
-    /// The allowed session transitions.
-    pub fn can_become(self, next: SessionState) -> bool {
-        use SessionState::*;
-        matches!(
-            (self, next),
-            (Pending, Active)
-                | (Pending, Closed)
-                | (Active, Inactive)
-                | (Active, Closed)
-                | (Inactive, Active)
-                | (Inactive, Closed)
-        )
     }
 }
 

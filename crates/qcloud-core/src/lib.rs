@@ -1,6 +1,7 @@
-//! qcloud-core: the domain model of qcloud (devices, sessions, jobs, their states) and the
-//! scheduling rules of DESIGN.md §3 as pure functions of (facts, now). No I/O, no SQL, no clock:
-//! the service layer loads facts from the store, asks these rules what to do, and applies it.
+//! qcloud-core: the domain model of qcloud (devices, sessions, jobs, their states and transitions,
+//! see [`states`]) and the scheduling rules of `docs/architecture.md` as pure functions of (facts,
+//! now). No I/O, no SQL, no clock: the service layer loads facts from the store, asks these rules
+//! what to do, and applies it.
 #![forbid(unsafe_code)]
 
 pub mod model;

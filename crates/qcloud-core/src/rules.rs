@@ -1,4 +1,4 @@
-//! The scheduling rules of DESIGN.md §3 as pure functions: every input, including the clock, is an
+//! The scheduling rules of `docs/architecture.md` as pure functions: every input, including the clock, is an
 //! argument. The service layer loads the facts, asks these functions what to do, and applies the
 //! answer in one transaction.
 

@@ -1,5 +1,5 @@
-//! Vendor views of the internal state (DESIGN.md §2): pure functions the IBM and Pasqal facades
-//! use, so that a facade translates and never schedules.
+//! Vendor views of the internal state (the table in `docs/architecture.md`, Vendor views): pure
+//! functions the IBM and Pasqal facades use, so that a facade translates and never schedules.
 
 use crate::model::{ClosedReason, JobStatus, SessionState};
 

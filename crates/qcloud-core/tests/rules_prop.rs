@@ -1,4 +1,4 @@
-//! Property tests of the scheduling rules (DESIGN.md §3).
+//! Property tests of the scheduling rules (`docs/architecture.md`, Scheduling rules).
 //!
 //! An in-memory world (devices, sessions, jobs, a clock) makes every scheduling decision with the
 //! public rule functions of `qcloud_core::rules` only, composed the way `qcloud-service`'s

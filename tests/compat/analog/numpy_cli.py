@@ -9,6 +9,7 @@ piecewise-constant H per 1 ns sample. Usage: `pytest ... --analog-cli "python nu
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -21,6 +22,9 @@ from pulser import Sequence  # noqa: E402
 from pulser.sampler import sample  # noqa: E402
 from scipy.sparse import csr_matrix, diags, identity, kron  # noqa: E402
 from scipy.sparse.linalg import expm_multiply  # noqa: E402
+
+
+MUTATE = os.environ.get("QCLOUD_NUMPY_CLI_MUTATE", "")
 
 
 def site_op(op, k: int, n: int):
@@ -69,7 +73,10 @@ def evolve(built: Sequence) -> np.ndarray:
             for a, dt, ph, atoms in drives:
                 for i in atoms:
                     if a[k]:
-                        x = 0.5 * a[k] * np.exp(1j * ph[k]) * plus[i]
+                        # QCLOUD_NUMPY_CLI_MUTATE=phase flips the phase sign: a deliberate bug, to check that the
+                        # suite catches one.
+                        sign = -1 if MUTATE == "phase" else 1
+                        x = 0.5 * a[k] * np.exp(sign * 1j * ph[k]) * plus[i]
                         h = h + x + x.getH()
                     if dt[k]:
                         h = h - dt[k] * occ[i]
@@ -96,6 +103,8 @@ def main() -> int:
         p = probs / probs.sum()
         counts = rng.multinomial(int(payload["runs"]), p)
         keys = [format(i, f"0{n}b") for i in range(2**n)]
+        if MUTATE == "bitorder":  # the other deliberate bug: atom 0 as the last character
+            keys = [k[::-1] for k in keys]
         out = {
             "counter": {k: int(c) for k, c in zip(keys, counts) if c},
             "duration_ns": built.get_duration(),

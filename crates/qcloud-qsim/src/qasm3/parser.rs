@@ -295,116 +295,12 @@ impl<'t> Parser<'t> {
             _ => return self.err("expected a statement"),
         };
         match word.as_str() {
-            "OPENQASM" => {
-                self.pos += 1;
-                let v = match self.bump() {
-                    Tok::Int(Some(v)) => v.to_string(),
-                    Tok::Float(f) => format!("{f}"),
-                    _ => {
-                        self.pos -= 1;
-                        return self.err("expected a version number");
-                    }
-                };
-                self.expect_punct(";")?;
-                Ok(StmtKind::Version(v))
-            }
-            "include" => {
-                self.pos += 1;
-                let path = match self.bump() {
-                    Tok::Str(s) => s,
-                    _ => {
-                        self.pos -= 1;
-                        return self.err("expected a file name string");
-                    }
-                };
-                self.expect_punct(";")?;
-                Ok(StmtKind::Include(path))
-            }
-            "qubit" | "bit" | "qreg" | "creg" => {
-                self.pos += 1;
-                let quantum = word == "qubit" || word == "qreg";
-                let (name, size) = if word == "qubit" || word == "bit" {
-                    let size = if self.eat_punct("[") {
-                        let e = self.expr()?;
-                        self.expect_punct("]")?;
-                        Some(e)
-                    } else {
-                        None
-                    };
-                    if matches!(self.peek(), Tok::HwQubit(_)) {
-                        return Err(self.unsup_here("declaring physical qubits"));
-                    }
-                    (self.ident("a register name")?, size)
-                } else {
-                    let name = self.ident("a register name")?;
-                    let size = if self.eat_punct("[") {
-                        let e = self.expr()?;
-                        self.expect_punct("]")?;
-                        Some(e)
-                    } else {
-                        None
-                    };
-                    (name, size)
-                };
-                if self.is_punct("=") {
-                    return Err(self.unsup_here("initialized bit declarations"));
-                }
-                self.expect_punct(";")?;
-                Ok(if quantum { StmtKind::QubitDecl { name, size } } else { StmtKind::BitDecl { name, size } })
-            }
-            "input" => {
-                self.pos += 1;
-                let ty = self.ident("a type")?;
-                if self.eat_punct("[") {
-                    self.expr()?;
-                    self.expect_punct("]")?;
-                }
-                let name = self.ident("a parameter name")?;
-                self.expect_punct(";")?;
-                Ok(StmtKind::Input { ty, name })
-            }
-            "const" => {
-                self.pos += 1;
-                let ty = self.ident("a type")?;
-                if !matches!(ty.as_str(), "int" | "uint" | "float" | "angle") {
-                    return Err(unsupported(&format!("'const {ty}' declarations")));
-                }
-                if self.eat_punct("[") {
-                    self.expr()?;
-                    self.expect_punct("]")?;
-                }
-                let name = self.ident("a constant name")?;
-                self.expect_punct("=")?;
-                let value = self.expr()?;
-                self.expect_punct(";")?;
-                Ok(StmtKind::Const { name, value })
-            }
-            "gate" => {
-                self.pos += 1;
-                let name = self.ident("a gate name")?;
-                let mut params = Vec::new();
-                if self.eat_punct("(") && !self.eat_punct(")") {
-                    loop {
-                        params.push(self.ident("a parameter name")?);
-                        if self.eat_punct(")") {
-                            break;
-                        }
-                        self.expect_punct(",")?;
-                    }
-                }
-                let mut qubits = Vec::new();
-                loop {
-                    qubits.push(self.ident("a qubit argument name")?);
-                    if !self.eat_punct(",") {
-                        break;
-                    }
-                }
-                if !self.is_punct("{") {
-                    return self.err("expected '{' to start the gate body");
-                }
-                let body = self.block_or_stmt()?;
-                Ok(StmtKind::GateDef { name, params, qubits, body })
-            }
+            "OPENQASM" => self.version(),
+            "include" => self.include(),
+            "qubit" | "bit" | "qreg" | "creg" => self.declaration(&word),
+            "input" => self.input(),
+            "const" => self.constant(),
+            "gate" => self.gate_def(),
             "measure" => {
                 self.pos += 1;
                 let qubits = self.operand()?;
@@ -424,97 +320,10 @@ impl<'t> Parser<'t> {
                 self.expect_punct(";")?;
                 Ok(StmtKind::Barrier(ops))
             }
-            "delay" => {
-                self.pos += 1;
-                self.expect_punct("[")?;
-                if matches!(self.peek(), Tok::Duration) {
-                    self.pos += 1;
-                } else {
-                    return Err(self.unsup_here("delays that are not a duration literal"));
-                }
-                self.expect_punct("]")?;
-                let ops = self.operand_list()?;
-                self.expect_punct(";")?;
-                Ok(StmtKind::Delay(ops))
-            }
-            "if" => {
-                self.pos += 1;
-                self.expect_punct("(")?;
-                let cond = self.expr()?;
-                self.expect_punct(")")?;
-                let then_body = self.block_or_stmt()?;
-                let else_body = if self.is_word("else") {
-                    self.pos += 1;
-                    self.block_or_stmt()?
-                } else {
-                    Vec::new()
-                };
-                Ok(StmtKind::If { cond, then_body, else_body })
-            }
-            "for" => {
-                self.pos += 1;
-                // Optional loop-variable type (`int`, `uint[32]`, ...).
-                if !matches!(self.peek_at(1), Tok::Ident(w) if w == "in") {
-                    let ty = self.ident("a type")?;
-                    if !matches!(ty.as_str(), "int" | "uint" | "float" | "angle") {
-                        return Err(unsupported(&format!("'for' loops over '{ty}'")));
-                    }
-                    if self.eat_punct("[") {
-                        self.expr()?;
-                        self.expect_punct("]")?;
-                    }
-                }
-                let var = self.ident("a loop variable")?;
-                if !self.is_word("in") {
-                    return self.err("expected 'in'");
-                }
-                self.pos += 1;
-                let iter = if self.eat_punct("[") {
-                    let (a, b, c) = self.range_parts()?;
-                    self.expect_punct("]")?;
-                    ForIter::Range(a, b, c)
-                } else if self.eat_punct("{") {
-                    let mut items = Vec::new();
-                    if !self.eat_punct("}") {
-                        loop {
-                            items.push(self.expr()?);
-                            if self.eat_punct("}") {
-                                break;
-                            }
-                            self.expect_punct(",")?;
-                        }
-                    }
-                    ForIter::Set(items)
-                } else {
-                    return Err(self.unsup_here("'for' loops over anything but a constant range or set"));
-                };
-                let body = self.block_or_stmt()?;
-                Ok(StmtKind::For { var, iter, body })
-            }
-            "let" => {
-                self.pos += 1;
-                let name = self.ident("an alias name")?;
-                self.expect_punct("=")?;
-                let mut parts = Vec::new();
-                loop {
-                    if self.eat_punct("{") {
-                        loop {
-                            parts.push(self.operand()?);
-                            if self.eat_punct("}") {
-                                break;
-                            }
-                            self.expect_punct(",")?;
-                        }
-                    } else {
-                        parts.push(self.operand()?);
-                    }
-                    if !self.eat_punct("++") {
-                        break;
-                    }
-                }
-                self.expect_punct(";")?;
-                Ok(StmtKind::Alias { name, parts })
-            }
+            "delay" => self.delay(),
+            "if" => self.if_else(),
+            "for" => self.for_loop(),
+            "let" => self.alias(),
             "else" => self.err("'else' without 'if'"),
             w => {
                 if let Some((_, what)) = UNSUPPORTED_WORDS.iter().find(|(k, _)| *k == w) {
@@ -523,6 +332,231 @@ impl<'t> Parser<'t> {
                 self.gate_call_or_assignment()
             }
         }
+    }
+
+    /// `OPENQASM <version>;`
+    fn version(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        let v = match self.bump() {
+            Tok::Int(Some(v)) => v.to_string(),
+            Tok::Float(f) => format!("{f}"),
+            _ => {
+                self.pos -= 1;
+                return self.err("expected a version number");
+            }
+        };
+        self.expect_punct(";")?;
+        Ok(StmtKind::Version(v))
+    }
+
+    /// `include "<file>";`
+    fn include(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        let path = match self.bump() {
+            Tok::Str(s) => s,
+            _ => {
+                self.pos -= 1;
+                return self.err("expected a file name string");
+            }
+        };
+        self.expect_punct(";")?;
+        Ok(StmtKind::Include(path))
+    }
+
+    /// `qubit[n] q;`, `bit[n] c;` and the OpenQASM 2 forms `qreg q[n];`, `creg c[n];`.
+    fn declaration(&mut self, word: &str) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        let quantum = word == "qubit" || word == "qreg";
+        let (name, size) = if word == "qubit" || word == "bit" {
+            let size = self.optional_size()?;
+            if matches!(self.peek(), Tok::HwQubit(_)) {
+                return Err(self.unsup_here("declaring physical qubits"));
+            }
+            (self.ident("a register name")?, size)
+        } else {
+            let name = self.ident("a register name")?;
+            let size = self.optional_size()?;
+            (name, size)
+        };
+        if self.is_punct("=") {
+            return Err(self.unsup_here("initialized bit declarations"));
+        }
+        self.expect_punct(";")?;
+        Ok(if quantum { StmtKind::QubitDecl { name, size } } else { StmtKind::BitDecl { name, size } })
+    }
+
+    /// An optional `[size]` of a declaration.
+    fn optional_size(&mut self) -> Result<Option<Expr>, ReadError> {
+        if self.eat_punct("[") {
+            let e = self.expr()?;
+            self.expect_punct("]")?;
+            Ok(Some(e))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// An optional `[width]` of a type, which the reader does not use.
+    fn skip_type_width(&mut self) -> Result<(), ReadError> {
+        if self.eat_punct("[") {
+            self.expr()?;
+            self.expect_punct("]")?;
+        }
+        Ok(())
+    }
+
+    /// `input <type> name;`
+    fn input(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        let ty = self.ident("a type")?;
+        self.skip_type_width()?;
+        let name = self.ident("a parameter name")?;
+        self.expect_punct(";")?;
+        Ok(StmtKind::Input { ty, name })
+    }
+
+    /// `const <type> name = value;`
+    fn constant(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        let ty = self.ident("a type")?;
+        if !matches!(ty.as_str(), "int" | "uint" | "float" | "angle") {
+            return Err(unsupported(&format!("'const {ty}' declarations")));
+        }
+        self.skip_type_width()?;
+        let name = self.ident("a constant name")?;
+        self.expect_punct("=")?;
+        let value = self.expr()?;
+        self.expect_punct(";")?;
+        Ok(StmtKind::Const { name, value })
+    }
+
+    /// `gate name(params) qubits { body }`
+    fn gate_def(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        let name = self.ident("a gate name")?;
+        let mut params = Vec::new();
+        if self.eat_punct("(") && !self.eat_punct(")") {
+            loop {
+                params.push(self.ident("a parameter name")?);
+                if self.eat_punct(")") {
+                    break;
+                }
+                self.expect_punct(",")?;
+            }
+        }
+        let mut qubits = Vec::new();
+        loop {
+            qubits.push(self.ident("a qubit argument name")?);
+            if !self.eat_punct(",") {
+                break;
+            }
+        }
+        if !self.is_punct("{") {
+            return self.err("expected '{' to start the gate body");
+        }
+        let body = self.block_or_stmt()?;
+        Ok(StmtKind::GateDef { name, params, qubits, body })
+    }
+
+    /// `delay[duration] operands;`
+    fn delay(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        self.expect_punct("[")?;
+        if matches!(self.peek(), Tok::Duration) {
+            self.pos += 1;
+        } else {
+            return Err(self.unsup_here("delays that are not a duration literal"));
+        }
+        self.expect_punct("]")?;
+        let ops = self.operand_list()?;
+        self.expect_punct(";")?;
+        Ok(StmtKind::Delay(ops))
+    }
+
+    /// `if (cond) body [else body]`
+    fn if_else(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        self.expect_punct("(")?;
+        let cond = self.expr()?;
+        self.expect_punct(")")?;
+        let then_body = self.block_or_stmt()?;
+        let else_body = if self.is_word("else") {
+            self.pos += 1;
+            self.block_or_stmt()?
+        } else {
+            Vec::new()
+        };
+        Ok(StmtKind::If { cond, then_body, else_body })
+    }
+
+    /// `for [type] var in [range] | {set} body`
+    fn for_loop(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        // Optional loop-variable type (`int`, `uint[32]`, ...).
+        if !matches!(self.peek_at(1), Tok::Ident(w) if w == "in") {
+            let ty = self.ident("a type")?;
+            if !matches!(ty.as_str(), "int" | "uint" | "float" | "angle") {
+                return Err(unsupported(&format!("'for' loops over '{ty}'")));
+            }
+            self.skip_type_width()?;
+        }
+        let var = self.ident("a loop variable")?;
+        if !self.is_word("in") {
+            return self.err("expected 'in'");
+        }
+        self.pos += 1;
+        let iter = self.for_iter()?;
+        let body = self.block_or_stmt()?;
+        Ok(StmtKind::For { var, iter, body })
+    }
+
+    /// What a `for` loop runs over: a range in brackets or a set in braces.
+    fn for_iter(&mut self) -> Result<ForIter, ReadError> {
+        if self.eat_punct("[") {
+            let (a, b, c) = self.range_parts()?;
+            self.expect_punct("]")?;
+            Ok(ForIter::Range(a, b, c))
+        } else if self.eat_punct("{") {
+            let mut items = Vec::new();
+            if !self.eat_punct("}") {
+                loop {
+                    items.push(self.expr()?);
+                    if self.eat_punct("}") {
+                        break;
+                    }
+                    self.expect_punct(",")?;
+                }
+            }
+            Ok(ForIter::Set(items))
+        } else {
+            Err(self.unsup_here("'for' loops over anything but a constant range or set"))
+        }
+    }
+
+    /// `let name = a ++ {b, c[1]} ++ d[0:2];`
+    fn alias(&mut self) -> Result<StmtKind, ReadError> {
+        self.pos += 1;
+        let name = self.ident("an alias name")?;
+        self.expect_punct("=")?;
+        let mut parts = Vec::new();
+        loop {
+            if self.eat_punct("{") {
+                loop {
+                    parts.push(self.operand()?);
+                    if self.eat_punct("}") {
+                        break;
+                    }
+                    self.expect_punct(",")?;
+                }
+            } else {
+                parts.push(self.operand()?);
+            }
+            if !self.eat_punct("++") {
+                break;
+            }
+        }
+        self.expect_punct(";")?;
+        Ok(StmtKind::Alias { name, parts })
     }
 
     fn unsup_here(&self, what: &str) -> ReadError {
@@ -569,6 +603,25 @@ impl<'t> Parser<'t> {
         ) {
             return Err(self.unsup_here("classical assignments"));
         }
+        let modifiers = self.modifiers()?;
+        let name = self.ident("a gate name")?;
+        let mut args = Vec::new();
+        if self.eat_punct("(") && !self.eat_punct(")") {
+            loop {
+                args.push(self.expr()?);
+                if self.eat_punct(")") {
+                    break;
+                }
+                self.expect_punct(",")?;
+            }
+        }
+        let operands = if self.is_punct(";") { Vec::new() } else { self.operand_list()? };
+        self.expect_punct(";")?;
+        Ok(StmtKind::GateCall { modifiers, name, args, operands })
+    }
+
+    /// Gate modifiers before a gate name (`inv @`, `pow(k) @`, `ctrl(n) @`, `negctrl @`).
+    fn modifiers(&mut self) -> Result<Vec<Modifier>, ReadError> {
         let mut modifiers = Vec::new();
         loop {
             let m = match self.peek() {
@@ -611,20 +664,7 @@ impl<'t> Parser<'t> {
                 });
             }
         }
-        let name = self.ident("a gate name")?;
-        let mut args = Vec::new();
-        if self.eat_punct("(") && !self.eat_punct(")") {
-            loop {
-                args.push(self.expr()?);
-                if self.eat_punct(")") {
-                    break;
-                }
-                self.expect_punct(",")?;
-            }
-        }
-        let operands = if self.is_punct(";") { Vec::new() } else { self.operand_list()? };
-        self.expect_punct(";")?;
-        Ok(StmtKind::GateCall { modifiers, name, args, operands })
+        Ok(modifiers)
     }
 
     fn operand_list(&mut self) -> Result<Vec<Operand>, ReadError> {

@@ -359,88 +359,22 @@ impl<'a> Lowerer<'a> {
             }
         };
         match &s.kind {
-            StmtKind::Version(v) => {
-                if !top || self.statements_seen != 0 {
-                    return Err(syntax("the OPENQASM version must be the first statement", line, col));
-                }
-                let major = v.split('.').next().unwrap_or_default();
-                if major != "3" && major != "2" {
-                    return Err(unsupported(&format!("OpenQASM version {v}")));
-                }
-            }
+            StmtKind::Version(v) => self.version(v, top, line, col)?,
             StmtKind::Include(path) => {
                 global_only("'include'")?;
-                if path == "stdgates.inc" {
-                    self.stdgates = true;
-                } else {
-                    return Err(unsupported(&format!(
-                        "include of \"{path}\" (line {line}): only \"stdgates.inc\" is available, \
-                         built in; the reader never reads files"
-                    )));
-                }
+                self.include(path, line)?;
             }
             StmtKind::QubitDecl { name, size } => {
                 global_only("a qubit declaration")?;
-                if self.hw_max.is_some() {
-                    return Err(unsupported("declaring qubits in a program that uses physical qubits ($n)"));
-                }
-                let n = self.size(size.as_ref(), line, col)?;
-                let total = self.num_qubits.saturating_add(n);
-                if total > self.limits.max_qubits {
-                    return Err(too_large(format!("{total} qubits declared, the limit is {}", self.limits.max_qubits)));
-                }
-                let bits = (self.num_qubits..total).collect();
-                self.num_qubits = total;
-                let single = size.is_none();
-                self.declare(name, Sym::Qubits { bits, single }, line, col)?;
+                self.qubit_decl(name, size.as_ref(), line, col)?;
             }
             StmtKind::BitDecl { name, size } => {
                 global_only("a bit declaration")?;
-                let n = self.size(size.as_ref(), line, col)?;
-                let total = self.num_clbits.saturating_add(n);
-                if total > self.limits.max_clbits {
-                    return Err(too_large(format!("{total} clbits declared, the limit is {}", self.limits.max_clbits)));
-                }
-                let bits: Vec<usize> = (self.num_clbits..total).collect();
-                self.num_clbits = total;
-                // As in Qiskit: `bit[n] c;` is a register, `bit c;` a loose clbit.
-                let single = size.is_none();
-                if !single {
-                    self.cregs.push(ClassicalRegister { name: name.clone(), bits: bits.clone() });
-                }
-                self.declare(name, Sym::Bits { bits, single }, line, col)?;
+                self.bit_decl(name, size.as_ref(), line, col)?;
             }
             StmtKind::Alias { name, parts } => {
                 global_only("'let'")?;
-                let quantum = match parts.first() {
-                    Some(Operand::Hw(_)) => true,
-                    Some(Operand::Named { name: n, .. }) => {
-                        matches!(self.syms.get(n), Some(Sym::Qubits { .. }))
-                    }
-                    None => false,
-                };
-                let mut bits = Vec::new();
-                for part in parts {
-                    let (b, _) = if quantum {
-                        self.qubit_operand(part, scope, line, col)?
-                    } else {
-                        self.bit_operand(part, scope, line, col)?
-                    };
-                    bits.extend(b);
-                }
-                let mut seen = bits.clone();
-                seen.sort_unstable();
-                seen.dedup();
-                if seen.len() != bits.len() || bits.is_empty() {
-                    return Err(syntax(&format!("alias '{name}' is empty or repeats a bit"), line, col));
-                }
-                if quantum {
-                    self.declare(name, Sym::Qubits { bits, single: false }, line, col)?;
-                } else {
-                    // Qiskit reads a classical alias as a register (aliasing the bits).
-                    self.declare(name, Sym::Bits { bits: bits.clone(), single: false }, line, col)?;
-                    self.cregs.push(ClassicalRegister { name: name.clone(), bits });
-                }
+                self.alias(name, parts, scope, line, col)?;
             }
             StmtKind::Input { ty, name } => {
                 global_only("an input declaration")?;
@@ -465,72 +399,17 @@ impl<'a> Lowerer<'a> {
             StmtKind::GateCall { modifiers, name, args, operands } => {
                 self.call(modifiers, name, args, operands, scope, &Mods::default(), out, 0, line, col)?;
             }
-            StmtKind::Measure { qubits, target } => {
-                let Some(target) = target else {
-                    return Err(unsupported(&format!("'measure' without a target bit (line {line})")));
-                };
-                let (qs, _) = self.qubit_operand(qubits, scope, line, col)?;
-                let (bs, _) = self.bit_operand(target, scope, line, col)?;
-                if qs.len() != bs.len() {
-                    return Err(syntax(&format!("measuring {} qubits into {} bits", qs.len(), bs.len()), line, col));
-                }
-                for (q, b) in qs.into_iter().zip(bs) {
-                    self.emit(out, Operation::Measure { clbit: b }, vec![q])?;
-                }
-            }
+            StmtKind::Measure { qubits, target } => self.measure(qubits, target.as_ref(), scope, out, line, col)?,
             StmtKind::Reset(op) => {
                 let (qs, _) = self.qubit_operand(op, scope, line, col)?;
                 for q in qs {
                     self.emit(out, Operation::Reset, vec![q])?;
                 }
             }
-            StmtKind::Barrier(ops) | StmtKind::Delay(ops) => {
-                let mut qs = Vec::new();
-                if ops.is_empty() {
-                    qs = (0..self.num_qubits).collect();
-                } else {
-                    for op in ops {
-                        qs.extend(self.qubit_operand(op, scope, line, col)?.0);
-                    }
-                }
-                let mut seen = qs.clone();
-                seen.sort_unstable();
-                seen.dedup();
-                if seen.len() != qs.len() {
-                    return Err(syntax("duplicate qubit operand", line, col));
-                }
-                if matches!(s.kind, StmtKind::Barrier(_)) {
-                    self.emit(out, Operation::Barrier, qs)?;
-                } else {
-                    // One delay per qubit, as Qiskit represents them.
-                    for q in qs {
-                        self.emit(out, Operation::Delay, vec![q])?;
-                    }
-                }
-            }
+            StmtKind::Barrier(ops) => self.barrier_or_delay(ops, true, scope, out, line, col)?,
+            StmtKind::Delay(ops) => self.barrier_or_delay(ops, false, scope, out, line, col)?,
             StmtKind::If { cond, then_body, else_body } => {
-                let (condition, negated) = self.condition(cond, scope, false, line, col)?;
-                let was = scope.in_branch;
-                scope.in_branch = true;
-                let mut t = Vec::new();
-                let mut f = Vec::new();
-                // Count the IfElse itself before its bodies.
-                self.emitted += 1;
-                if self.emitted > self.limits.max_instructions {
-                    return Err(too_large(format!("more than {} instructions", self.limits.max_instructions)));
-                }
-                let r = self
-                    .block(then_body, &mut t, scope, false)
-                    .and_then(|_| self.block(else_body, &mut f, scope, false));
-                scope.in_branch = was;
-                r?;
-                let (true_body, false_body) = if negated { (f, t) } else { (t, f) };
-                let qubits = crate::ir::body_qubits(&true_body, &false_body);
-                out.push(Instruction {
-                    op: Operation::IfElse { condition, true_body, false_body },
-                    qubits,
-                    condition: None,
-                });
+                self.if_else(cond, then_body, else_body, scope, out, line, col)?;
             }
             StmtKind::For { var, iter, body } => {
                 let values = self.loop_values(iter, scope, line, col)?;
@@ -543,6 +422,182 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn version(&self, v: &str, top: bool, line: u32, col: u32) -> Result<(), ReadError> {
+        if !top || self.statements_seen != 0 {
+            return Err(syntax("the OPENQASM version must be the first statement", line, col));
+        }
+        let major = v.split('.').next().unwrap_or_default();
+        if major != "3" && major != "2" {
+            return Err(unsupported(&format!("OpenQASM version {v}")));
+        }
+        Ok(())
+    }
+
+    fn include(&mut self, path: &str, line: u32) -> Result<(), ReadError> {
+        if path == "stdgates.inc" {
+            self.stdgates = true;
+            Ok(())
+        } else {
+            Err(unsupported(&format!(
+                "include of \"{path}\" (line {line}): only \"stdgates.inc\" is available, \
+                 built in; the reader never reads files"
+            )))
+        }
+    }
+
+    fn qubit_decl(&mut self, name: &str, size: Option<&Expr>, line: u32, col: u32) -> Result<(), ReadError> {
+        if self.hw_max.is_some() {
+            return Err(unsupported("declaring qubits in a program that uses physical qubits ($n)"));
+        }
+        let n = self.size(size, line, col)?;
+        let total = self.num_qubits.saturating_add(n);
+        if total > self.limits.max_qubits {
+            return Err(too_large(format!("{total} qubits declared, the limit is {}", self.limits.max_qubits)));
+        }
+        let bits = (self.num_qubits..total).collect();
+        self.num_qubits = total;
+        let single = size.is_none();
+        self.declare(name, Sym::Qubits { bits, single }, line, col)
+    }
+
+    fn bit_decl(&mut self, name: &str, size: Option<&Expr>, line: u32, col: u32) -> Result<(), ReadError> {
+        let n = self.size(size, line, col)?;
+        let total = self.num_clbits.saturating_add(n);
+        if total > self.limits.max_clbits {
+            return Err(too_large(format!("{total} clbits declared, the limit is {}", self.limits.max_clbits)));
+        }
+        let bits: Vec<usize> = (self.num_clbits..total).collect();
+        self.num_clbits = total;
+        // As in Qiskit: `bit[n] c;` is a register, `bit c;` a loose clbit.
+        let single = size.is_none();
+        if !single {
+            self.cregs.push(ClassicalRegister { name: name.to_string(), bits: bits.clone() });
+        }
+        self.declare(name, Sym::Bits { bits, single }, line, col)
+    }
+
+    /// `let name = parts;`: a quantum alias, or a classical one (which is also a register).
+    fn alias(&mut self, name: &str, parts: &[Operand], scope: &Scope, line: u32, col: u32) -> Result<(), ReadError> {
+        let quantum = match parts.first() {
+            Some(Operand::Hw(_)) => true,
+            Some(Operand::Named { name: n, .. }) => {
+                matches!(self.syms.get(n), Some(Sym::Qubits { .. }))
+            }
+            None => false,
+        };
+        let mut bits = Vec::new();
+        for part in parts {
+            let (b, _) = if quantum {
+                self.qubit_operand(part, scope, line, col)?
+            } else {
+                self.bit_operand(part, scope, line, col)?
+            };
+            bits.extend(b);
+        }
+        let mut seen = bits.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != bits.len() || bits.is_empty() {
+            return Err(syntax(&format!("alias '{name}' is empty or repeats a bit"), line, col));
+        }
+        if quantum {
+            self.declare(name, Sym::Qubits { bits, single: false }, line, col)?;
+        } else {
+            // Qiskit reads a classical alias as a register (aliasing the bits).
+            self.declare(name, Sym::Bits { bits: bits.clone(), single: false }, line, col)?;
+            self.cregs.push(ClassicalRegister { name: name.to_string(), bits });
+        }
+        Ok(())
+    }
+
+    fn measure(
+        &mut self,
+        qubits: &Operand,
+        target: Option<&Operand>,
+        scope: &Scope,
+        out: &mut Vec<Instruction>,
+        line: u32,
+        col: u32,
+    ) -> Result<(), ReadError> {
+        let Some(target) = target else {
+            return Err(unsupported(&format!("'measure' without a target bit (line {line})")));
+        };
+        let (qs, _) = self.qubit_operand(qubits, scope, line, col)?;
+        let (bs, _) = self.bit_operand(target, scope, line, col)?;
+        if qs.len() != bs.len() {
+            return Err(syntax(&format!("measuring {} qubits into {} bits", qs.len(), bs.len()), line, col));
+        }
+        for (q, b) in qs.into_iter().zip(bs) {
+            self.emit(out, Operation::Measure { clbit: b }, vec![q])?;
+        }
+        Ok(())
+    }
+
+    /// `barrier` (one instruction) or `delay` (one per qubit, as Qiskit represents them); no
+    /// operands means every qubit.
+    fn barrier_or_delay(
+        &mut self,
+        ops: &[Operand],
+        barrier: bool,
+        scope: &Scope,
+        out: &mut Vec<Instruction>,
+        line: u32,
+        col: u32,
+    ) -> Result<(), ReadError> {
+        let mut qs = Vec::new();
+        if ops.is_empty() {
+            qs = (0..self.num_qubits).collect();
+        } else {
+            for op in ops {
+                qs.extend(self.qubit_operand(op, scope, line, col)?.0);
+            }
+        }
+        let mut seen = qs.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != qs.len() {
+            return Err(syntax("duplicate qubit operand", line, col));
+        }
+        if barrier {
+            self.emit(out, Operation::Barrier, qs)?;
+        } else {
+            for q in qs {
+                self.emit(out, Operation::Delay, vec![q])?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn if_else(
+        &mut self,
+        cond: &Expr,
+        then_body: &'a [Stmt],
+        else_body: &'a [Stmt],
+        scope: &mut Scope,
+        out: &mut Vec<Instruction>,
+        line: u32,
+        col: u32,
+    ) -> Result<(), ReadError> {
+        let (condition, negated) = self.condition(cond, scope, false, line, col)?;
+        let was = scope.in_branch;
+        scope.in_branch = true;
+        let mut t = Vec::new();
+        let mut f = Vec::new();
+        // Count the IfElse itself before its bodies.
+        self.emitted += 1;
+        if self.emitted > self.limits.max_instructions {
+            return Err(too_large(format!("more than {} instructions", self.limits.max_instructions)));
+        }
+        let r = self.block(then_body, &mut t, scope, false).and_then(|_| self.block(else_body, &mut f, scope, false));
+        scope.in_branch = was;
+        r?;
+        let (true_body, false_body) = if negated { (f, t) } else { (t, f) };
+        let qubits = crate::ir::body_qubits(&true_body, &false_body);
+        out.push(Instruction { op: Operation::IfElse { condition, true_body, false_body }, qubits, condition: None });
         Ok(())
     }
 
@@ -850,25 +905,10 @@ impl<'a> Lowerer<'a> {
         line: u32,
         col: u32,
     ) -> Result<(Condition, bool), ReadError> {
-        let bits_of = |l: &mut Self, e: &Expr| -> Result<Option<Vec<usize>>, ReadError> {
-            let op = match e {
-                Expr::Ident(name) => Operand::Named { name: name.clone(), index: None },
-                Expr::Index(name, i) => {
-                    Operand::Named { name: name.clone(), index: Some(Index::Single((**i).clone())) }
-                }
-                _ => return Ok(None),
-            };
-            if let Operand::Named { name, .. } = &op {
-                if !matches!(l.syms.get(name), Some(Sym::Bits { .. })) {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(l.bit_operand(&op, scope, line, col)?.0))
-        };
         match e {
             Expr::Not(inner) => self.condition(inner, scope, !negated, line, col),
             Expr::Ident(_) | Expr::Index(..) => {
-                let Some(bits) = bits_of(self, e)? else {
+                let Some(bits) = self.condition_bits(e, scope, line, col)? else {
                     return Err(unsupported(&format!(
                         "this 'if' condition (line {line}): only bits and bit registers compared \
                          with constants are supported"
@@ -886,61 +926,108 @@ impl<'a> Lowerer<'a> {
             }
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), a, b) => {
                 let neg_here = matches!(op, BinOp::Ne) != negated;
-                let (bits, other) = match (bits_of(self, a)?, bits_of(self, b)?) {
-                    (Some(bits), None) => (bits, b),
-                    (None, Some(bits)) => (bits, a),
-                    _ => {
-                        return Err(unsupported(&format!(
-                            "this 'if' condition (line {line}): only a bit or register compared \
-                             with a constant is supported"
-                        )))
-                    }
-                };
-                let value: u128 = match &**other {
-                    Expr::Bool(v) => *v as u128,
-                    Expr::BitStr(s) => {
-                        let s: String = s.chars().filter(|&ch| ch != '_').collect();
-                        if s.is_empty() || s.len() > 64 || !s.chars().all(|ch| ch == '0' || ch == '1') {
-                            return Err(syntax("malformed bit string", line, col));
-                        }
-                        if s.len() != bits.len() {
-                            return Err(syntax(
-                                &format!("bit string of {} bits compared with {} bits", s.len(), bits.len()),
-                                line,
-                                col,
-                            ));
-                        }
-                        u128::from_str_radix(&s, 2).unwrap_or(u128::MAX)
-                    }
-                    other => {
-                        let v = self.const_int(other, scope, line, col)?;
-                        if v < 0 {
-                            return Err(syntax("cannot compare bits with a negative value", line, col));
-                        }
-                        v as u128
-                    }
-                };
-                if bits.len() > 64 {
-                    return Err(unsupported("conditions on more than 64 bits"));
-                }
-                if bits.len() < 128 && value >> bits.len() != 0 {
-                    return Err(syntax(
-                        &format!("value {value} does not fit in {} bit(s): the condition is never true", bits.len()),
-                        line,
-                        col,
-                    ));
-                }
-                let value = value as u64;
-                if neg_here && bits.len() == 1 {
-                    return Ok((Condition { bits, value: 1 - value }, false));
-                }
-                Ok((Condition { bits, value }, neg_here))
+                self.comparison(a, b, neg_here, scope, line, col)
             }
             _ => Err(unsupported(&format!(
                 "this 'if' condition (line {line}): only bits and bit registers compared with \
                  constants are supported"
             ))),
         }
+    }
+
+    /// The bits a condition operand names, or `None` if it does not name declared bits.
+    fn condition_bits(
+        &mut self,
+        e: &Expr,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<Option<Vec<usize>>, ReadError> {
+        let op = match e {
+            Expr::Ident(name) => Operand::Named { name: name.clone(), index: None },
+            Expr::Index(name, i) => Operand::Named { name: name.clone(), index: Some(Index::Single((**i).clone())) },
+            _ => return Ok(None),
+        };
+        if let Operand::Named { name, .. } = &op {
+            if !matches!(self.syms.get(name), Some(Sym::Bits { .. })) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.bit_operand(&op, scope, line, col)?.0))
+    }
+
+    /// `bits == value` or `bits != value` (in either order); `neg_here`: the test is negated.
+    fn comparison(
+        &mut self,
+        a: &Expr,
+        b: &Expr,
+        neg_here: bool,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<(Condition, bool), ReadError> {
+        let (bits, other) = match (self.condition_bits(a, scope, line, col)?, self.condition_bits(b, scope, line, col)?)
+        {
+            (Some(bits), None) => (bits, b),
+            (None, Some(bits)) => (bits, a),
+            _ => {
+                return Err(unsupported(&format!(
+                    "this 'if' condition (line {line}): only a bit or register compared \
+                     with a constant is supported"
+                )))
+            }
+        };
+        let value = self.comparison_value(other, bits.len(), scope, line, col)?;
+        if bits.len() > 64 {
+            return Err(unsupported("conditions on more than 64 bits"));
+        }
+        if bits.len() < 128 && value >> bits.len() != 0 {
+            return Err(syntax(
+                &format!("value {value} does not fit in {} bit(s): the condition is never true", bits.len()),
+                line,
+                col,
+            ));
+        }
+        let value = value as u64;
+        if neg_here && bits.len() == 1 {
+            return Ok((Condition { bits, value: 1 - value }, false));
+        }
+        Ok((Condition { bits, value }, neg_here))
+    }
+
+    /// The constant a condition compares `nbits` bits with.
+    fn comparison_value(
+        &mut self,
+        other: &Expr,
+        nbits: usize,
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<u128, ReadError> {
+        Ok(match other {
+            Expr::Bool(v) => *v as u128,
+            Expr::BitStr(s) => {
+                let s: String = s.chars().filter(|&ch| ch != '_').collect();
+                if s.is_empty() || s.len() > 64 || !s.chars().all(|ch| ch == '0' || ch == '1') {
+                    return Err(syntax("malformed bit string", line, col));
+                }
+                if s.len() != nbits {
+                    return Err(syntax(
+                        &format!("bit string of {} bits compared with {} bits", s.len(), nbits),
+                        line,
+                        col,
+                    ));
+                }
+                u128::from_str_radix(&s, 2).unwrap_or(u128::MAX)
+            }
+            other => {
+                let v = self.const_int(other, scope, line, col)?;
+                if v < 0 {
+                    return Err(syntax("cannot compare bits with a negative value", line, col));
+                }
+                v as u128
+            }
+        })
     }
 
     /// Validate a gate definition: only gate calls on the gate's own qubits, of gates defined
@@ -1021,6 +1108,63 @@ impl<'a> Lowerer<'a> {
         col: u32,
     ) -> Result<(), ReadError> {
         self.step()?;
+        let (ctrl_spec, exponent) = self.modifiers(modifiers, scope, line, col)?;
+        // Parameters.
+        let mut params = Vec::with_capacity(args.len());
+        for a in args {
+            let p = self.param(a, scope, line, col)?;
+            self.check_expr(&p, line)?;
+            params.push(p);
+        }
+        // Operands, broadcast over registers.
+        let mut ops = Vec::with_capacity(operands.len());
+        for op in operands {
+            ops.push(self.qubit_operand(op, scope, line, col)?);
+        }
+        let width = broadcast_width(&ops, line, col)?;
+        for k in 0..width {
+            let qubits: Vec<usize> = ops.iter().map(|(qs, single)| if *single { qs[0] } else { qs[k] }).collect();
+            let mut sorted = qubits.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != qubits.len() {
+                return Err(syntax("a qubit appears twice in one gate call", line, col));
+            }
+            if qubits.len() < ctrl_spec.len() {
+                return Err(syntax(
+                    &format!(
+                        "'{name}' with {} control modifier(s) needs at least {} qubits, got {}",
+                        ctrl_spec.len(),
+                        ctrl_spec.len(),
+                        qubits.len()
+                    ),
+                    line,
+                    col,
+                ));
+            }
+            let (ctrl_qs, targets) = qubits.split_at(ctrl_spec.len());
+            let mut mods = outer.clone();
+            mods.ctrls.extend(ctrl_qs.iter().copied().zip(ctrl_spec.iter().copied()));
+            let reps = exponent.unsigned_abs();
+            if exponent < 0 {
+                mods.inverse = !mods.inverse;
+            }
+            for _ in 0..reps {
+                self.apply(name, &params, targets, &mods, scope, out, depth, line, col)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fold gate modifiers: the controls in order (`true` for a positive control) and one signed
+    /// exponent.
+    fn modifiers(
+        &mut self,
+        modifiers: &[Modifier],
+        scope: &Scope,
+        line: u32,
+        col: u32,
+    ) -> Result<(Vec<bool>, i128), ReadError> {
         // Modifiers: controls in order; inv and pow commute with ctrl and with each other for
         // integer exponents, so they fold into one signed exponent.
         let mut ctrl_spec: Vec<bool> = Vec::new();
@@ -1058,63 +1202,7 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
-        // Parameters.
-        let mut params = Vec::with_capacity(args.len());
-        for a in args {
-            let p = self.param(a, scope, line, col)?;
-            self.check_expr(&p, line)?;
-            params.push(p);
-        }
-        // Operands, broadcast over registers.
-        let mut ops = Vec::with_capacity(operands.len());
-        for op in operands {
-            ops.push(self.qubit_operand(op, scope, line, col)?);
-        }
-        let mut width: Option<usize> = None;
-        for (qs, single) in &ops {
-            if !*single {
-                match width {
-                    None => width = Some(qs.len()),
-                    Some(w) if w != qs.len() => {
-                        return Err(syntax("registers of different sizes in one gate call", line, col))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let width = width.unwrap_or(1);
-        for k in 0..width {
-            let qubits: Vec<usize> = ops.iter().map(|(qs, single)| if *single { qs[0] } else { qs[k] }).collect();
-            let mut sorted = qubits.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            if sorted.len() != qubits.len() {
-                return Err(syntax("a qubit appears twice in one gate call", line, col));
-            }
-            if qubits.len() < ctrl_spec.len() {
-                return Err(syntax(
-                    &format!(
-                        "'{name}' with {} control modifier(s) needs at least {} qubits, got {}",
-                        ctrl_spec.len(),
-                        ctrl_spec.len(),
-                        qubits.len()
-                    ),
-                    line,
-                    col,
-                ));
-            }
-            let (ctrl_qs, targets) = qubits.split_at(ctrl_spec.len());
-            let mut mods = outer.clone();
-            mods.ctrls.extend(ctrl_qs.iter().copied().zip(ctrl_spec.iter().copied()));
-            let reps = exponent.unsigned_abs();
-            if exponent < 0 {
-                mods.inverse = !mods.inverse;
-            }
-            for _ in 0..reps {
-                self.apply(name, &params, targets, &mods, scope, out, depth, line, col)?;
-            }
-        }
-        Ok(())
+        Ok((ctrl_spec, exponent))
     }
 
     /// Apply one (possibly controlled / inverted) gate to concrete qubits.
@@ -1134,28 +1222,7 @@ impl<'a> Lowerer<'a> {
         let cost: usize = params.iter().map(|p| expr_size(p, usize::MAX).0).sum();
         self.step_by(1 + cost + targets.len())?;
         if name == "gphase" {
-            if params.len() != 1 || !targets.is_empty() {
-                return Err(syntax("gphase takes one parameter and no qubits (beyond controls)", line, col));
-            }
-            let theta = if mods.inverse { neg(params[0].clone()) } else { params[0].clone() };
-            let Some((&(last, last_pos), rest)) = mods.ctrls.split_last() else {
-                if !scope.in_branch {
-                    let gp = add(std::mem::replace(&mut self.global_phase, c(0.0)), theta);
-                    self.check_expr(&gp, line)?;
-                    self.global_phase = gp;
-                }
-                return Ok(());
-            };
-            // Controlled global phase = phase gate on the last control, controlled by the rest.
-            if !last_pos {
-                self.emit(out, gate_op(Gate::X, vec![]), vec![last])?;
-            }
-            let inner = Mods { ctrls: rest.to_vec(), inverse: false };
-            self.native(Gate::P, vec![theta], &[last], &inner, out)?;
-            if !last_pos {
-                self.emit(out, gate_op(Gate::X, vec![]), vec![last])?;
-            }
-            return Ok(());
+            return self.gphase(params, targets, mods, scope, out, line, col);
         }
         // Custom gates shadow nothing (redefinitions are rejected), so the order does not matter.
         if let Some((gate, np, nq)) = std_gate(name, self.stdgates) {
@@ -1174,6 +1241,58 @@ impl<'a> Lowerer<'a> {
         if depth + 1 > self.limits.max_depth {
             return Err(too_large(format!("gate definitions nested deeper than {}", self.limits.max_depth)));
         }
+        self.inline(&def, params, targets, mods, scope, out, depth)
+    }
+
+    /// A global phase: added to the circuit's phase (outside any `if`), or, when controlled, a
+    /// phase gate on the last control.
+    #[allow(clippy::too_many_arguments)]
+    fn gphase(
+        &mut self,
+        params: &[ParamExpr],
+        targets: &[usize],
+        mods: &Mods,
+        scope: &Scope,
+        out: &mut Vec<Instruction>,
+        line: u32,
+        col: u32,
+    ) -> Result<(), ReadError> {
+        if params.len() != 1 || !targets.is_empty() {
+            return Err(syntax("gphase takes one parameter and no qubits (beyond controls)", line, col));
+        }
+        let theta = if mods.inverse { neg(params[0].clone()) } else { params[0].clone() };
+        let Some((&(last, last_pos), rest)) = mods.ctrls.split_last() else {
+            if !scope.in_branch {
+                let gp = add(std::mem::replace(&mut self.global_phase, c(0.0)), theta);
+                self.check_expr(&gp, line)?;
+                self.global_phase = gp;
+            }
+            return Ok(());
+        };
+        // Controlled global phase = phase gate on the last control, controlled by the rest.
+        if !last_pos {
+            self.emit(out, gate_op(Gate::X, vec![]), vec![last])?;
+        }
+        let inner = Mods { ctrls: rest.to_vec(), inverse: false };
+        self.native(Gate::P, vec![theta], &[last], &inner, out)?;
+        if !last_pos {
+            self.emit(out, gate_op(Gate::X, vec![]), vec![last])?;
+        }
+        Ok(())
+    }
+
+    /// Inline a custom gate's body on `targets`, in reverse when inverted.
+    #[allow(clippy::too_many_arguments)]
+    fn inline(
+        &mut self,
+        def: &GateDef<'a>,
+        params: &[ParamExpr],
+        targets: &[usize],
+        mods: &Mods,
+        scope: &Scope,
+        out: &mut Vec<Instruction>,
+        depth: usize,
+    ) -> Result<(), ReadError> {
         let inner_scope = Scope {
             values: Vec::new(),
             params: def.params.iter().cloned().zip(params.iter().cloned()).collect(),
@@ -1236,6 +1355,23 @@ impl<'a> Lowerer<'a> {
 
 fn gate_op(gate: Gate, params: Vec<ParamExpr>) -> Operation {
     Operation::Gate { gate, params }
+}
+
+/// The common size of the register operands of a gate call (1 if all are single qubits).
+fn broadcast_width(ops: &[(Vec<usize>, bool)], line: u32, col: u32) -> Result<usize, ReadError> {
+    let mut width: Option<usize> = None;
+    for (qs, single) in ops {
+        if !*single {
+            match width {
+                None => width = Some(qs.len()),
+                Some(w) if w != qs.len() => {
+                    return Err(syntax("registers of different sizes in one gate call", line, col))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(width.unwrap_or(1))
 }
 
 fn check_arity(name: &str, np: usize, nq: usize, gp: usize, gq: usize, line: u32, col: u32) -> Result<(), ReadError> {

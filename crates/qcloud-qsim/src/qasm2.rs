@@ -72,12 +72,7 @@ fn lex(src: &str) -> Result<Vec<Token>, ReadError> {
     let mut out = Vec::new();
     let mut i = 0;
     let mut line = 1;
-    let err = |line: usize, m: String| ReadError::Syntax {
-        format: FORMAT,
-        message: m,
-        location: Some(format!("line {line}")),
-    };
-    'outer: while i < b.len() {
+    while i < b.len() {
         let c = b[i];
         if c == b'\n' {
             line += 1;
@@ -88,78 +83,93 @@ fn lex(src: &str) -> Result<Vec<Token>, ReadError> {
             i += 1;
             continue;
         }
-        if b[i..].starts_with(b"//") {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
+        if b[i..].starts_with(b"//") || b[i..].starts_with(b"/*") {
+            i = skip_comment(b, i, &mut line);
             continue;
         }
-        if b[i..].starts_with(b"/*") {
-            i += 2;
-            while i < b.len() && !b[i..].starts_with(b"*/") {
-                if b[i] == b'\n' {
-                    line += 1;
-                }
-                i += 1;
-            }
-            i += 2;
-            continue;
-        }
-        if c.is_ascii_alphabetic() || c == b'_' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                i += 1;
-            }
-            out.push(Token { tok: Tok::Ident(src[start..i].to_string()), line });
-            continue;
-        }
-        if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
-                i += 1;
-            }
-            if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-                let mut j = i + 1;
-                if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
-                    j += 1;
-                }
-                if j < b.len() && b[j].is_ascii_digit() {
-                    i = j;
-                    while i < b.len() && b[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                }
-            }
-            let text = &src[start..i];
-            let v: f64 = text.parse().map_err(|_| err(line, format!("invalid number '{text}'")))?;
-            let int = if text.bytes().all(|d| d.is_ascii_digit()) { text.parse::<u64>().ok() } else { None };
-            out.push(Token { tok: Tok::Num(v, int), line });
-            continue;
-        }
-        if c == b'"' {
-            let start = i + 1;
-            i += 1;
-            while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                i += 1;
-            }
-            if i >= b.len() || b[i] != b'"' {
-                return Err(err(line, "unterminated string".into()));
-            }
-            out.push(Token { tok: Tok::Str(src[start..i].to_string()), line });
-            i += 1;
-            continue;
-        }
-        for s in SYMS {
-            if b[i..].starts_with(s.as_bytes()) {
-                out.push(Token { tok: Tok::Sym(s), line });
-                i += s.len();
-                continue 'outer;
-            }
-        }
-        let ch = src[i..].chars().next().unwrap_or('?');
-        return Err(err(line, format!("unexpected character {ch:?}")));
+        let (tok, end) = if c.is_ascii_alphabetic() || c == b'_' {
+            let end = scan(b, i, |d| d.is_ascii_alphanumeric() || d == b'_');
+            (Tok::Ident(src[i..end].to_string()), end)
+        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            lex_number(src, i, line)?
+        } else if c == b'"' {
+            lex_string(src, i, line)?
+        } else {
+            lex_symbol(src, i, line)?
+        };
+        out.push(Token { tok, line });
+        i = end;
     }
     Ok(out)
+}
+
+fn lex_err(line: usize, message: String) -> ReadError {
+    ReadError::Syntax { format: FORMAT, message, location: Some(format!("line {line}")) }
+}
+
+/// The end of the run of bytes from `i` that satisfy `f`.
+fn scan(b: &[u8], mut i: usize, f: impl Fn(u8) -> bool) -> usize {
+    while i < b.len() && f(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Skip the `//` or `/*` comment at `i` (counting its newlines); returns where it ends, which
+/// may be past the end of an unterminated block comment.
+fn skip_comment(b: &[u8], mut i: usize, line: &mut usize) -> usize {
+    if b[i..].starts_with(b"//") {
+        return scan(b, i, |d| d != b'\n');
+    }
+    i += 2;
+    while i < b.len() && !b[i..].starts_with(b"*/") {
+        if b[i] == b'\n' {
+            *line += 1;
+        }
+        i += 1;
+    }
+    i + 2
+}
+
+/// A number at `start`: digits and dots, an optional exponent; the integer value too when it is
+/// all digits.
+fn lex_number(src: &str, start: usize, line: usize) -> Result<(Tok, usize), ReadError> {
+    let b = src.as_bytes();
+    let mut i = scan(b, start, |d| d.is_ascii_digit() || d == b'.');
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        let mut j = i + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        if j < b.len() && b[j].is_ascii_digit() {
+            i = scan(b, j, |d| d.is_ascii_digit());
+        }
+    }
+    let text = &src[start..i];
+    let v: f64 = text.parse().map_err(|_| lex_err(line, format!("invalid number '{text}'")))?;
+    let int = if text.bytes().all(|d| d.is_ascii_digit()) { text.parse::<u64>().ok() } else { None };
+    Ok((Tok::Num(v, int), i))
+}
+
+/// A string literal at `start` (on one line), without its quotes.
+fn lex_string(src: &str, start: usize, line: usize) -> Result<(Tok, usize), ReadError> {
+    let b = src.as_bytes();
+    let i = scan(b, start + 1, |d| d != b'"' && d != b'\n');
+    if i >= b.len() || b[i] != b'"' {
+        return Err(lex_err(line, "unterminated string".into()));
+    }
+    Ok((Tok::Str(src[start + 1..i].to_string()), i + 1))
+}
+
+fn lex_symbol(src: &str, i: usize, line: usize) -> Result<(Tok, usize), ReadError> {
+    let b = src.as_bytes();
+    for s in SYMS {
+        if b[i..].starts_with(s.as_bytes()) {
+            return Ok((Tok::Sym(s), i + s.len()));
+        }
+    }
+    let ch = src[i..].chars().next().unwrap_or('?');
+    Err(lex_err(line, format!("unexpected character {ch:?}")))
 }
 
 /// An argument of a gate call: a whole register or one element.
@@ -339,57 +349,11 @@ impl<'a> Parser<'a> {
         match kw.as_str() {
             "include" => {
                 self.pos += 1;
-                let file = match self.next() {
-                    Some(Tok::Str(s)) => s,
-                    _ => return self.err("include needs a file name in quotes"),
-                };
-                self.expect_sym(";")?;
-                if file != "qelib1.inc" {
-                    return self.err(format!(
-                        "cannot include \"{}\": only the built-in \"qelib1.inc\" is available",
-                        file.chars().take(100).collect::<String>()
-                    ));
-                }
-                if !self.included {
-                    self.included = true;
-                    self.load_qelib1()?;
-                }
-                Ok(())
+                self.include()
             }
             "qreg" | "creg" => {
                 self.pos += 1;
-                let name = self.ident()?;
-                self.expect_sym("[")?;
-                let size = self.int()?;
-                self.expect_sym("]")?;
-                self.expect_sym(";")?;
-                if self.qregs.contains_key(&name) || self.cregs.contains_key(&name) {
-                    return self.err(format!("register '{name}' is declared twice"));
-                }
-                if kw == "qreg" {
-                    let total = (self.circuit.num_qubits as u64).saturating_add(size);
-                    if total > self.limits.max_qubits as u64 {
-                        return Err(too_large(format!(
-                            "{total} qubits exceed the limit of {}",
-                            self.limits.max_qubits
-                        )));
-                    }
-                    self.qregs.insert(name, (self.circuit.num_qubits, size as usize));
-                    self.circuit.num_qubits = total as usize;
-                } else {
-                    let total = (self.circuit.num_clbits as u64).saturating_add(size);
-                    if total > self.limits.max_clbits as u64 {
-                        return Err(too_large(format!(
-                            "{total} clbits exceed the limit of {}",
-                            self.limits.max_clbits
-                        )));
-                    }
-                    let first = self.circuit.num_clbits;
-                    self.cregs.insert(name.clone(), self.circuit.cregs.len());
-                    self.circuit.cregs.push(ClassicalRegister { name, bits: (first..total as usize).collect() });
-                    self.circuit.num_clbits = total as usize;
-                }
-                Ok(())
+                self.register_decl(kw == "qreg")
             }
             "gate" | "opaque" => {
                 self.pos += 1;
@@ -412,6 +376,56 @@ impl<'a> Parser<'a> {
             }
             _ => self.qop(None),
         }
+    }
+
+    /// `include "qelib1.inc";` (the only file there is, built in).
+    fn include(&mut self) -> Result<(), ReadError> {
+        let file = match self.next() {
+            Some(Tok::Str(s)) => s,
+            _ => return self.err("include needs a file name in quotes"),
+        };
+        self.expect_sym(";")?;
+        if file != "qelib1.inc" {
+            return self.err(format!(
+                "cannot include \"{}\": only the built-in \"qelib1.inc\" is available",
+                file.chars().take(100).collect::<String>()
+            ));
+        }
+        if !self.included {
+            self.included = true;
+            self.load_qelib1()?;
+        }
+        Ok(())
+    }
+
+    /// `qreg name[size];` or `creg name[size];`
+    fn register_decl(&mut self, quantum: bool) -> Result<(), ReadError> {
+        let name = self.ident()?;
+        self.expect_sym("[")?;
+        let size = self.int()?;
+        self.expect_sym("]")?;
+        self.expect_sym(";")?;
+        if self.qregs.contains_key(&name) || self.cregs.contains_key(&name) {
+            return self.err(format!("register '{name}' is declared twice"));
+        }
+        if quantum {
+            let total = (self.circuit.num_qubits as u64).saturating_add(size);
+            if total > self.limits.max_qubits as u64 {
+                return Err(too_large(format!("{total} qubits exceed the limit of {}", self.limits.max_qubits)));
+            }
+            self.qregs.insert(name, (self.circuit.num_qubits, size as usize));
+            self.circuit.num_qubits = total as usize;
+        } else {
+            let total = (self.circuit.num_clbits as u64).saturating_add(size);
+            if total > self.limits.max_clbits as u64 {
+                return Err(too_large(format!("{total} clbits exceed the limit of {}", self.limits.max_clbits)));
+            }
+            let first = self.circuit.num_clbits;
+            self.cregs.insert(name.clone(), self.circuit.cregs.len());
+            self.circuit.cregs.push(ClassicalRegister { name, bits: (first..total as usize).collect() });
+            self.circuit.num_clbits = total as usize;
+        }
+        Ok(())
     }
 
     fn load_qelib1(&mut self) -> Result<(), ReadError> {
@@ -475,6 +489,20 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         self.expect_sym("{")?;
+        let (body, cost, depth) = self.gate_body(&name, &params, &qargs)?;
+        self.gates
+            .insert(name, GateDef { params, num_qubits: qargs.len(), body: Some(body), native: None, cost, depth });
+        Ok(())
+    }
+
+    /// The calls of a gate body up to and including its `}`, with the number of instructions one
+    /// application expands to and the nesting depth of the definition.
+    fn gate_body(
+        &mut self,
+        name: &str,
+        params: &[String],
+        qargs: &[String],
+    ) -> Result<(Vec<Call>, u64, usize), ReadError> {
         let mut body = Vec::new();
         let mut cost = 0u64;
         let mut depth = 1usize;
@@ -488,24 +516,7 @@ impl<'a> Parser<'a> {
                 self.expect_sym(";")?;
                 continue;
             }
-            let cparams = if self.is_sym("(") {
-                self.pos += 1;
-                let mut v = Vec::new();
-                if !self.is_sym(")") {
-                    loop {
-                        v.push(self.expr(0, Some(&params))?);
-                        if self.is_sym(",") {
-                            self.pos += 1;
-                        } else {
-                            break;
-                        }
-                    }
-                }
-                self.expect_sym(")")?;
-                v
-            } else {
-                Vec::new()
-            };
+            let cparams = self.param_list(Some(params))?;
             let names = self.id_list(";")?;
             self.expect_sym(";")?;
             let mut args = Vec::with_capacity(names.len());
@@ -528,9 +539,28 @@ impl<'a> Parser<'a> {
             body.push(Call { name: callee, params: cparams, args });
         }
         self.pos += 1;
-        self.gates
-            .insert(name, GateDef { params, num_qubits: qargs.len(), body: Some(body), native: None, cost, depth });
-        Ok(())
+        Ok((body, cost, depth))
+    }
+
+    /// An optional parenthesised, comma-separated list of parameter expressions.
+    fn param_list(&mut self, scope: Option<&[String]>) -> Result<Vec<ParamExpr>, ReadError> {
+        if !self.is_sym("(") {
+            return Ok(Vec::new());
+        }
+        self.pos += 1;
+        let mut v = Vec::new();
+        if !self.is_sym(")") {
+            loop {
+                v.push(self.expr(0, scope)?);
+                if self.is_sym(",") {
+                    self.pos += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        self.expect_sym(")")?;
+        Ok(v)
     }
 
     /// Expression with precedence climbing; `scope` = gate parameter names inside a definition.
@@ -754,45 +784,31 @@ impl<'a> Parser<'a> {
                 }
                 self.push(Instruction { op: Operation::Barrier, qubits, condition: None })
             }
-            _ => {
-                let params = if self.is_sym("(") {
-                    self.pos += 1;
-                    let mut v = Vec::new();
-                    if !self.is_sym(")") {
-                        loop {
-                            v.push(self.expr(0, None)?);
-                            if self.is_sym(",") {
-                                self.pos += 1;
-                            } else {
-                                break;
-                            }
-                        }
-                    }
-                    self.expect_sym(")")?;
-                    v
-                } else {
-                    Vec::new()
-                };
-                let mut args = Vec::new();
-                loop {
-                    args.push(self.arg()?);
-                    if self.is_sym(",") {
-                        self.pos += 1;
-                    } else {
-                        break;
-                    }
-                }
-                self.expect_sym(";")?;
-                let quantum = vec![true; args.len()];
-                for qubits in self.resolve(&args, &quantum)? {
-                    if qubits.iter().enumerate().any(|(i, q)| qubits[..i].contains(q)) {
-                        return self.err(format!("'{name}' is applied to the same qubit twice"));
-                    }
-                    self.apply(&name, &params, &qubits, &cond, 0)?;
-                }
-                Ok(())
+            _ => self.gate_call(&name, cond),
+        }
+    }
+
+    /// `name(params) args;` at the top level, broadcast over whole-register arguments.
+    fn gate_call(&mut self, name: &str, cond: Option<Condition>) -> Result<(), ReadError> {
+        let params = self.param_list(None)?;
+        let mut args = Vec::new();
+        loop {
+            args.push(self.arg()?);
+            if self.is_sym(",") {
+                self.pos += 1;
+            } else {
+                break;
             }
         }
+        self.expect_sym(";")?;
+        let quantum = vec![true; args.len()];
+        for qubits in self.resolve(&args, &quantum)? {
+            if qubits.iter().enumerate().any(|(i, q)| qubits[..i].contains(q)) {
+                return self.err(format!("'{name}' is applied to the same qubit twice"));
+            }
+            self.apply(name, &params, &qubits, &cond, 0)?;
+        }
+        Ok(())
     }
 
     /// Apply gate `name` (inlining custom definitions).

@@ -32,7 +32,7 @@ use serde_json::{json, Map, Value};
 pub struct Limits {
     /// The device's atom count (`num_qubits`).
     pub max_atoms: usize,
-    /// Largest allocation of the engine (`engine::bytes_needed`: 32 · 2^n bytes).
+    /// Largest allocation of the engine (`engine::bytes_needed`: 40 · 2^n bytes).
     pub max_memory_bytes: u64,
     pub max_runs: u64,
     pub read: ReadLimits,
@@ -147,7 +147,7 @@ pub fn prepare(payload: &Value, limits: &Limits) -> Result<PreparedSequence, Ana
     let bytes = engine::bytes_needed(n);
     if bytes > limits.max_memory_bytes {
         return Err(AnalogError::too_large(format!(
-            "emulating {n} atoms needs {bytes} bytes (32 x 2^{n}), more than the memory limit of {} bytes",
+            "emulating {n} atoms needs {bytes} bytes (40 x 2^{n}), more than the memory limit of {} bytes",
             limits.max_memory_bytes
         )));
     }
@@ -179,9 +179,22 @@ fn read_outputs(v: Option<&Value>) -> Result<Outputs, AnalogError> {
     Ok(o)
 }
 
+/// How a run went: the Strang steps per ns and the a-priori bound of the state error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunStats {
+    pub substeps: usize,
+    pub error_bound: f64,
+}
+
 /// Runs a prepared sequence. `cancel` is polled after every ns of evolution.
 pub fn run(p: &PreparedSequence, cancel: &dyn Fn() -> bool) -> Result<Value, AnalogError> {
+    run_with_stats(p, cancel).map(|(v, _)| v)
+}
+
+/// [`run`], also returning the integrator's figures.
+pub fn run_with_stats(p: &PreparedSequence, cancel: &dyn Fn() -> bool) -> Result<(Value, RunStats), AnalogError> {
     let ev = engine::evolve(&p.model, &p.engine, cancel)?;
+    let stats = RunStats { substeps: ev.substeps, error_bound: ev.error_estimate };
     let n = p.model.n;
     let mut out = Map::new();
     if p.outputs.counts {
@@ -199,5 +212,5 @@ pub fn run(p: &PreparedSequence, cancel: &dyn Fn() -> bool) -> Result<Value, Ana
     }
     out.insert("duration_ns".into(), json!(p.model.drive.duration));
     out.insert("atoms".into(), json!(n));
-    Ok(Value::Object(out))
+    Ok((Value::Object(out), stats))
 }

@@ -99,12 +99,16 @@ fn fft_pow2(a: &mut [Complex64], inverse: bool) {
             a.swap(i, j);
         }
     }
+    // Twiddles of the largest stage; stage `len` uses every (n/len)-th.
+    let sign = if inverse { 2.0 } else { -2.0 };
+    let tw: Vec<Complex64> =
+        (0..n / 2).map(|k| Complex64::from_polar(1.0, sign * std::f64::consts::PI * k as f64 / n as f64)).collect();
     let mut len = 2;
     while len <= n {
-        let ang = if inverse { 2.0 } else { -2.0 } * std::f64::consts::PI / len as f64;
+        let step = n / len;
         for start in (0..n).step_by(len) {
             for k in 0..len / 2 {
-                let w = Complex64::from_polar(1.0, ang * k as f64);
+                let w = tw[k * step];
                 let u = a[start + k];
                 let v = a[start + k + len / 2] * w;
                 a[start + k] = u + v;

@@ -3,13 +3,14 @@
 //! prints `{"error": "<message>"}` on stdout and exits 2. `--time` adds one line
 //! `{"prepare_s": .., "run_s": ..}` on stderr.
 
-use qcloud_analog::{prepare, run, Limits};
+use qcloud_analog::{prepare, run_with_stats, Limits};
 use std::io::Read;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    println!("{}", serde_json::json!({ "error": msg.to_string() }));
+    let _ = writeln!(std::io::stdout(), "{}", serde_json::json!({ "error": msg.to_string() }));
     ExitCode::from(2)
 }
 
@@ -36,14 +37,21 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let t1 = Instant::now();
-    let result = match run(&prepared, &|| false) {
+    let (result, stats) = match run_with_stats(&prepared, &|| false) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
     let t2 = Instant::now();
-    println!("{result}");
+    // A closed pipe is not worth a panic: the exit code still tells.
+    let _ = writeln!(std::io::stdout(), "{result}");
     if time {
-        eprintln!("{}", serde_json::json!({"prepare_s": (t1 - t0).as_secs_f64(), "run_s": (t2 - t1).as_secs_f64()}));
+        let line = serde_json::json!({
+            "prepare_s": (t1 - t0).as_secs_f64(),
+            "run_s": (t2 - t1).as_secs_f64(),
+            "substeps": stats.substeps,
+            "error_bound": stats.error_bound,
+        });
+        let _ = writeln!(std::io::stderr(), "{line}");
     }
     ExitCode::SUCCESS
 }

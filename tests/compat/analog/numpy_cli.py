@@ -107,7 +107,7 @@ def main() -> int:
             keys = [k[::-1] for k in keys]
         out = {
             "counter": {k: int(c) for k, c in zip(keys, counts) if c},
-            "duration_ns": built.get_duration(),
+            "duration_ns": int(built.get_duration()),
             "atoms": n,
         }
         outputs = payload.get("outputs") or ["counts"]

@@ -4,6 +4,7 @@
 //! (Sampler and Estimator on `qcloud-qsim`). CPU work never runs on the async runtime's threads.
 #![forbid(unsafe_code)]
 
+pub mod analog;
 pub mod noop;
 pub mod statevector;
 
@@ -97,6 +98,7 @@ impl Default for Registry {
         let mut drivers: HashMap<DriverKind, Arc<dyn Driver>> = HashMap::new();
         drivers.insert(DriverKind::Noop, Arc::new(noop::NoopDriver));
         drivers.insert(DriverKind::Statevector, Arc::new(statevector::StatevectorDriver));
+        drivers.insert(DriverKind::Analog, Arc::new(analog::AnalogDriver));
         Registry { drivers }
     }
 }

@@ -48,7 +48,7 @@ impl Reader<'_> {
         }
     }
 
-    /// A PARAMETER_VECTOR_ELEMENT: (uuid, "name[index]").
+    /// A PARAMETER_VECTOR_ELEMENT: `(uuid, "name[index]")`.
     fn read_vector_element(&self, d: &mut Cursor<'_>, scope: &Scope<'_>) -> Result<(u128, String), ReadError> {
         if self.version >= 18 {
             let vi = d.u16()? as usize;

@@ -278,6 +278,35 @@ def _case_param(rng, device) -> tuple[Sequence, dict, list[str]]:
     return seq, variables, feats
 
 
+def _case_param_ops(rng, device) -> tuple[Sequence, dict, list[str]]:
+    """Parametrized forms Pulser serializes as calls: `blackman_max` / `kaiser_max` waveforms (from_max_val with
+    variables), `pulse_arbitrary_phase` (ArbitraryPhase with a variable) and every expression operator of the
+    abstract repr but `round` (which Pulser cannot serialize)."""
+    import math
+
+    feats = ["variables", "expressions", "amp:blackman_max", "amp:kaiser_max", "pulse_arbitrary_phase"]
+    n = int(rng.integers(2, 9))
+    seq = Sequence(_make_seq_register(rng, device, n), device)
+    seq.declare_channel("g", "rydberg_global")
+    a = seq.declare_variable("a")
+    t = seq.declare_variable("t", dtype=int)
+    x = seq.declare_variable("x", size=2)
+    seq.add(Pulse.ConstantDetuning(BlackmanWaveform.from_max_val(a, x[0] + 1), -a / 2, 0.0), "g")
+    seq.add(Pulse.ConstantDetuning(KaiserWaveform.from_max_val(a * 0.9, x[1] ** 2, 10.0), abs(x[0] - x[1]), 0.3),
+            "g", protocol=str(rng.choice(["min-delay", "no-delay"])))
+    # Blackman peak = area / (0.42 t[µs]) <= 0.3·√10 / (0.42·0.25) < 9.1 rad/µs.
+    seq.add(Pulse.ArbitraryPhase(BlackmanWaveform(t, a.sqrt() * 0.3), RampWaveform(t, 0.0, x[0].sin())), "g")
+    seq.delay(t % 7 + math.ceil(a) + math.floor(x[1]) + 16, "g")  # delays are >= 16 ns
+    seq.add(Pulse.ConstantAmplitude((x[0] * 0.1).exp(), RampWaveform(t, a.cos() + a.log() - x[1].tan(),
+                                                                     x[1].tanh() * 5), a.log2()), "g")
+    variables = {
+        "a": float(rng.uniform(4, 10)),
+        "t": int(rng.integers(250, 600)),
+        "x": [float(v) for v in rng.uniform(0.5, 1.3, 2)],
+    }
+    return seq, variables, feats
+
+
 def _case_mappable(rng, device) -> tuple[Sequence, dict, list[str]]:
     feats = ["layout", "mappable"]
     n_traps = int(rng.integers(8, 14))
@@ -300,6 +329,8 @@ RECIPES: list[tuple[str, int, Callable]] = [
     ("mock-local", 8, lambda rng: _case_plain(rng, MockDevice, local=True, dim=int(rng.choice([2, 3])))),
     ("mappable", 6, lambda rng: _case_mappable(rng, AnalogDevice if rng.uniform() < 0.5 else DigitalAnalogDevice)),
     ("parametrized", 8, lambda rng: _case_param(rng, AnalogDevice if rng.uniform() < 0.5 else DigitalAnalogDevice)),
+    ("param-expressions", 5,
+     lambda rng: _case_param_ops(rng, AnalogDevice if rng.uniform() < 0.5 else DigitalAnalogDevice)),
 ]
 
 MAX_TRIES = 50

@@ -62,6 +62,11 @@ impl From<ServiceError> for ApiError {
             Invalid { code, message } => ApiError::new(StatusCode::BAD_REQUEST, code, message),
             Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
             QuotaExceeded(m) => ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", m),
+            // Scheduler-side errors never answer a request; if one does, it is a fault.
+            e @ (NotLeader | LeaseLost) => {
+                tracing::error!(error = %e, "scheduler error in a request");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
             e @ Db(_) => {
                 let unavailable = e.is_unavailable();
                 tracing::error!(error = %e, "database error");

@@ -4,11 +4,11 @@
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::v1;
+use crate::v1::devices::{DevicePatch, DeviceView, NewDeviceRequest};
+use crate::v1::jobs::{JobResult, JobView, NewJobRequest};
+use crate::v1::sessions::{NewSessionRequest, SessionView};
 use axum::http::header;
 use axum::response::IntoResponse;
-use qcloud_service::devices::{DevicePatch, DeviceView, NewDeviceRequest};
-use qcloud_service::jobs::{JobResult, JobView, NewJobRequest};
-use qcloud_service::sessions::{NewSessionRequest, SessionView};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 

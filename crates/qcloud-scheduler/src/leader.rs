@@ -3,7 +3,7 @@
 
 use crate::Shared;
 use futures::StreamExt;
-use qcloud_service::dispatch::Fence;
+use qcloud_service::pipeline::Fence;
 use qcloud_service::ServiceError;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -105,7 +105,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<S
 }
 
 fn lost_term(e: &ServiceError) -> bool {
-    matches!(e, ServiceError::Conflict { code: "not_leader", .. })
+    matches!(e, ServiceError::NotLeader)
 }
 
 async fn tick(shared: &Shared, term: i64, devices: &mut HashSet<String>) -> Result<(), ServiceError> {

@@ -6,12 +6,13 @@
 //! `qcloud-service`.
 #![forbid(unsafe_code)]
 
+mod caches;
 mod leader;
 mod worker;
 
 use qcloud_devices::Registry;
+use qcloud_service::pipeline::{Wakeup, Wakeups};
 use qcloud_service::Service;
-use sqlx::postgres::PgListener;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,7 +61,7 @@ pub(crate) struct Shared {
     /// Wakes the claimer (RUN notifications).
     pub run_wake: Notify,
     pub shutdown: CancellationToken,
-    pub caches: worker::Caches,
+    pub caches: caches::Caches,
 }
 
 impl Shared {
@@ -91,12 +92,9 @@ impl Scheduler {
             running: Mutex::new(HashMap::new()),
             run_wake: Notify::new(),
             shutdown: CancellationToken::new(),
-            caches: worker::Caches::default(),
+            caches: caches::Caches::default(),
         });
-        let mut listener = PgListener::connect_with(&shared.svc.pool).await?;
-        listener
-            .listen_all([qcloud_store::channel::WAKE, qcloud_store::channel::RUN, qcloud_store::channel::CANCEL])
-            .await?;
+        let listener = shared.svc.wakeups().await?;
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();
         info!(replica = %me, "scheduler started");
         let mut tasks = vec![tokio::spawn(listen(shared.clone(), listener, wake_tx))];
@@ -140,27 +138,20 @@ impl Scheduler {
     }
 }
 
-async fn listen(shared: Arc<Shared>, mut listener: PgListener, wake: mpsc::UnboundedSender<String>) {
+async fn listen(shared: Arc<Shared>, mut wakeups: Wakeups, wake: mpsc::UnboundedSender<String>) {
     loop {
-        let n = tokio::select! {
-            n = listener.recv() => n,
+        let w = tokio::select! {
+            w = wakeups.recv() => w,
             _ = shared.shutdown.cancelled() => return,
         };
-        match n {
-            Ok(n) => match n.channel() {
-                qcloud_store::channel::WAKE => {
-                    let _ = wake.send(n.payload().to_string());
-                }
-                qcloud_store::channel::RUN => shared.run_wake.notify_one(),
-                qcloud_store::channel::CANCEL => {
-                    if let Ok(id) = n.payload().parse() {
-                        shared.cancel_job(id);
-                    }
-                }
-                _ => {}
-            },
+        match w {
+            Ok(Wakeup::Device(d)) => {
+                let _ = wake.send(d);
+            }
+            Ok(Wakeup::Run) => shared.run_wake.notify_one(),
+            Ok(Wakeup::Cancel(id)) => shared.cancel_job(id),
             Err(e) => {
-                // PgListener reconnects on the next recv; the tick covers what was missed.
+                // The listener reconnects on the next recv; the tick covers what was missed.
                 warn!(error = %e, "notification listener error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -3,13 +3,11 @@
 //! it and go on with the device's next job, which the completion started in the same transaction.
 
 use crate::Shared;
-use qcloud_core::{DriverKind, Timing};
 use qcloud_devices::{DeviceSpec, Driver, DriverError, JobSpec, Prepared};
-use qcloud_service::dispatch::{Completion, Outcome};
-use qcloud_store::jobs::JobRow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use qcloud_service::pipeline::{ClaimedJob, Completion, Device, Outcome};
+use qcloud_service::{ServiceError, SessionMode};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
@@ -17,8 +15,6 @@ use uuid::Uuid;
 
 /// Most jobs claimed in one query.
 const CLAIM_BATCH: usize = 32;
-/// How long a device's spec is reused before it is read again.
-const DEVICE_CACHE_TTL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn claimer(shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(shared.cfg.workers));
@@ -75,15 +71,16 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>) {
 }
 
 /// Run a job, then every next job the completions hand back, while holding one worker slot.
-async fn run_chain(shared: Arc<Shared>, first: JobRow, _permit: OwnedSemaphorePermit) {
+async fn run_chain(shared: Arc<Shared>, first: ClaimedJob, _permit: OwnedSemaphorePermit) {
     let mut current = Some(first);
     while let Some(job) = current.take() {
-        let span = tracing::info_span!("job", job_id = %job.id, device = %job.device, session_id = ?job.session_id);
+        let span =
+            tracing::info_span!("job", job_id = %job.id, device = %job.device.name, session_id = ?job.session_id);
         current = run_one(&shared, job).instrument(span).await;
     }
 }
 
-async fn run_one(shared: &Arc<Shared>, job: JobRow) -> Option<JobRow> {
+async fn run_one(shared: &Arc<Shared>, job: ClaimedJob) -> Option<ClaimedJob> {
     let cancel = CancellationToken::new();
     if job.cancel_requested {
         cancel.cancel();
@@ -99,7 +96,7 @@ async fn run_one(shared: &Arc<Shared>, job: JobRow) -> Option<JobRow> {
         Some(o) => o,
         None => {
             // Shut down mid-run: hand the job back so another replica runs it.
-            if let Err(e) = shared.svc.release_job(shared.me, &job).await {
+            if let Err(e) = shared.svc.release_job(&job).await {
                 warn!(error = %e, "could not hand the job back; its lease will expire");
             }
             return None;
@@ -107,9 +104,9 @@ async fn run_one(shared: &Arc<Shared>, job: JobRow) -> Option<JobRow> {
     };
     let chain = !shared.shutdown.is_cancelled();
     for attempt in 0..5u32 {
-        match shared.svc.complete_job(shared.me, &job, outcome.clone(), usage, chain).await {
-            Ok(Completion::Done { next }) => return next.map(|b| *b),
-            Ok(Completion::LeaseLost) => return None,
+        match shared.svc.complete_job(&job, outcome.clone(), usage, chain).await {
+            Ok(Completion { next }) => return next.map(|b| *b),
+            Err(ServiceError::LeaseLost) => return None,
             Err(e) => {
                 warn!(error = %e, attempt, "completion failed; retrying");
                 tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
@@ -122,11 +119,8 @@ async fn run_one(shared: &Arc<Shared>, job: JobRow) -> Option<JobRow> {
 
 /// Prepare and run one job. `None` when the replica is shutting down and the job should be
 /// handed back rather than recorded.
-async fn execute(shared: &Arc<Shared>, job: &JobRow, cancel: CancellationToken) -> (Option<Outcome>, f64) {
-    let spec = match job_spec(shared, job).await {
-        Ok(s) => s,
-        Err(o) => return (Some(o), 0.0),
-    };
+async fn execute(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) -> (Option<Outcome>, f64) {
+    let spec = job_spec(job);
     let Some(driver) = shared.registry.get(spec.device.driver) else {
         return (
             Some(Outcome::Failed {
@@ -139,10 +133,10 @@ async fn execute(shared: &Arc<Shared>, job: &JobRow, cancel: CancellationToken) 
             0.0,
         );
     };
-    if let Some(sid) = job.session_id {
+    if let (Some(sid), Some(SessionMode::Batch)) = (job.session_id, job.session_mode) {
         prepare_ahead(shared, &driver, &spec.device, sid, job.id).await;
     }
-    let prepared = match take_prepared(shared, job.id).await {
+    let prepared = match shared.caches.take_prepared(job.id).await {
         Some(p) => p,
         None => prepare_blocking(driver.clone(), spec.clone()).await,
     };
@@ -150,7 +144,7 @@ async fn execute(shared: &Arc<Shared>, job: &JobRow, cancel: CancellationToken) 
         Ok(p) => p,
         Err(e) => return (Some(failure(e)), 0.0),
     };
-    let max = job_max_execution(job);
+    let max = job.max_execution.to_std().unwrap_or(Duration::from_millis(1)).max(Duration::from_millis(1));
     let timing = spec.device.timing;
     let run = qcloud_devices::execute(driver.as_ref(), prepared, &timing, cancel.clone());
     let (result, usage) = match tokio::time::timeout(max, run).await {
@@ -184,102 +178,39 @@ fn failure(e: DriverError) -> Outcome {
     Outcome::Failed { reason: e.to_string(), code: e.code() }
 }
 
-fn job_max_execution(job: &JobRow) -> Duration {
-    Duration::from_millis(job.max_execution_ms.max(1) as u64)
-}
-
 async fn prepare_blocking(driver: Arc<dyn Driver>, spec: JobSpec) -> Result<Prepared, DriverError> {
     tokio::task::spawn_blocking(move || driver.prepare(&spec))
         .await
         .unwrap_or_else(|e| Err(DriverError::Fault(format!("prepare task: {e}"))))
 }
 
-async fn device_spec(shared: &Shared, name: &str) -> Result<DeviceSpec, Outcome> {
-    if let Ok(cache) = shared.caches.devices.lock() {
-        if let Some((at, d)) = cache.get(name) {
-            if at.elapsed() < DEVICE_CACHE_TTL {
-                return Ok(d.clone());
-            }
-        }
+fn device_spec(d: &Device) -> DeviceSpec {
+    DeviceSpec {
+        name: d.name.clone(),
+        driver: d.driver,
+        num_qubits: d.num_qubits.max(0) as u32,
+        timing: d.timing,
+        config: d.config.clone(),
     }
-    let row = shared.svc.device_row(name).await.map_err(|e| Outcome::Failed {
-        reason: format!("device '{name}' could not be read: {e}"),
-        code: "device_fault",
-    })?;
-    let driver: DriverKind = row
-        .driver
-        .parse()
-        .map_err(|e| Outcome::Failed { reason: format!("device '{name}': {e}"), code: "device_fault" })?;
-    let spec = DeviceSpec {
-        name: row.name,
-        driver,
-        num_qubits: row.num_qubits.max(0) as u32,
-        timing: serde_json::from_value::<Timing>(row.timing.0).unwrap_or_default(),
-        config: row.config.0,
-    };
-    if let Ok(mut cache) = shared.caches.devices.lock() {
-        cache.insert(name.to_string(), (Instant::now(), spec.clone()));
-    }
-    Ok(spec)
 }
 
-async fn job_spec(shared: &Shared, job: &JobRow) -> Result<JobSpec, Outcome> {
-    Ok(JobSpec {
+fn job_spec(job: &ClaimedJob) -> JobSpec {
+    JobSpec {
         id: job.id,
         program: job.program.clone(),
-        payload: job.payload.0.clone(),
+        payload: job.payload.clone(),
         shots: job.shots.map(|s| s.max(0) as u64),
-        device: device_spec(shared, &job.device).await?,
-    })
-}
-
-pub(crate) type PrepareSlot = oneshot::Receiver<Result<Prepared, DriverError>>;
-
-/// What one replica's workers remember between jobs.
-#[derive(Default)]
-pub(crate) struct Caches {
-    /// Device specs by name, with when they were read.
-    devices: Mutex<HashMap<String, (Instant, DeviceSpec)>>,
-    /// Jobs prepared ahead of their turn (rule 12): job id -> (session, the preparation).
-    prepared: Mutex<HashMap<Uuid, (Uuid, PrepareSlot)>>,
-    /// Whether a session is a batch (a session's mode never changes).
-    batch: Mutex<HashMap<Uuid, bool>>,
-}
-
-async fn take_prepared(shared: &Shared, id: Uuid) -> Option<Result<Prepared, DriverError>> {
-    let (_, slot) = shared.caches.prepared.lock().ok()?.remove(&id)?;
-    slot.await.ok()
-}
-
-/// Whether a session is a batch (a session's mode never changes, so it is asked once).
-async fn is_batch(shared: &Shared, sid: Uuid) -> bool {
-    let modes = &shared.caches.batch;
-    if let Some(b) = modes.lock().ok().and_then(|m| m.get(&sid).copied()) {
-        return b;
+        device: device_spec(&job.device),
     }
-    let Ok(Some(mode)) = shared.svc.session_mode(sid).await else { return false };
-    let batch = mode == "batch";
-    if let Ok(mut m) = modes.lock() {
-        if m.len() > 100_000 {
-            m.clear();
-        }
-        m.insert(sid, batch);
-    }
-    batch
 }
 
 /// Rule 12: while a job of a `batch` session runs, prepare the session's next queued jobs in
 /// parallel on the blocking pool; device time stays serial. `dedicated` sessions prepare just in
-/// time. Prepared jobs wait here until their turn on this replica; the completion chain keeps a
-/// session's jobs on the replica that runs it.
+/// time. Prepared jobs wait in the caches until their turn on this replica; the completion chain
+/// keeps a session's jobs on the replica that runs it.
 async fn prepare_ahead(shared: &Arc<Shared>, driver: &Arc<dyn Driver>, device: &DeviceSpec, sid: Uuid, current: Uuid) {
-    if shared.cfg.prepare_ahead == 0 || !is_batch(shared, sid).await {
-        return;
-    }
     // Look ahead again only when fewer than half of the window is prepared already.
-    let prepared =
-        shared.caches.prepared.lock().map(|c| c.values().filter(|(s, _)| *s == sid).count()).unwrap_or(usize::MAX);
-    if prepared >= shared.cfg.prepare_ahead / 2 {
+    if shared.cfg.prepare_ahead == 0 || shared.caches.prepared_in(sid) >= shared.cfg.prepare_ahead / 2 {
         return;
     }
     let upcoming = match shared.svc.upcoming_session_jobs(sid, shared.cfg.prepare_ahead as i64).await {
@@ -289,19 +220,14 @@ async fn prepare_ahead(shared: &Arc<Shared>, driver: &Arc<dyn Driver>, device: &
             return;
         }
     };
-    let Ok(mut cache) = shared.caches.prepared.lock() else { return };
-    // Bound the cache: a replica keeps at most a few hundred prepared jobs.
-    if cache.len() > 1024 {
-        cache.clear();
-    }
     for job in upcoming {
-        if job.id == current || cache.contains_key(&job.id) {
+        if job.id == current || shared.caches.contains(job.id) {
             continue;
         }
         let spec = JobSpec {
             id: job.id,
-            program: job.program.clone(),
-            payload: job.payload.0.clone(),
+            program: job.program,
+            payload: job.payload,
             shots: job.shots.map(|s| s.max(0) as u64),
             device: device.clone(),
         };
@@ -310,6 +236,6 @@ async fn prepare_ahead(shared: &Arc<Shared>, driver: &Arc<dyn Driver>, device: &
         tokio::task::spawn_blocking(move || {
             let _ = tx.send(driver.prepare(&spec));
         });
-        cache.insert(job.id, (sid, rx));
+        shared.caches.insert(job.id, sid, rx);
     }
 }

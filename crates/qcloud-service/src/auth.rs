@@ -86,8 +86,8 @@ impl Service {
 
     /// Register a token chosen by the operator (the configured first admin token).
     pub async fn register_token(&self, token: &str, project: &str, user: &str, admin: bool) -> Result<()> {
-        validate_name("project", project)?;
-        validate_name("user", user)?;
+        crate::validate::name("project", project)?;
+        crate::validate::name("user", user)?;
         if token.len() < 16 {
             return Err(ServiceError::invalid("invalid_token", "a token must have at least 16 characters"));
         }
@@ -97,13 +97,6 @@ impl Service {
         tx.commit().await?;
         Ok(())
     }
-}
-
-fn validate_name(what: &'static str, v: &str) -> Result<()> {
-    if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_control()) {
-        return Err(ServiceError::invalid("invalid_name", format!("{what} must be 1 to 128 printable characters")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

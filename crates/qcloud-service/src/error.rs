@@ -23,6 +23,13 @@ pub enum ServiceError {
     /// The project's quota of device seconds is used up (rule 13).
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A leader call made by a replica whose term has ended (another replica leads now).
+    #[error("leader term lost")]
+    NotLeader,
+    /// A worker call made with a lease that is no longer the job's (the job was recovered and
+    /// runs elsewhere): nothing was recorded.
+    #[error("the job's lease was lost")]
+    LeaseLost,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("internal error: {0}")]

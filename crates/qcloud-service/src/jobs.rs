@@ -1,47 +1,80 @@
 //! Job use cases: submit, inspect, fetch results, cancel, list.
 
 use crate::auth::Principal;
-use crate::devices::parse_enum;
 use crate::error::{Result, ServiceError};
-use crate::sessions::{next_page, validate_tags, window, Page};
+use crate::list::{next_page, ListWindow, Page};
+use crate::validate;
 use crate::Service;
-use chrono::{DateTime, Utc};
-use qcloud_core::{DriverKind, JobStatus, Priority};
-use qcloud_store::jobs::{JobFilter, JobRow, NewJob};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Duration, Utc};
+use qcloud_core::{JobStatus, Priority};
+use qcloud_store::jobs::{Job, JobFilter, NewJob};
 use tracing::instrument;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// `POST /v1/jobs`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewJobRequest {
-    /// The device; taken from the session when `session_id` is given.
+/// Submit a job to a device or into a session.
+#[derive(Debug, Clone)]
+pub struct SubmitJob {
+    /// The device; taken from the session when `session_id` is given (then it must match).
     pub device: Option<String>,
     pub session_id: Option<Uuid>,
     /// What the device runs: `noop` on noop devices, `sampler` / `estimator` on statevector ones.
     pub program: String,
     /// The program's input.
-    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub shots: Option<i64>,
-    #[serde(default)]
     pub tags: Vec<String>,
-    /// low | medium | high (default: the session's, else medium).
-    pub priority: Option<String>,
-    /// Rule 10: maximum execution time in seconds (IBM `cost`).
+    /// Default: the session's, else medium.
+    pub priority: Option<Priority>,
+    /// Rule 10: maximum execution time in seconds (IBM `cost`); default: the server's.
     pub max_execution_time: Option<f64>,
+    /// The same key from the same project returns the job the first submission created.
+    pub idempotency_key: Option<String>,
 }
 
-/// A job as clients see it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+impl SubmitJob {
+    /// A job of `program` on `device` with no options.
+    pub fn to_device(device: impl Into<String>, program: impl Into<String>, payload: serde_json::Value) -> Self {
+        SubmitJob {
+            device: Some(device.into()),
+            session_id: None,
+            program: program.into(),
+            payload,
+            shots: None,
+            tags: Vec::new(),
+            priority: None,
+            max_execution_time: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// A job of `program` into session `session_id` with no options.
+    pub fn into_session(session_id: Uuid, program: impl Into<String>, payload: serde_json::Value) -> Self {
+        SubmitJob { device: None, session_id: Some(session_id), ..SubmitJob::to_device("", program, payload) }
+    }
+}
+
+/// Rule 9: cancel a job.
+#[derive(Debug, Clone, Copy)]
+pub struct CancelJob {
+    pub id: Uuid,
+}
+
+/// List the caller's jobs.
+#[derive(Debug, Clone, Default)]
+pub struct ListJobs {
+    pub status: Option<JobStatus>,
+    pub device: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub window: ListWindow,
+}
+
+/// A job, with its place in the queue while it waits.
+#[derive(Debug, Clone)]
 pub struct JobView {
     pub id: Uuid,
     pub device: String,
     pub session_id: Option<Uuid>,
     pub program: String,
-    #[schema(value_type = String, example = "queued")]
     pub status: JobStatus,
     /// Why the job failed or was canceled.
     pub reason: Option<String>,
@@ -50,7 +83,6 @@ pub struct JobView {
     pub queue_position: Option<i64>,
     pub shots: Option<i64>,
     pub tags: Vec<String>,
-    #[schema(value_type = String)]
     pub priority: Priority,
     pub user: String,
     pub created_at: DateTime<Utc>,
@@ -60,47 +92,29 @@ pub struct JobView {
     /// How many times a worker started the job (more than 1 after a lost worker).
     pub attempt: i32,
     pub parent_id: Option<Uuid>,
-    /// Seconds.
-    pub max_execution_time: f64,
+    pub max_execution: Duration,
 }
 
-/// `GET /v1/jobs` query.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct JobQuery {
-    pub status: Option<String>,
-    pub device: Option<String>,
-    pub session_id: Option<Uuid>,
-    pub tag: Option<String>,
-    pub created_after: Option<DateTime<Utc>>,
-    pub created_before: Option<DateTime<Utc>>,
-    pub cursor: Option<String>,
-    pub limit: Option<i64>,
-}
-
-/// `GET /v1/jobs/{id}/result`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// The result of a completed job.
+#[derive(Debug, Clone)]
 pub struct JobResult {
     pub job_id: Uuid,
-    #[schema(value_type = Object)]
     pub result: serde_json::Value,
 }
 
-pub(crate) fn job_view(row: JobRow, queue_position: Option<i64>) -> Result<JobView> {
-    let bad = |e: qcloud_core::UnknownValue| ServiceError::Internal(format!("stored job: {e}"));
-    Ok(JobView {
+fn job_view(row: Job, queue_position: Option<i64>) -> JobView {
+    JobView {
         id: row.id,
         device: row.device,
         session_id: row.session_id,
         program: row.program,
-        status: row.status.parse().map_err(bad)?,
+        status: row.status,
         reason: row.reason,
         reason_code: row.reason_code,
         queue_position,
         shots: row.shots,
         tags: row.tags,
-        priority: Priority::from_rank(row.priority),
+        priority: row.priority,
         user: row.user_name,
         created_at: row.created_at,
         started_at: row.started_at,
@@ -108,67 +122,31 @@ pub(crate) fn job_view(row: JobRow, queue_position: Option<i64>) -> Result<JobVi
         usage_seconds: row.usage_seconds,
         attempt: row.attempt,
         parent_id: row.parent_id,
-        max_execution_time: row.max_execution_ms as f64 / 1000.0,
-    })
+        max_execution: row.max_execution,
+    }
 }
 
 impl Service {
-    async fn view_with_position(&self, conn: &mut qcloud_store::PgConnection, row: JobRow) -> Result<JobView> {
-        let pos =
-            if row.status == "queued" { Some(qcloud_store::jobs::queue_position(conn, &row).await?) } else { None };
-        job_view(row, pos)
+    async fn view_with_position(&self, conn: &mut qcloud_store::PgConnection, row: Job) -> Result<JobView> {
+        let pos = if row.status == JobStatus::Queued {
+            Some(qcloud_store::jobs::queue_position(conn, &row).await?)
+        } else {
+            None
+        };
+        Ok(job_view(row, pos))
     }
 
     /// Submit a job. With an idempotency key the project has used before, the earlier job is
     /// returned and `false` says nothing new was created.
     #[instrument(skip_all, fields(device = req.device.as_deref().unwrap_or(""), session_id = ?req.session_id))]
-    pub async fn submit_job(
-        &self,
-        who: &Principal,
-        req: NewJobRequest,
-        idempotency_key: Option<&str>,
-    ) -> Result<(JobView, bool)> {
-        if let Some(k) = idempotency_key {
-            if k.is_empty() || k.len() > 255 {
-                return Err(ServiceError::invalid(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1 to 255 characters",
-                ));
-            }
-        }
-        validate_tags(&req.tags)?;
-        if let Some(s) = req.shots {
-            if !(1..=self.cfg.max_shots).contains(&s) {
-                return Err(ServiceError::invalid(
-                    "invalid_field",
-                    format!("shots must be between 1 and {}, got {s}", self.cfg.max_shots),
-                ));
-            }
-        }
-        let payload_len = serde_json::to_vec(&req.payload).map(|v| v.len()).unwrap_or(usize::MAX);
-        if payload_len > self.cfg.max_payload_bytes {
-            return Err(ServiceError::invalid(
-                "payload_too_large",
-                format!("payload is {payload_len} bytes; the limit is {}", self.cfg.max_payload_bytes),
-            ));
-        }
-        let max_exec = match req.max_execution_time {
-            None => self.cfg.default_max_execution,
-            Some(s) => {
-                let max_s = self.cfg.max_max_execution.num_seconds() as f64;
-                if !s.is_finite() || s <= 0.0 || s > max_s {
-                    return Err(ServiceError::invalid(
-                        "invalid_field",
-                        format!("max_execution_time must be between 0 and {max_s} seconds, got {s}"),
-                    ));
-                }
-                chrono::Duration::milliseconds((s * 1000.0).ceil() as i64)
-            }
-        };
-        let mut priority = match &req.priority {
-            Some(p) => Some(parse_enum::<Priority>("priority", p)?),
-            None => None,
-        };
+    pub async fn submit_job(&self, who: &Principal, req: SubmitJob) -> Result<(JobView, bool)> {
+        let idempotency_key = req.idempotency_key.as_deref();
+        validate::idempotency_key(idempotency_key)?;
+        validate::tags(&req.tags)?;
+        validate::shots(req.shots, &self.cfg)?;
+        validate::payload(&req.payload, &self.cfg)?;
+        let max_exec = validate::max_execution(req.max_execution_time, &self.cfg)?;
+        let mut priority = req.priority;
 
         let mut tx = self.pool.begin().await?;
         if let Some(k) = idempotency_key {
@@ -184,10 +162,13 @@ impl Service {
                 let s = qcloud_store::sessions::submit_into(&mut tx, sid, &who.project)
                     .await?
                     .ok_or_else(|| ServiceError::not_found("session", sid))?;
-                if s.state == "closed" {
+                if !s.state.is_open() {
                     return Err(ServiceError::conflict(
                         "session_closed",
-                        format!("session {sid} is closed ({})", s.closed_reason.as_deref().unwrap_or("closed")),
+                        format!(
+                            "session {sid} is closed ({})",
+                            s.closed_reason.map(|r| r.as_str()).unwrap_or("closed")
+                        ),
                     ));
                 }
                 if !s.accepting_jobs {
@@ -204,7 +185,7 @@ impl Service {
                         ));
                     }
                 }
-                priority = priority.or(Some(Priority::from_rank(s.priority)));
+                priority = priority.or(Some(s.priority));
                 s.device
             }
             (None, Some(d)) => d.clone(),
@@ -215,8 +196,7 @@ impl Service {
         let (device, quota) = qcloud_store::devices::get_with_quota(&mut tx, &device_name, &who.project)
             .await?
             .ok_or_else(|| ServiceError::not_found("device", &device_name))?;
-        let driver: DriverKind =
-            device.driver.parse().map_err(|e| ServiceError::Internal(format!("stored device: {e}")))?;
+        let driver = device.driver;
         if !driver.accepts_program(&req.program) {
             return Err(ServiceError::invalid(
                 "unknown_program",
@@ -250,9 +230,9 @@ impl Service {
                 payload: &req.payload,
                 shots: req.shots,
                 tags: &req.tags,
-                priority: priority.unwrap_or_default().rank(),
+                priority: priority.unwrap_or_default(),
                 idempotency_key,
-                max_execution_ms: max_exec.num_milliseconds(),
+                max_execution: max_exec,
             },
         )
         .await?;
@@ -274,7 +254,7 @@ impl Service {
         if device_idle {
             qcloud_store::notify(&mut tx, qcloud_store::channel::WAKE, &device.name).await?;
         }
-        let view = job_view(row, None)?;
+        let view = job_view(row, None);
         tx.commit().await?;
         Ok((view, true))
     }
@@ -292,14 +272,14 @@ impl Service {
         let row = qcloud_store::jobs::get(&mut conn, &who.project, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("job", id))?;
-        match row.status.as_str() {
-            "completed" => {
+        match row.status {
+            JobStatus::Completed => {
                 let result = qcloud_store::jobs::result(&mut conn, id)
                     .await?
                     .ok_or_else(|| ServiceError::Internal(format!("completed job {id} has no stored result")))?;
                 Ok(JobResult { job_id: id, result: result.0 })
             }
-            "failed" | "canceled" => Err(ServiceError::conflict(
+            JobStatus::Failed | JobStatus::Canceled => Err(ServiceError::conflict(
                 "job_has_no_result",
                 format!("job {id} is {}: {}", row.status, row.reason.as_deref().unwrap_or("no result")),
             )),
@@ -310,9 +290,9 @@ impl Service {
     /// Rule 9: a queued job is canceled at once; a running one is asked to stop and is canceled
     /// when its driver stops.
     #[instrument(skip_all, fields(job_id = %id))]
-    pub async fn cancel_job(&self, who: &Principal, id: Uuid) -> Result<JobView> {
+    pub async fn cancel_job(&self, who: &Principal, CancelJob { id }: CancelJob) -> Result<JobView> {
         let mut tx = self.pool.begin().await?;
-        // Lock order: session before job (see dispatch.rs).
+        // Lock order: session before job (see the pipeline module).
         let session = match qcloud_store::jobs::get(&mut tx, &who.project, id).await? {
             Some(r) => r.session_id,
             None => return Err(ServiceError::not_found("job", id)),
@@ -324,14 +304,14 @@ impl Service {
             Some(r) if r.project == who.project => r,
             _ => return Err(ServiceError::not_found("job", id)),
         };
-        match row.status.as_str() {
-            "queued" => {
+        match row.status {
+            JobStatus::Queued => {
                 qcloud_store::jobs::cancel_queued(&mut tx, id).await?;
                 if let Some(sid) = row.session_id {
                     self.settle_session(&mut tx, sid).await?;
                 }
             }
-            "running" => {
+            JobStatus::Running => {
                 qcloud_store::jobs::request_cancel(&mut tx, id).await?;
                 qcloud_store::notify(&mut tx, qcloud_store::channel::CANCEL, &id.to_string()).await?;
             }
@@ -343,11 +323,8 @@ impl Service {
         self.get_job(who, id).await
     }
 
-    pub async fn list_jobs(&self, who: &Principal, q: JobQuery) -> Result<Page<JobView>> {
-        if let Some(s) = &q.status {
-            parse_enum::<JobStatus>("status", s)?;
-        }
-        let (window, limit) = window(q.tag, q.created_after, q.created_before, q.cursor.as_deref(), q.limit)?;
+    pub async fn list_jobs(&self, who: &Principal, q: ListJobs) -> Result<Page<JobView>> {
+        let (window, limit) = q.window.to_store()?;
         let filter = JobFilter { status: q.status, device: q.device, session_id: q.session_id, window };
         let mut conn = self.pool.acquire().await?;
         let mut rows = qcloud_store::jobs::list(&mut conn, &who.project, &filter).await?;

@@ -1,21 +1,32 @@
-//! qcloud-service: the use cases of qcloud (open a session, submit a job, cancel, close, ...)
-//! and the state changes of the job pipeline (dispatch, claim, complete, timers, recovery).
-//! Each public function applies the pure rules of `qcloud-core` to facts loaded through
-//! `qcloud-store`, in one Postgres transaction (with NOTIFY on commit). It is the one place
-//! where the API and the scheduler change state.
+//! qcloud-service: the use cases of qcloud as typed commands (open a session, submit a job,
+//! cancel, close, list, add a device, ...) and the state changes of the job pipeline (dispatch,
+//! claim, complete, timers, rescue of lost jobs). Each command applies the pure rules of
+//! `qcloud-core` to facts loaded through `qcloud-store`, in one Postgres transaction (with NOTIFY on
+//! commit). It is the one place where the front doors (native, IBM, Pasqal) and the scheduler change
+//! state; it knows no HTTP. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod config;
 pub mod devices;
-pub mod dispatch;
 pub mod error;
 pub mod jobs;
+pub mod list;
+pub mod pipeline;
 pub mod sessions;
+pub mod validate;
 
 pub use auth::Principal;
 pub use config::ServiceConfig;
 pub use error::{Result, ServiceError};
+
+/// The domain vocabulary the commands and views are written in, so front doors and the scheduler
+/// need no other crate for it.
+pub use qcloud_core::rules::SessionTtls;
+pub use qcloud_core::{
+    ClosedReason, DeviceKind, DeviceStatus, DriverKind, IdlePolicy, JobStatus, Priority, SessionMode, SessionState,
+    Timing, UnknownValue,
+};
 
 use qcloud_store::PgPool;
 use std::sync::Arc;
@@ -23,7 +34,7 @@ use std::sync::Arc;
 /// The service: a connection pool, the server's settings and a token cache. Cheap to clone.
 #[derive(Clone)]
 pub struct Service {
-    pub pool: PgPool,
+    pool: PgPool,
     pub cfg: Arc<ServiceConfig>,
     tokens: Arc<auth::TokenCache>,
 }
@@ -31,6 +42,11 @@ pub struct Service {
 impl Service {
     pub fn new(pool: PgPool, cfg: ServiceConfig) -> Self {
         Service { pool, cfg: Arc::new(cfg), tokens: Arc::default() }
+    }
+
+    /// The connection pool, for start-up, shutdown and tests that inspect the database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Whether the database answers and every migration is applied.

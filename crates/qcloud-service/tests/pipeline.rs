@@ -6,12 +6,13 @@
 
 use chrono::Duration;
 use qcloud_core::rules::{SessionTtls, TtlPolicy};
-use qcloud_service::devices::{DevicePatch, NewDeviceRequest};
-use qcloud_service::dispatch::{Completion, Fence, Outcome};
-use qcloud_service::jobs::NewJobRequest;
-use qcloud_service::sessions::NewSessionRequest;
-use qcloud_service::{Principal, Service, ServiceConfig, ServiceError};
-use qcloud_store::jobs::JobRow;
+use qcloud_service::devices::{AddDevice, UpdateDevice};
+use qcloud_service::jobs::{CancelJob, SubmitJob};
+use qcloud_service::pipeline::{ClaimedJob, Completion, Fence, Lease, Outcome};
+use qcloud_service::sessions::{CancelSession, CloseSession, OpenSession};
+use qcloud_service::{
+    DeviceStatus, DriverKind, IdlePolicy, Principal, Priority, Service, ServiceConfig, ServiceError, SessionMode,
+};
 use qcloud_store::PgPool;
 use serde_json::json;
 use uuid::Uuid;
@@ -61,62 +62,56 @@ async fn env(pool: PgPool) -> Env {
     env_with(pool, config()).await
 }
 
-fn job_req(device: Option<&str>, session: Option<Uuid>, priority: Option<&str>) -> NewJobRequest {
-    NewJobRequest {
+/// A job's row, read straight from the database (what the tests check the pipeline wrote).
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    status: String,
+    reason: Option<String>,
+    reason_code: Option<String>,
+    priority: i16,
+    attempt: i32,
+    lease_owner: Option<Uuid>,
+    lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    assigned_term: Option<i64>,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    usage_seconds: f64,
+}
+
+fn job_req(device: Option<&str>, session: Option<Uuid>, priority: Option<&str>) -> SubmitJob {
+    SubmitJob {
         device: device.map(str::to_owned),
         session_id: session,
-        program: "noop".into(),
-        payload: json!({}),
-        shots: None,
-        tags: vec![],
-        priority: priority.map(str::to_owned),
-        max_execution_time: None,
+        priority: priority.map(|p| p.parse::<Priority>().unwrap()),
+        ..SubmitJob::to_device("", "noop", json!({}))
     }
 }
 
-fn session_req(device: &str, mode: &str) -> NewSessionRequest {
-    NewSessionRequest {
-        device: device.into(),
-        mode: mode.into(),
-        max_ttl: None,
-        interactive_ttl: None,
-        idle_policy: None,
-        priority: None,
-        tags: vec![],
-    }
+fn session_req(device: &str, mode: &str) -> OpenSession {
+    OpenSession::new(device, mode.parse::<SessionMode>().unwrap())
 }
 
 impl Env {
     async fn device(&self, name: &str) -> String {
-        self.svc
-            .create_device(NewDeviceRequest {
-                name: name.into(),
-                kind: None,
-                driver: "noop".into(),
-                status: None,
-                num_qubits: 5,
-                timing: None,
-                config: None,
-            })
-            .await
-            .unwrap();
+        self.svc.add_device(AddDevice::new(name, DriverKind::Noop, 5)).await.unwrap();
         name.to_string()
     }
 
     async fn job(&self, who: &Principal, device: &str) -> Uuid {
-        self.svc.submit_job(who, job_req(Some(device), None, None), None).await.unwrap().0.id
+        self.svc.submit_job(who, job_req(Some(device), None, None)).await.unwrap().0.id
     }
 
     async fn job_prio(&self, who: &Principal, device: &str, prio: &str) -> Uuid {
-        self.svc.submit_job(who, job_req(Some(device), None, Some(prio)), None).await.unwrap().0.id
+        self.svc.submit_job(who, job_req(Some(device), None, Some(prio))).await.unwrap().0.id
     }
 
     async fn session_job(&self, who: &Principal, sid: Uuid) -> Uuid {
-        self.svc.submit_job(who, job_req(None, Some(sid), None), None).await.unwrap().0.id
+        self.svc.submit_job(who, job_req(None, Some(sid), None)).await.unwrap().0.id
     }
 
-    async fn session(&self, who: &Principal, req: NewSessionRequest) -> Uuid {
-        self.svc.create_session(who, req).await.unwrap().id
+    async fn session(&self, who: &Principal, req: OpenSession) -> Uuid {
+        self.svc.open_session(who, req).await.unwrap().id
     }
 
     /// The leader dispatches the device.
@@ -125,28 +120,34 @@ impl Env {
     }
 
     /// A worker claims what the leader assigned.
-    async fn claim(&self, worker: Uuid) -> Vec<JobRow> {
+    async fn claim(&self, worker: Uuid) -> Vec<ClaimedJob> {
         self.svc.claim_jobs(worker, 32).await.unwrap()
     }
 
     /// Claim exactly one job and check it is `id`.
-    async fn claim_one(&self, worker: Uuid, id: Uuid) -> JobRow {
+    async fn claim_one(&self, worker: Uuid, id: Uuid) -> ClaimedJob {
         let jobs = self.claim(worker).await;
         assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id], "claimed jobs");
         jobs.into_iter().next().unwrap()
     }
 
-    async fn complete(&self, worker: Uuid, job: &JobRow, chain: bool) -> Completion {
+    /// Complete as `worker` (whose lease on the job may or may not hold): `None` when the lease
+    /// was lost and nothing was recorded.
+    async fn complete(&self, worker: Uuid, job: &ClaimedJob, chain: bool) -> Option<Completion> {
         let result = json!({"job_id": job.id});
-        self.svc.complete_job(worker, job, Outcome::Completed { result }, 0.01, chain).await.unwrap()
+        let job = ClaimedJob { lease: Lease { owner: worker, ..job.lease }, ..job.clone() };
+        match self.svc.complete_job(&job, Outcome::Completed { result }, 0.01, chain).await {
+            Ok(c) => Some(c),
+            Err(ServiceError::LeaseLost) => None,
+            Err(e) => panic!("completion of {}: {e}", job.id),
+        }
     }
 
     /// Complete and return the chained next job, if any.
-    async fn complete_chain(&self, worker: Uuid, job: &JobRow) -> Option<JobRow> {
+    async fn complete_chain(&self, worker: Uuid, job: &ClaimedJob) -> Option<ClaimedJob> {
         match self.complete(worker, job, true).await {
-            // `JobRow::clone(&n)` reads both a plain and a boxed row.
-            Completion::Done { next } => next.map(|n| JobRow::clone(&n)),
-            Completion::LeaseLost => panic!("lease lost for {}", job.id),
+            Some(Completion { next }) => next.map(|n| *n),
+            None => panic!("lease lost for {}", job.id),
         }
     }
 
@@ -155,7 +156,7 @@ impl Env {
     }
 
     async fn row(&self, id: Uuid) -> JobRow {
-        sqlx::query_as("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_one(&self.svc.pool).await.unwrap()
+        sqlx::query_as("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_one(self.svc.pool()).await.unwrap()
     }
 
     async fn status(&self, id: Uuid) -> String {
@@ -165,7 +166,7 @@ impl Env {
     async fn running_on(&self, device: &str) -> Option<Uuid> {
         sqlx::query_scalar("SELECT id FROM jobs WHERE device = $1 AND status = 'running'")
             .bind(device)
-            .fetch_optional(&self.svc.pool)
+            .fetch_optional(self.svc.pool())
             .await
             .unwrap()
     }
@@ -173,7 +174,7 @@ impl Env {
     async fn session_state(&self, sid: Uuid) -> (String, Option<String>, bool) {
         sqlx::query_as("SELECT state, closed_reason, accepting_jobs FROM sessions WHERE id = $1")
             .bind(sid)
-            .fetch_one(&self.svc.pool)
+            .fetch_one(self.svc.pool())
             .await
             .unwrap()
     }
@@ -181,13 +182,13 @@ impl Env {
     async fn holder(&self, device: &str) -> Option<Uuid> {
         sqlx::query_scalar("SELECT id FROM sessions WHERE device = $1 AND state = 'active'")
             .bind(device)
-            .fetch_optional(&self.svc.pool)
+            .fetch_optional(self.svc.pool())
             .await
             .unwrap()
     }
 
     /// Leader dispatch, then one worker claims the job that started; returns it.
-    async fn start(&self, device: &str, worker: Uuid, expected: Uuid) -> JobRow {
+    async fn start(&self, device: &str, worker: Uuid, expected: Uuid) -> ClaimedJob {
         self.dispatch(device).await;
         assert_eq!(self.running_on(device).await, Some(expected), "job running on {device}");
         self.claim_one(worker, expected).await
@@ -217,7 +218,7 @@ async fn rule1_one_running_job_per_device(pool: PgPool) {
     // Bypass the service: the partial unique index names the broken invariant.
     let err = sqlx::query("UPDATE jobs SET status = 'running', started_at = now() WHERE id = $1")
         .bind(j2)
-        .execute(&e.svc.pool)
+        .execute(e.svc.pool())
         .await
         .expect_err("a second running job on one device");
     let db = err.as_database_error().expect("database error");
@@ -226,22 +227,22 @@ async fn rule1_one_running_job_per_device(pool: PgPool) {
     // Same for sessions: two active sessions on one device.
     let s1 = e.session(&e.alice, session_req(&dev, "dedicated")).await;
     let s2 = e.session(&e.bob, session_req(&dev, "dedicated")).await;
-    sqlx::query("UPDATE sessions SET state = 'active' WHERE id = $1").bind(s1).execute(&e.svc.pool).await.unwrap();
+    sqlx::query("UPDATE sessions SET state = 'active' WHERE id = $1").bind(s1).execute(e.svc.pool()).await.unwrap();
     let err = sqlx::query("UPDATE sessions SET state = 'active' WHERE id = $1")
         .bind(s2)
-        .execute(&e.svc.pool)
+        .execute(e.svc.pool())
         .await
         .expect_err("a second active session on one device");
     assert_eq!(err.as_database_error().unwrap().constraint(), Some("sessions_one_active_per_device"));
-    sqlx::query("UPDATE sessions SET state = 'pending' WHERE id = $1").bind(s1).execute(&e.svc.pool).await.unwrap();
+    sqlx::query("UPDATE sessions SET state = 'pending' WHERE id = $1").bind(s1).execute(e.svc.pool()).await.unwrap();
 
     // The first job ends: the second one starts in the same call (job mode chains too).
     let w = Uuid::now_v7();
     let r1 = e.claim_one(w, j1).await;
     let next = e.complete_chain(w, &r1).await.expect("next job chained");
     assert_eq!(next.id, j2);
-    assert_eq!(next.status, "running");
-    assert_eq!(next.lease_owner, Some(w));
+    assert_eq!(e.status(next.id).await, "running");
+    assert_eq!(e.row(next.id).await.lease_owner, Some(w));
     assert_eq!(e.status(j1).await, "completed");
     assert!(e.complete_chain(w, &next).await.is_none());
     assert_eq!(e.running_on(&dev).await, None);
@@ -253,8 +254,7 @@ async fn rule1_one_running_job_per_device(pool: PgPool) {
 async fn rule2_active_session_holds_the_device(pool: PgPool) {
     let e = env(pool).await;
     let dev = e.device("d1").await;
-    let s =
-        e.session(&e.alice, NewSessionRequest { interactive_ttl: Some(600.0), ..session_req(&dev, "dedicated") }).await;
+    let s = e.session(&e.alice, OpenSession { interactive_ttl: Some(600.0), ..session_req(&dev, "dedicated") }).await;
     let other = e.session(&e.bob, session_req(&dev, "dedicated")).await;
     let sj1 = e.session_job(&e.alice, s).await;
     let free_job = e.job(&e.bob, &dev).await;
@@ -278,7 +278,7 @@ async fn rule2_active_session_holds_the_device(pool: PgPool) {
 
     // Close: the drained session completes and the device goes to the next candidate (rule 3:
     // the job-mode job came before the other session's job).
-    e.svc.close_session(&e.alice, s).await.unwrap();
+    e.svc.close_session(&e.alice, CloseSession { id: s }).await.unwrap();
     assert_eq!(e.session_state(s).await, ("closed".into(), Some("completed".into()), false));
     let r = e.start(&dev, w, free_job).await;
     let next = e.complete_chain(w, &r).await.expect("the other session's job");
@@ -323,13 +323,12 @@ async fn rule3_priority_then_fair_share_then_fifo(pool: PgPool) {
     // Same project, same priority: first come, first served; a waiting session is a candidate
     // ordered by its first queued job, and a high-priority session beats earlier jobs.
     let j1 = e.job(&e.alice, &dev).await;
-    let s =
-        e.session(&e.alice, NewSessionRequest { priority: Some("high".into()), ..session_req(&dev, "batch") }).await;
+    let s = e.session(&e.alice, OpenSession { priority: Priority::High, ..session_req(&dev, "batch") }).await;
     let j2 = e.job(&e.alice, &dev).await;
     let sj = e.session_job(&e.alice, s).await;
     let r = e.start(&dev, w, sj).await;
     assert_eq!(e.row(sj).await.priority, 2, "a session job takes the session's priority");
-    e.svc.close_session(&e.alice, s).await.unwrap();
+    e.svc.close_session(&e.alice, CloseSession { id: s }).await.unwrap();
     let r = e.complete_chain(w, &r).await.unwrap();
     assert_eq!(e.session_state(s).await.0, "closed");
     assert_eq!(r.id, j1);
@@ -351,12 +350,14 @@ async fn rule4_chaining_and_deactivate(pool: PgPool) {
     let w = Uuid::now_v7();
     let r = e.start(&dev, w, sj1).await;
     match e.complete(w, &r, true).await {
-        Completion::Done { next: Some(n) } => {
+        Some(Completion { next: Some(n) }) => {
             assert_eq!(n.id, sj2);
-            assert_eq!(n.status, "running");
-            assert_eq!(n.lease_owner, Some(w), "leased to the completing worker");
-            assert!(n.started_at.is_some());
-            let r = n;
+            let row = e.row(n.id).await;
+            assert_eq!(row.status, "running");
+            assert_eq!(row.lease_owner, Some(w), "leased to the completing worker");
+            assert_eq!(n.lease.owner, w, "leased to the completing worker");
+            assert!(row.started_at.is_some());
+            let r = *n;
             assert!(e.complete_chain(w, &r).await.is_none());
         }
         other => panic!("expected the next job chained, got {other:?}"),
@@ -383,9 +384,7 @@ async fn rule4_chaining_and_deactivate(pool: PgPool) {
 async fn rule4_time_out_closes_idle_session(pool: PgPool) {
     let e = env(pool).await;
     let dev = e.device("d1").await;
-    let s = e
-        .session(&e.alice, NewSessionRequest { idle_policy: Some("time_out".into()), ..session_req(&dev, "batch") })
-        .await;
+    let s = e.session(&e.alice, OpenSession { idle_policy: IdlePolicy::TimeOut, ..session_req(&dev, "batch") }).await;
     let sj = e.session_job(&e.alice, s).await;
     let w = Uuid::now_v7();
     let r = e.start(&dev, w, sj).await;
@@ -395,7 +394,7 @@ async fn rule4_time_out_closes_idle_session(pool: PgPool) {
     assert_eq!(e.timers().await, 1);
     assert_eq!(e.session_state(s).await, ("closed".into(), Some("idle_timeout".into()), false));
     assert_eq!(e.holder(&dev).await, None);
-    let err = e.svc.submit_job(&e.alice, job_req(None, Some(s), None), None).await.unwrap_err();
+    let err = e.svc.submit_job(&e.alice, job_req(None, Some(s), None)).await.unwrap_err();
     assert_eq!(conflict_code(err), "session_closed");
     assert_eq!(e.timers().await, 0, "a closed session has no timer");
 }
@@ -406,7 +405,7 @@ async fn rule4_time_out_closes_idle_session(pool: PgPool) {
 async fn rule5_max_ttl(pool: PgPool) {
     let e = env(pool).await;
     let dev = e.device("d1").await;
-    let s = e.session(&e.alice, NewSessionRequest { max_ttl: Some(0.3), ..session_req(&dev, "dedicated") }).await;
+    let s = e.session(&e.alice, OpenSession { max_ttl: Some(0.3), ..session_req(&dev, "dedicated") }).await;
     let sj1 = e.session_job(&e.alice, s).await;
     let sj2 = e.session_job(&e.alice, s).await;
     let sj3 = e.session_job(&e.alice, s).await;
@@ -438,10 +437,10 @@ async fn rule6_close_drains_then_completes(pool: PgPool) {
     let sj2 = e.session_job(&e.alice, s).await;
     let w = Uuid::now_v7();
     let r = e.start(&dev, w, sj1).await;
-    let view = e.svc.close_session(&e.alice, s).await.unwrap();
+    let view = e.svc.close_session(&e.alice, CloseSession { id: s }).await.unwrap();
     assert!(!view.accepting_jobs);
     assert_eq!(e.session_state(s).await, ("active".into(), None, false));
-    let err = e.svc.submit_job(&e.alice, job_req(None, Some(s), None), None).await.unwrap_err();
+    let err = e.svc.submit_job(&e.alice, job_req(None, Some(s), None)).await.unwrap_err();
     assert_eq!(conflict_code(err), "session_not_accepting");
     let r = e.complete_chain(w, &r).await.expect("queued job still runs");
     assert_eq!(r.id, sj2);
@@ -452,7 +451,7 @@ async fn rule6_close_drains_then_completes(pool: PgPool) {
 
     // Closing a session that never ran a job closes it at once.
     let s2 = e.session(&e.alice, session_req(&dev, "batch")).await;
-    e.svc.close_session(&e.alice, s2).await.unwrap();
+    e.svc.close_session(&e.alice, CloseSession { id: s2 }).await.unwrap();
     assert_eq!(e.session_state(s2).await, ("closed".into(), Some("completed".into()), false));
 }
 
@@ -467,7 +466,7 @@ async fn rule7_cancel_session(pool: PgPool) {
     let other = e.job(&e.bob, &dev).await;
     let w = Uuid::now_v7();
     let r = e.start(&dev, w, sj1).await;
-    e.svc.cancel_session(&e.alice, s).await.unwrap();
+    e.svc.cancel_session(&e.alice, CancelSession { id: s }).await.unwrap();
     assert_eq!(e.session_state(s).await, ("closed".into(), Some("canceled".into()), false));
     let row = e.row(sj2).await;
     assert_eq!((row.status.as_str(), row.reason_code.as_deref()), ("canceled", Some("session_canceled")));
@@ -511,30 +510,27 @@ async fn rule9_cancel_jobs(pool: PgPool) {
     let w = Uuid::now_v7();
     let r = e.start(&dev, w, j1).await;
 
-    let v = e.svc.cancel_job(&e.alice, j2).await.unwrap();
+    let v = e.svc.cancel_job(&e.alice, CancelJob { id: j2 }).await.unwrap();
     assert_eq!(v.status.as_str(), "canceled");
     assert_eq!(v.reason_code.as_deref(), Some("canceled"));
 
-    let v = e.svc.cancel_job(&e.alice, j1).await.unwrap();
+    let v = e.svc.cancel_job(&e.alice, CancelJob { id: j1 }).await.unwrap();
     assert_eq!(v.status.as_str(), "running", "a running job stops cooperatively");
     assert_eq!(e.svc.heartbeat(w).await.unwrap(), vec![j1], "the worker learns of the cancel");
     assert!(e.svc.cancel_requested(j1).await.unwrap());
-    let done = e
-        .svc
-        .complete_job(w, &r, Outcome::Canceled { reason: "canceled by the user".into() }, 0.0, true)
-        .await
-        .unwrap();
-    assert!(matches!(done, Completion::Done { next: None }));
+    let done =
+        e.svc.complete_job(&r, Outcome::Canceled { reason: "canceled by the user".into() }, 0.0, true).await.unwrap();
+    assert!(matches!(done, Completion { next: None }));
     assert_eq!(e.status(j1).await, "canceled");
-    let err = e.svc.cancel_job(&e.alice, j1).await.unwrap_err();
+    let err = e.svc.cancel_job(&e.alice, CancelJob { id: j1 }).await.unwrap_err();
     assert_eq!(conflict_code(err), "job_finished");
     // Another project's job is not found.
-    assert!(matches!(e.svc.cancel_job(&e.bob, j1).await, Err(ServiceError::NotFound { .. })));
+    assert!(matches!(e.svc.cancel_job(&e.bob, CancelJob { id: j1 }).await, Err(ServiceError::NotFound { .. })));
 
     // A queued job of a session: canceled, the session stays usable.
     let s = e.session(&e.alice, session_req(&dev, "dedicated")).await;
     let sj = e.session_job(&e.alice, s).await;
-    e.svc.cancel_job(&e.alice, sj).await.unwrap();
+    e.svc.cancel_job(&e.alice, CancelJob { id: sj }).await.unwrap();
     assert_eq!(e.status(sj).await, "canceled");
     assert_eq!(e.holder(&dev).await, None);
 }
@@ -545,7 +541,7 @@ async fn rule9_cancel_jobs(pool: PgPool) {
 async fn rule11_paused_device(pool: PgPool) {
     let e = env(pool).await;
     let dev = e.device("d1").await;
-    let pause = |s: &str| DevicePatch { status: Some(s.into()), ..DevicePatch::default() };
+    let pause = |s: &str| UpdateDevice::status(s.parse::<DeviceStatus>().unwrap());
     let j1 = e.job(&e.alice, &dev).await;
     let j2 = e.job(&e.alice, &dev).await;
     let w = Uuid::now_v7();
@@ -586,7 +582,7 @@ async fn lost_worker_requeues_then_fails(pool: PgPool) {
     assert_eq!(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap(), 1);
     let row = e.row(j).await;
     assert_eq!((row.status.as_str(), row.attempt, row.lease_owner), ("queued", 1, None));
-    assert!(matches!(e.complete(w1, &r1, true).await, Completion::LeaseLost));
+    assert!(e.complete(w1, &r1, true).await.is_none());
     assert_eq!(e.status(j).await, "queued", "the lost worker recorded nothing");
 
     let r2 = e.start(&dev, w2, j).await;
@@ -595,12 +591,11 @@ async fn lost_worker_requeues_then_fails(pool: PgPool) {
     assert_eq!(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap(), 1);
     let row = e.row(j).await;
     assert_eq!((row.status.as_str(), row.reason_code.as_deref()), ("failed", Some("worker_lost")));
-    assert!(matches!(e.complete(w2, &r2, true).await, Completion::LeaseLost));
+    assert!(e.complete(w2, &r2, true).await.is_none());
     assert_eq!(e.status(j).await, "failed");
 
     // A lost session job goes back to its session, which keeps the device.
-    let s =
-        e.session(&e.alice, NewSessionRequest { interactive_ttl: Some(600.0), ..session_req(&dev, "dedicated") }).await;
+    let s = e.session(&e.alice, OpenSession { interactive_ttl: Some(600.0), ..session_req(&dev, "dedicated") }).await;
     let sj = e.session_job(&e.alice, s).await;
     let _r = e.start(&dev, w1, sj).await;
     tokio::time::sleep(PAST_TTL).await;
@@ -634,12 +629,12 @@ async fn fencing_of_leaders_and_workers(pool: PgPool) {
 
     let deposed = Fence::Leader { me: e.me, term: e.term };
     let err = e.svc.dispatch_device(&dev, deposed).await.unwrap_err();
-    assert_eq!(conflict_code(err), "not_leader");
+    assert!(matches!(err, ServiceError::NotLeader), "{err:?}");
     assert_eq!(e.status(j).await, "queued", "the deposed leader assigned nothing");
-    assert_eq!(conflict_code(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap_err()), "not_leader");
+    assert!(matches!(e.svc.recover_lost_jobs(e.me, e.term).await, Err(ServiceError::NotLeader)));
     // A stale term of the right holder is refused too.
     let stale = Fence::Leader { me: other, term: e.term };
-    assert_eq!(conflict_code(e.svc.dispatch_device(&dev, stale).await.unwrap_err()), "not_leader");
+    assert!(matches!(e.svc.dispatch_device(&dev, stale).await, Err(ServiceError::NotLeader)));
 
     // The new leader assigns; worker 1 claims (epoch n) ...
     e.svc.dispatch_device(&dev, Fence::Leader { me: other, term: t2 }).await.unwrap();
@@ -647,34 +642,34 @@ async fn fencing_of_leaders_and_workers(pool: PgPool) {
     let (w1, w2) = (Uuid::now_v7(), Uuid::now_v7());
     let r1 = e.claim_one(w1, j).await;
     // ... the job is handed back and worker 2 claims it (epoch n+1).
-    e.svc.release_job(w1, &r1).await.unwrap();
+    e.svc.release_job(&r1).await.unwrap();
     e.svc.dispatch_device(&dev, Fence::Leader { me: other, term: t2 }).await.unwrap();
     let r2 = e.claim_one(w2, j).await;
-    assert!(r2.lease_epoch > r1.lease_epoch);
+    assert!(r2.lease.epoch > r1.lease.epoch);
     // Same owner, old epoch: refused as well.
-    let stale_same_owner = JobRow { lease_owner: Some(w2), ..r1.clone() };
-    let refused = e.svc.complete_job(w2, &stale_same_owner, Outcome::Completed { result: json!({}) }, 1.0, true).await;
-    assert!(matches!(refused.unwrap(), Completion::LeaseLost));
-    assert!(matches!(e.complete(w1, &r1, true).await, Completion::LeaseLost));
+    let stale_same_owner = ClaimedJob { lease: Lease { owner: w2, ..r1.lease }, ..r1.clone() };
+    let refused = e.svc.complete_job(&stale_same_owner, Outcome::Completed { result: json!({}) }, 1.0, true).await;
+    assert!(matches!(refused, Err(ServiceError::LeaseLost)));
+    assert!(e.complete(w1, &r1, true).await.is_none());
     assert_eq!(e.status(j).await, "running");
-    let done = e.svc.complete_job(w2, &r2, Outcome::Completed { result: json!({"n": 2}) }, 0.5, true).await.unwrap();
-    assert!(matches!(done, Completion::Done { next: None }));
+    let done = e.svc.complete_job(&r2, Outcome::Completed { result: json!({"n": 2}) }, 0.5, true).await.unwrap();
+    assert!(matches!(done, Completion { next: None }));
     // Late duplicates change nothing.
-    assert!(matches!(e.complete(w2, &r2, true).await, Completion::LeaseLost));
-    assert!(matches!(e.complete(w1, &r1, true).await, Completion::LeaseLost));
+    assert!(e.complete(w2, &r2, true).await.is_none());
+    assert!(e.complete(w1, &r1, true).await.is_none());
 
     let row = e.row(j).await;
     assert_eq!(row.status, "completed");
     assert_eq!(row.usage_seconds, 0.5);
     let results: Vec<serde_json::Value> = sqlx::query_scalar("SELECT result FROM job_results WHERE job_id = $1")
         .bind(j)
-        .fetch_all(&e.svc.pool)
+        .fetch_all(e.svc.pool())
         .await
         .unwrap();
     assert_eq!(results, vec![json!({"n": 2})]);
     let usage: f64 = sqlx::query_scalar("SELECT sum(seconds) FROM device_usage WHERE device = $1")
         .bind(&dev)
-        .fetch_one(&e.svc.pool)
+        .fetch_one(e.svc.pool())
         .await
         .unwrap();
     assert_eq!(usage, 0.5, "usage counted once");
@@ -687,11 +682,11 @@ async fn worker_dispatch_leases_to_the_caller(pool: PgPool) {
     let dev = e.device("d1").await;
     let j = e.job(&e.alice, &dev).await;
     let w = Uuid::now_v7();
-    assert!(e.svc.dispatch_device(&dev, Fence::Worker { me: w }).await.unwrap());
+    let claimed = e.svc.dispatch_device(&dev, Fence::Worker { me: w }).await.unwrap().expect("leased to the caller");
     let row = e.row(j).await;
     assert_eq!((row.status.as_str(), row.lease_owner, row.attempt), ("running", Some(w), 1));
     assert!(e.claim(Uuid::now_v7()).await.is_empty(), "a leased job is not claimed again");
-    assert!(matches!(e.complete(w, &row, true).await, Completion::Done { next: None }));
+    assert!(matches!(e.complete(w, &claimed, true).await, Some(Completion { next: None })));
     assert_eq!(e.status(j).await, "completed");
 }
 
@@ -747,9 +742,9 @@ async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
                 for job in claimed {
                     let mut current = Some(job);
                     while let Some(job) = current.take() {
-                        let done = e.svc.complete_job(me, &job, Outcome::Completed { result: json!({}) }, 0.001, true);
-                        if let Some(Completion::Done { next }) = check(&errors, "complete", done.await) {
-                            current = next.map(|n| JobRow::clone(&n));
+                        let done = e.svc.complete_job(&job, Outcome::Completed { result: json!({}) }, 0.001, true);
+                        if let Some(Completion { next }) = check(&errors, "complete", done.await) {
+                            current = next.map(|n| *n);
                         }
                     }
                 }
@@ -768,26 +763,27 @@ async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
             for round in 0..6usize {
                 let dev = &devs[(c + round) % 2];
                 let mode = if round % 2 == 0 { "batch" } else { "dedicated" };
-                let req = NewSessionRequest { interactive_ttl: Some(0.05), ..session_req(dev, mode) };
-                let s = e.svc.create_session(&who, req).await.unwrap().id;
+                let req = OpenSession { interactive_ttl: Some(0.05), ..session_req(dev, mode) };
+                let s = e.svc.open_session(&who, req).await.unwrap().id;
                 sessions.push(s);
                 let mut jobs = Vec::new();
                 for k in 0..8usize {
                     let req = if k % 3 == 0 { job_req(Some(dev), None, None) } else { job_req(None, Some(s), None) };
-                    if let Some((v, _)) = check(&errors, "submit", e.svc.submit_job(&who, req, None).await) {
+                    if let Some((v, _)) = check(&errors, "submit", e.svc.submit_job(&who, req).await) {
                         jobs.push(v.id);
                     }
                 }
                 if let Some(j) = jobs.get(round % jobs.len().max(1)) {
-                    check(&errors, "cancel job", e.svc.cancel_job(&who, *j).await);
+                    check(&errors, "cancel job", e.svc.cancel_job(&who, CancelJob { id: *j }).await);
                 }
                 match round % 3 {
-                    0 => check(&errors, "close", e.svc.close_session(&who, s).await).map(|_| ()),
-                    1 => check(&errors, "cancel session", e.svc.cancel_session(&who, s).await).map(|_| ()),
+                    0 => check(&errors, "close", e.svc.close_session(&who, CloseSession { id: s }).await).map(|_| ()),
+                    1 => check(&errors, "cancel session", e.svc.cancel_session(&who, CancelSession { id: s }).await)
+                        .map(|_| ()),
                     _ => Some(()), // left open: its interactive TTL deactivates it
                 };
                 if c == 0 && round % 2 == 1 {
-                    let patch = |s: &str| DevicePatch { status: Some(s.into()), ..DevicePatch::default() };
+                    let patch = |s: &str| UpdateDevice::status(s.parse::<DeviceStatus>().unwrap());
                     check(&errors, "pause", e.svc.update_device(dev, patch("paused")).await);
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                     check(&errors, "resume", e.svc.update_device(dev, patch("online")).await);
@@ -802,7 +798,7 @@ async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
     }
     for (who, sessions) in &all_sessions {
         for s in sessions {
-            check(&errors, "final close", e.svc.close_session(who, *s).await);
+            check(&errors, "final close", e.svc.close_session(who, CloseSession { id: *s }).await);
         }
     }
 
@@ -812,7 +808,7 @@ async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
             "SELECT (SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')),
                     (SELECT count(*) FROM sessions WHERE state <> 'closed')",
         )
-        .fetch_one(&e.svc.pool)
+        .fetch_one(e.svc.pool())
         .await
         .unwrap();
         if jobs_left == 0 && sessions_left == 0 {
@@ -830,7 +826,7 @@ async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
     let results: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM jobs j WHERE (j.status = 'completed') <> EXISTS (SELECT 1 FROM job_results r WHERE r.job_id = j.id)",
     )
-    .fetch_one(&e.svc.pool)
+    .fetch_one(e.svc.pool())
     .await
     .unwrap();
     assert_eq!(results, 0, "one result per completed job, none for the others");
@@ -851,7 +847,7 @@ async fn intervals_follow_the_device_handover(pool: PgPool) {
     tokio::time::sleep(PAST_TTL).await;
 
     // Hold the device lock so that the leader's dispatch transaction begins and then waits.
-    let mut holder = e.svc.pool.begin().await.unwrap();
+    let mut holder = e.svc.pool().begin().await.unwrap();
     sqlx::query("SELECT 1 FROM devices WHERE name = $1 FOR NO KEY UPDATE")
         .bind(&dev)
         .execute(&mut *holder)

@@ -1,28 +1,49 @@
 //! Devices.
 
+use crate::enum_col;
 use chrono::{DateTime, Utc};
+use qcloud_core::{DeviceKind, DeviceStatus, DriverKind, Timing};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::PgConnection;
+use sqlx::{FromRow, PgConnection, Row};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DeviceRow {
+/// A device as stored.
+#[derive(Debug, Clone)]
+pub struct Device {
     pub name: String,
-    pub kind: String,
-    pub driver: String,
-    pub status: String,
+    pub kind: DeviceKind,
+    pub driver: DriverKind,
+    pub status: DeviceStatus,
     pub num_qubits: i32,
-    pub timing: Json<serde_json::Value>,
-    pub config: Json<serde_json::Value>,
+    pub timing: Timing,
+    pub config: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl<'r> FromRow<'r, PgRow> for Device {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        let timing: Json<Timing> = row.try_get("timing")?;
+        Ok(Device {
+            name: row.try_get("name")?,
+            kind: enum_col(row, "kind")?,
+            driver: enum_col(row, "driver")?,
+            status: enum_col(row, "status")?,
+            num_qubits: row.try_get("num_qubits")?,
+            timing: timing.0,
+            config: row.try_get::<Json<serde_json::Value>, _>("config")?.0,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 /// A device with its queue length and holding session, for listings.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceOverview {
     #[sqlx(flatten)]
-    pub device: DeviceRow,
+    pub device: Device,
     pub queued_jobs: i64,
     pub held_by: Option<Uuid>,
 }
@@ -40,8 +61,13 @@ pub async fn overview(conn: &mut PgConnection, name: &str) -> sqlx::Result<Optio
     sqlx::query_as(&format!("{OVERVIEW} WHERE d.name = $1")).bind(name).fetch_optional(conn).await
 }
 
-pub async fn get(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<DeviceRow>> {
+pub async fn get(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<Device>> {
     sqlx::query_as("SELECT * FROM devices WHERE name = $1").bind(name).fetch_optional(conn).await
+}
+
+/// Devices by name (missing names are left out).
+pub async fn get_many(conn: &mut PgConnection, names: &[String]) -> sqlx::Result<Vec<Device>> {
+    sqlx::query_as("SELECT * FROM devices WHERE name = ANY($1)").bind(names).fetch_all(conn).await
 }
 
 /// A device with the quota of `project` (device seconds; `None` when unlimited), in one query.
@@ -49,11 +75,11 @@ pub async fn get_with_quota(
     conn: &mut PgConnection,
     name: &str,
     project: &str,
-) -> sqlx::Result<Option<(DeviceRow, Option<f64>)>> {
+) -> sqlx::Result<Option<(Device, Option<f64>)>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
-        device: DeviceRow,
+        device: Device,
         quota_seconds: Option<f64>,
     }
     let row: Option<Row> = sqlx::query_as(
@@ -68,30 +94,30 @@ pub async fn get_with_quota(
 
 /// Lock the device row: every dispatch of a device holds this lock, so dispatches of one device
 /// are serial while different devices dispatch in parallel.
-pub async fn lock(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<DeviceRow>> {
+pub async fn lock(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<Device>> {
     sqlx::query_as("SELECT * FROM devices WHERE name = $1 FOR NO KEY UPDATE").bind(name).fetch_optional(conn).await
 }
 
 pub struct NewDevice<'a> {
     pub name: &'a str,
-    pub kind: &'a str,
-    pub driver: &'a str,
-    pub status: &'a str,
+    pub kind: DeviceKind,
+    pub driver: DriverKind,
+    pub status: DeviceStatus,
     pub num_qubits: i32,
-    pub timing: serde_json::Value,
-    pub config: serde_json::Value,
+    pub timing: Timing,
+    pub config: &'a serde_json::Value,
 }
 
 /// Insert a device; `None` when the name is taken.
-pub async fn insert(conn: &mut PgConnection, d: NewDevice<'_>) -> sqlx::Result<Option<DeviceRow>> {
+pub async fn insert(conn: &mut PgConnection, d: NewDevice<'_>) -> sqlx::Result<Option<Device>> {
     sqlx::query_as(
         "INSERT INTO devices (name, kind, driver, status, num_qubits, timing, config)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING *",
     )
     .bind(d.name)
-    .bind(d.kind)
-    .bind(d.driver)
-    .bind(d.status)
+    .bind(d.kind.as_str())
+    .bind(d.driver.as_str())
+    .bind(d.status.as_str())
     .bind(d.num_qubits)
     .bind(Json(d.timing))
     .bind(Json(d.config))
@@ -102,17 +128,17 @@ pub async fn insert(conn: &mut PgConnection, d: NewDevice<'_>) -> sqlx::Result<O
 pub async fn update(
     conn: &mut PgConnection,
     name: &str,
-    status: Option<&str>,
-    timing: Option<serde_json::Value>,
-    config: Option<serde_json::Value>,
-) -> sqlx::Result<Option<DeviceRow>> {
+    status: Option<DeviceStatus>,
+    timing: Option<Timing>,
+    config: Option<&serde_json::Value>,
+) -> sqlx::Result<Option<Device>> {
     sqlx::query_as(
         "UPDATE devices SET status = COALESCE($2, status), timing = COALESCE($3, timing),
                 config = COALESCE($4, config), updated_at = now()
          WHERE name = $1 RETURNING *",
     )
     .bind(name)
-    .bind(status)
+    .bind(status.map(DeviceStatus::as_str))
     .bind(timing.map(Json))
     .bind(config.map(Json))
     .fetch_optional(conn)

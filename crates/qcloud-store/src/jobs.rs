@@ -1,31 +1,35 @@
 //! Jobs and their results.
 
-use crate::{push_window, Window};
-use chrono::{DateTime, Utc};
+use crate::{enum_col, ms_col, opt_enum_col, parse_text, push_window, Window};
+use chrono::{DateTime, Duration, Utc};
+use qcloud_core::{JobStatus, Priority, SessionMode, SessionState};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{PgConnection, QueryBuilder};
+use sqlx::{FromRow, PgConnection, QueryBuilder, Row};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct JobRow {
+/// A job as stored (its result lives apart, in `job_results`).
+#[derive(Debug, Clone)]
+pub struct Job {
     pub id: Uuid,
+    /// Arrival order (first come, first served within a priority).
     pub seq: i64,
     pub project: String,
     pub user_name: String,
     pub device: String,
     pub session_id: Option<Uuid>,
     pub program: String,
-    pub payload: Json<serde_json::Value>,
+    pub payload: serde_json::Value,
     pub shots: Option<i64>,
     pub tags: Vec<String>,
-    pub priority: i16,
-    pub status: String,
+    pub priority: Priority,
+    pub status: JobStatus,
     pub reason: Option<String>,
     pub reason_code: Option<String>,
     pub attempt: i32,
     pub parent_id: Option<Uuid>,
     pub idempotency_key: Option<String>,
-    pub max_execution_ms: i64,
+    pub max_execution: Duration,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -35,6 +39,54 @@ pub struct JobRow {
     pub lease_owner: Option<Uuid>,
     pub lease_epoch: i64,
     pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+impl<'r> FromRow<'r, PgRow> for Job {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Job {
+            id: row.try_get("id")?,
+            seq: row.try_get("seq")?,
+            project: row.try_get("project")?,
+            user_name: row.try_get("user_name")?,
+            device: row.try_get("device")?,
+            session_id: row.try_get("session_id")?,
+            program: row.try_get("program")?,
+            payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+            shots: row.try_get("shots")?,
+            tags: row.try_get("tags")?,
+            priority: Priority::from_rank(row.try_get("priority")?),
+            status: enum_col(row, "status")?,
+            reason: row.try_get("reason")?,
+            reason_code: row.try_get("reason_code")?,
+            attempt: row.try_get("attempt")?,
+            parent_id: row.try_get("parent_id")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            max_execution: ms_col(row, "max_execution_ms")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            usage_seconds: row.try_get("usage_seconds")?,
+            cancel_requested: row.try_get("cancel_requested")?,
+            assigned_term: row.try_get("assigned_term")?,
+            lease_owner: row.try_get("lease_owner")?,
+            lease_epoch: row.try_get("lease_epoch")?,
+            lease_expires_at: row.try_get("lease_expires_at")?,
+        })
+    }
+}
+
+/// A job that just started, with what its worker needs besides the job: the mode of its session
+/// (batch sessions prepare ahead; `None` outside a session).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub job: Job,
+    pub session_mode: Option<SessionMode>,
+}
+
+impl<'r> FromRow<'r, PgRow> for Started {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Started { job: Job::from_row(row)?, session_mode: opt_enum_col(row, "session_mode")? })
+    }
 }
 
 pub struct NewJob<'a> {
@@ -47,9 +99,9 @@ pub struct NewJob<'a> {
     pub payload: &'a serde_json::Value,
     pub shots: Option<i64>,
     pub tags: &'a [String],
-    pub priority: i16,
+    pub priority: Priority,
     pub idempotency_key: Option<&'a str>,
-    pub max_execution_ms: i64,
+    pub max_execution: Duration,
 }
 
 /// A job just inserted, and whether its device had no running job at that moment (only then is
@@ -57,7 +109,7 @@ pub struct NewJob<'a> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Inserted {
     #[sqlx(flatten)]
-    pub job: JobRow,
+    pub job: Job,
     pub device_idle: bool,
 }
 
@@ -84,14 +136,14 @@ pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Opti
     .bind(Json(j.payload))
     .bind(j.shots)
     .bind(j.tags)
-    .bind(j.priority)
+    .bind(j.priority.rank())
     .bind(j.idempotency_key)
-    .bind(j.max_execution_ms)
+    .bind(j.max_execution.num_milliseconds())
     .fetch_optional(conn)
     .await
 }
 
-pub async fn by_idempotency_key(conn: &mut PgConnection, project: &str, key: &str) -> sqlx::Result<Option<JobRow>> {
+pub async fn by_idempotency_key(conn: &mut PgConnection, project: &str, key: &str) -> sqlx::Result<Option<Job>> {
     sqlx::query_as("SELECT * FROM jobs WHERE project = $1 AND idempotency_key = $2")
         .bind(project)
         .bind(key)
@@ -100,7 +152,7 @@ pub async fn by_idempotency_key(conn: &mut PgConnection, project: &str, key: &st
 }
 
 /// A job of `project` (another project's job is not found).
-pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Result<Option<JobRow>> {
+pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Result<Option<Job>> {
     sqlx::query_as("SELECT * FROM jobs WHERE id = $1 AND project = $2")
         .bind(id)
         .bind(project)
@@ -108,19 +160,19 @@ pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Resu
         .await
 }
 
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<JobRow>> {
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Job>> {
     sqlx::query_as("SELECT * FROM jobs WHERE id = $1 FOR NO KEY UPDATE").bind(id).fetch_optional(conn).await
 }
 
 /// 1-based position of a queued job among the queued jobs of its device, in rule-3 order
 /// (priority, then arrival; fair share can still reorder projects).
-pub async fn queue_position(conn: &mut PgConnection, job: &JobRow) -> sqlx::Result<i64> {
+pub async fn queue_position(conn: &mut PgConnection, job: &Job) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) + 1 FROM jobs WHERE device = $1 AND status = 'queued'
            AND (priority > $2 OR (priority = $2 AND seq < $3))",
     )
     .bind(&job.device)
-    .bind(job.priority)
+    .bind(job.priority.rank())
     .bind(job.seq)
     .fetch_one(conn)
     .await
@@ -137,15 +189,35 @@ pub async fn running_on(conn: &mut PgConnection, device: &str) -> sqlx::Result<O
         .await
 }
 
+/// One of rule 3's candidates: a job-mode job at the head of its project's queue, or a waiting
+/// session with a queued job.
+#[derive(Debug, Clone)]
+pub struct CandidateRow {
+    pub is_session: bool,
+    pub id: Uuid,
+    pub project: String,
+    pub priority: Priority,
+    /// Arrival order of the job (a session: of its first queued job).
+    pub seq: i64,
+}
+
+impl<'r> FromRow<'r, PgRow> for CandidateRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(CandidateRow {
+            is_session: row.try_get("is_session")?,
+            id: row.try_get("id")?,
+            project: row.try_get("project")?,
+            priority: Priority::from_rank(row.try_get("priority")?),
+            seq: row.try_get("seq")?,
+        })
+    }
+}
+
 /// Rule 3's candidates of a device in one query: the head of each project's job-mode queue (found
 /// by a loose index scan on `jobs_queued_heads`, one probe per project), and the waiting sessions
 /// (pending or inactive) with a queued job; each as (is_session, id, project, priority, arrival
 /// sequence). `limit` bounds the projects and the sessions considered.
-pub async fn candidates(
-    conn: &mut PgConnection,
-    device: &str,
-    limit: i64,
-) -> sqlx::Result<Vec<(bool, Uuid, String, i16, i64)>> {
+pub async fn candidates(conn: &mut PgConnection, device: &str, limit: i64) -> sqlx::Result<Vec<CandidateRow>> {
     sqlx::query_as(
         "(WITH RECURSIVE heads AS (
             (SELECT id, project, priority, seq FROM jobs
@@ -156,7 +228,7 @@ pub async fn candidates(
                 SELECT id, project, priority, seq FROM jobs
                 WHERE device = $1 AND status = 'queued' AND session_id IS NULL AND project > h.project
                 ORDER BY project, priority DESC, seq LIMIT 1) n)
-          SELECT false, id, project, priority, seq FROM heads LIMIT $2)
+          SELECT false AS is_session, id, project, priority, seq FROM heads LIMIT $2)
          UNION ALL
          (SELECT true, s.id, s.project, s.priority, q.seq FROM sessions s
           CROSS JOIN LATERAL (SELECT min(seq) AS seq FROM jobs j WHERE j.session_id = s.id AND j.status = 'queued') q
@@ -178,7 +250,7 @@ pub async fn next_in_session(conn: &mut PgConnection, session: Uuid) -> sqlx::Re
 }
 
 /// Queued jobs of a session, after the first `skip`, for preparing ahead (rule 12).
-pub async fn queued_in_session(conn: &mut PgConnection, session: Uuid, limit: i64) -> sqlx::Result<Vec<JobRow>> {
+pub async fn queued_in_session(conn: &mut PgConnection, session: Uuid, limit: i64) -> sqlx::Result<Vec<Job>> {
     sqlx::query_as("SELECT * FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT $2")
         .bind(session)
         .bind(limit)
@@ -200,7 +272,7 @@ pub async fn start(
     term: Option<i64>,
     owner: Option<Uuid>,
     lease_ms: i64,
-) -> sqlx::Result<Option<JobRow>> {
+) -> sqlx::Result<Option<Started>> {
     sqlx::query_as(
         "WITH started AS (
             UPDATE jobs SET status = 'running', started_at = clock_timestamp(), assigned_term = $2, lease_owner = $3,
@@ -211,8 +283,8 @@ pub async fn start(
             WHERE id = $1 AND status = 'queued' RETURNING *),
          session AS (
             UPDATE sessions SET last_job_started = started.started_at FROM started
-            WHERE sessions.id = started.session_id)
-         SELECT * FROM started",
+            WHERE sessions.id = started.session_id RETURNING sessions.mode)
+         SELECT started.*, (SELECT mode FROM session) AS session_mode FROM started",
     )
     .bind(id)
     .bind(term)
@@ -223,13 +295,15 @@ pub async fn start(
 }
 
 /// Claim up to `limit` assigned jobs that no worker holds.
-pub async fn claim(conn: &mut PgConnection, owner: Uuid, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<JobRow>> {
+pub async fn claim(conn: &mut PgConnection, owner: Uuid, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<Started>> {
     sqlx::query_as(
-        "UPDATE jobs SET lease_owner = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1,
-                lease_expires_at = now() + make_interval(secs => $3::float8 / 1000)
-         WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_owner IS NULL
-                      ORDER BY started_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED)
-         RETURNING *",
+        "WITH claimed AS (
+            UPDATE jobs SET lease_owner = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1,
+                   lease_expires_at = now() + make_interval(secs => $3::float8 / 1000)
+            WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_owner IS NULL
+                         ORDER BY started_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED)
+            RETURNING *)
+         SELECT claimed.*, s.mode AS session_mode FROM claimed LEFT JOIN sessions s ON s.id = claimed.session_id",
     )
     .bind(owner)
     .bind(limit)
@@ -259,12 +333,12 @@ pub async fn finish_leased(
     id: Uuid,
     owner: Uuid,
     epoch: i64,
-    status: &str,
+    status: JobStatus,
     reason: Option<&str>,
     reason_code: Option<&str>,
     usage_seconds: f64,
     result: Option<&serde_json::Value>,
-) -> sqlx::Result<Option<JobRow>> {
+) -> sqlx::Result<Option<Job>> {
     sqlx::query_as(
         "WITH done AS (
             UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7,
@@ -282,7 +356,7 @@ pub async fn finish_leased(
     .bind(id)
     .bind(owner)
     .bind(epoch)
-    .bind(status)
+    .bind(status.as_str())
     .bind(reason)
     .bind(reason_code)
     .bind(usage_seconds)
@@ -295,7 +369,7 @@ pub async fn finish_leased(
 pub async fn end_queued_in_session(
     conn: &mut PgConnection,
     session: Uuid,
-    status: &str,
+    status: JobStatus,
     reason: &str,
     reason_code: &str,
 ) -> sqlx::Result<u64> {
@@ -304,7 +378,7 @@ pub async fn end_queued_in_session(
          WHERE session_id = $1 AND status = 'queued'",
     )
     .bind(session)
-    .bind(status)
+    .bind(status.as_str())
     .bind(reason)
     .bind(reason_code)
     .execute(conn)
@@ -313,7 +387,7 @@ pub async fn end_queued_in_session(
 }
 
 /// queued -> canceled for one job.
-pub async fn cancel_queued(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<JobRow>> {
+pub async fn cancel_queued(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Job>> {
     sqlx::query_as(
         "UPDATE jobs SET status = 'canceled', reason = 'canceled by the user', reason_code = 'canceled',
                 finished_at = now()
@@ -324,7 +398,7 @@ pub async fn cancel_queued(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Op
     .await
 }
 
-pub async fn request_cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<JobRow>> {
+pub async fn request_cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Job>> {
     sqlx::query_as("UPDATE jobs SET cancel_requested = true WHERE id = $1 AND status = 'running' RETURNING *")
         .bind(id)
         .fetch_optional(conn)
@@ -332,7 +406,7 @@ pub async fn request_cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<O
 }
 
 /// Running jobs whose worker lease ran out (the replica died or lost the database).
-pub async fn expired_leases(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<JobRow>> {
+pub async fn expired_leases(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Job>> {
     sqlx::query_as(
         "SELECT * FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at < now()
          ORDER BY lease_expires_at LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
@@ -390,8 +464,19 @@ pub async fn cancel_lost(conn: &mut PgConnection, id: Uuid, epoch: i64) -> sqlx:
 }
 
 /// The state of a session, unlocked (a snapshot for decisions whose races the schema settles).
-pub async fn session_state(conn: &mut PgConnection, session: Uuid) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT state FROM sessions WHERE id = $1").bind(session).fetch_optional(conn).await
+pub async fn session_state(conn: &mut PgConnection, session: Uuid) -> sqlx::Result<Option<SessionState>> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM sessions WHERE id = $1").bind(session).fetch_optional(conn).await?;
+    state.map(|s| parse_text("state", &s)).transpose()
+}
+
+/// Whether cancellation of a job was asked for.
+pub async fn cancel_requested(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    Ok(sqlx::query_scalar("SELECT cancel_requested FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .unwrap_or(false))
 }
 
 /// running -> failed without a lease (the leader gives up on a lost job).
@@ -410,20 +495,20 @@ pub async fn fail_lost(conn: &mut PgConnection, id: Uuid, epoch: i64, reason: &s
         == 1)
 }
 
-/// Filters of `GET /v1/jobs`.
+/// Filters of a job listing.
 #[derive(Debug, Default, Clone)]
 pub struct JobFilter {
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     pub device: Option<String>,
     pub session_id: Option<Uuid>,
     pub window: Window,
 }
 
-pub async fn list(conn: &mut PgConnection, project: &str, f: &JobFilter) -> sqlx::Result<Vec<JobRow>> {
+pub async fn list(conn: &mut PgConnection, project: &str, f: &JobFilter) -> sqlx::Result<Vec<Job>> {
     let mut q = QueryBuilder::new("SELECT * FROM jobs WHERE project = ");
     q.push_bind(project);
-    if let Some(v) = &f.status {
-        q.push(" AND status = ").push_bind(v);
+    if let Some(v) = f.status {
+        q.push(" AND status = ").push_bind(v.as_str());
     }
     if let Some(v) = &f.device {
         q.push(" AND device = ").push_bind(v);

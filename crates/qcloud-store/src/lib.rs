@@ -1,7 +1,7 @@
-//! qcloud-store: Postgres persistence through sqlx. Row types, the queries of every resource,
-//! migrations, LISTEN/NOTIFY channel names and the leader lease. Functions take a
-//! `&mut PgConnection` so the service layer decides the transaction boundaries; nothing here
-//! decides a scheduling rule.
+//! qcloud-store: Postgres persistence through sqlx. Typed records (built from `qcloud-core` types:
+//! no state string leaves this crate), the queries of every resource, migrations, LISTEN/NOTIFY
+//! channel names and the leader lease. Functions take a `&mut PgConnection` so the service layer
+//! decides the transaction boundaries; nothing here decides a scheduling rule.
 #![forbid(unsafe_code)]
 
 pub mod devices;
@@ -10,7 +10,41 @@ pub mod lease;
 pub mod sessions;
 pub mod tokens;
 
+pub use sqlx::postgres::{PgListener, PgNotification};
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+/// A stored name of a core enumeration, decoded (a name no variant has is a decode error).
+pub(crate) fn parse_text<T>(col: &str, s: &str) -> sqlx::Result<T>
+where
+    T: std::str::FromStr<Err = qcloud_core::UnknownValue>,
+{
+    s.parse()
+        .map_err(|e: qcloud_core::UnknownValue| sqlx::Error::ColumnDecode { index: col.into(), source: Box::new(e) })
+}
+
+/// A text column holding one of a core enumeration's names.
+pub(crate) fn enum_col<T>(row: &PgRow, col: &str) -> sqlx::Result<T>
+where
+    T: std::str::FromStr<Err = qcloud_core::UnknownValue>,
+{
+    parse_text(col, &row.try_get::<String, _>(col)?)
+}
+
+/// A nullable text column holding one of a core enumeration's names.
+pub(crate) fn opt_enum_col<T>(row: &PgRow, col: &str) -> sqlx::Result<Option<T>>
+where
+    T: std::str::FromStr<Err = qcloud_core::UnknownValue>,
+{
+    row.try_get::<Option<String>, _>(col)?.map(|s| parse_text(col, &s)).transpose()
+}
+
+/// A bigint column of milliseconds.
+pub(crate) fn ms_col(row: &PgRow, col: &str) -> sqlx::Result<chrono::Duration> {
+    Ok(chrono::Duration::milliseconds(row.try_get::<i64, _>(col)?))
+}
 
 /// The embedded migrations (`migrations/` at the repository root).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

@@ -1,29 +1,31 @@
 //! Sessions (IBM sessions and batches, Pasqal batches).
 
-use crate::{push_window, Window};
+use crate::{enum_col, ms_col, opt_enum_col, parse_text, push_window, Window};
 use chrono::{DateTime, Utc};
+use qcloud_core::rules::SessionTtls;
+use qcloud_core::{ClosedReason, IdlePolicy, JobStatus, Priority, SessionMode, SessionState};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{PgConnection, QueryBuilder};
+use sqlx::{FromRow, PgConnection, QueryBuilder, Row};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SessionRow {
+/// A session as stored.
+#[derive(Debug, Clone)]
+pub struct Session {
     pub id: Uuid,
     pub project: String,
     pub user_name: String,
     pub device: String,
-    pub mode: String,
-    pub state: String,
-    pub closed_reason: Option<String>,
+    pub mode: SessionMode,
+    pub state: SessionState,
+    pub closed_reason: Option<ClosedReason>,
     pub accepting_jobs: bool,
-    pub max_ttl_ms: i64,
-    pub interactive_ttl_ms: i64,
-    pub pending_ttl_ms: i64,
-    pub idle_policy: String,
-    pub priority: i16,
+    pub ttls: SessionTtls,
+    pub idle_policy: IdlePolicy,
+    pub priority: Priority,
     pub tags: Vec<String>,
     pub webhook: Option<String>,
-    pub default_program: Option<Json<serde_json::Value>>,
+    pub default_program: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub activated_at: Option<DateTime<Utc>>,
@@ -35,23 +37,55 @@ pub struct SessionRow {
     pub usage_seconds: f64,
 }
 
+impl<'r> FromRow<'r, PgRow> for Session {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Session {
+            id: row.try_get("id")?,
+            project: row.try_get("project")?,
+            user_name: row.try_get("user_name")?,
+            device: row.try_get("device")?,
+            mode: enum_col(row, "mode")?,
+            state: enum_col(row, "state")?,
+            closed_reason: opt_enum_col(row, "closed_reason")?,
+            accepting_jobs: row.try_get("accepting_jobs")?,
+            ttls: SessionTtls {
+                max_ttl: ms_col(row, "max_ttl_ms")?,
+                interactive_ttl: ms_col(row, "interactive_ttl_ms")?,
+                pending_ttl: ms_col(row, "pending_ttl_ms")?,
+            },
+            idle_policy: enum_col(row, "idle_policy")?,
+            priority: Priority::from_rank(row.try_get("priority")?),
+            tags: row.try_get("tags")?,
+            webhook: row.try_get("webhook")?,
+            default_program: row.try_get::<Option<Json<serde_json::Value>>, _>("default_program")?.map(|j| j.0),
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            activated_at: row.try_get("activated_at")?,
+            last_job_submitted: row.try_get("last_job_submitted")?,
+            last_job_started: row.try_get("last_job_started")?,
+            last_job_completed: row.try_get("last_job_completed")?,
+            closed_at: row.try_get("closed_at")?,
+            next_deadline: row.try_get("next_deadline")?,
+            usage_seconds: row.try_get("usage_seconds")?,
+        })
+    }
+}
+
 pub struct NewSession<'a> {
     pub id: Uuid,
     pub project: &'a str,
     pub user: &'a str,
     pub device: &'a str,
-    pub mode: &'a str,
-    pub max_ttl_ms: i64,
-    pub interactive_ttl_ms: i64,
-    pub pending_ttl_ms: i64,
-    pub idle_policy: &'a str,
-    pub priority: i16,
+    pub mode: SessionMode,
+    pub ttls: SessionTtls,
+    pub idle_policy: IdlePolicy,
+    pub priority: Priority,
     pub tags: &'a [String],
     pub webhook: Option<&'a str>,
     pub default_program: Option<serde_json::Value>,
 }
 
-pub async fn insert(conn: &mut PgConnection, s: NewSession<'_>) -> sqlx::Result<SessionRow> {
+pub async fn insert(conn: &mut PgConnection, s: NewSession<'_>) -> sqlx::Result<Session> {
     sqlx::query_as(
         "INSERT INTO sessions (id, project, user_name, device, mode, max_ttl_ms, interactive_ttl_ms,
                 pending_ttl_ms, idle_policy, priority, tags, webhook, default_program, next_deadline)
@@ -63,12 +97,12 @@ pub async fn insert(conn: &mut PgConnection, s: NewSession<'_>) -> sqlx::Result<
     .bind(s.project)
     .bind(s.user)
     .bind(s.device)
-    .bind(s.mode)
-    .bind(s.max_ttl_ms)
-    .bind(s.interactive_ttl_ms)
-    .bind(s.pending_ttl_ms)
-    .bind(s.idle_policy)
-    .bind(s.priority)
+    .bind(s.mode.as_str())
+    .bind(s.ttls.max_ttl.num_milliseconds())
+    .bind(s.ttls.interactive_ttl.num_milliseconds())
+    .bind(s.ttls.pending_ttl.num_milliseconds())
+    .bind(s.idle_policy.as_str())
+    .bind(s.priority.rank())
     .bind(s.tags)
     .bind(s.webhook)
     .bind(s.default_program.map(Json))
@@ -77,7 +111,7 @@ pub async fn insert(conn: &mut PgConnection, s: NewSession<'_>) -> sqlx::Result<
 }
 
 /// A session of `project` (another project's session is not found).
-pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Result<Option<SessionRow>> {
+pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Result<Option<Session>> {
     sqlx::query_as("SELECT * FROM sessions WHERE id = $1 AND project = $2")
         .bind(id)
         .bind(project)
@@ -86,7 +120,7 @@ pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Resu
 }
 
 /// Lock a session row for a state change.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<SessionRow>> {
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Session>> {
     sqlx::query_as("SELECT * FROM sessions WHERE id = $1 FOR NO KEY UPDATE").bind(id).fetch_optional(conn).await
 }
 
@@ -95,7 +129,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Sess
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Holder {
     #[sqlx(flatten)]
-    pub session: SessionRow,
+    pub session: Session,
     pub db_now: DateTime<Utc>,
     pub has_queued: bool,
     pub has_running: bool,
@@ -125,11 +159,13 @@ pub async fn job_presence(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<(bo
 }
 
 /// Job counts per status.
-pub async fn job_counts(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as("SELECT status, count(*) FROM jobs WHERE session_id = $1 GROUP BY status")
-        .bind(id)
-        .fetch_all(conn)
-        .await
+pub async fn job_counts(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<(JobStatus, i64)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM jobs WHERE session_id = $1 GROUP BY status")
+            .bind(id)
+            .fetch_all(conn)
+            .await?;
+    rows.into_iter().map(|(s, n)| Ok((parse_text("status", &s)?, n))).collect()
 }
 
 pub async fn activate(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
@@ -151,14 +187,14 @@ pub async fn deactivate(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-pub async fn close(conn: &mut PgConnection, id: Uuid, reason: &str) -> sqlx::Result<()> {
+pub async fn close(conn: &mut PgConnection, id: Uuid, reason: ClosedReason) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE sessions SET state = 'closed', closed_reason = $2, accepting_jobs = false, closed_at = now(),
                 next_deadline = NULL
          WHERE id = $1 AND state <> 'closed'",
     )
     .bind(id)
-    .bind(reason)
+    .bind(reason.as_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -171,7 +207,7 @@ pub async fn stop_accepting(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<(
 
 /// Record a submission into a session of `project` and return the session (locked by the update
 /// until the transaction ends), in one statement; `None` when there is no such session.
-pub async fn submit_into(conn: &mut PgConnection, id: Uuid, project: &str) -> sqlx::Result<Option<SessionRow>> {
+pub async fn submit_into(conn: &mut PgConnection, id: Uuid, project: &str) -> sqlx::Result<Option<Session>> {
     sqlx::query_as("UPDATE sessions SET last_job_submitted = now() WHERE id = $1 AND project = $2 RETURNING *")
         .bind(id)
         .bind(project)
@@ -203,26 +239,26 @@ pub async fn due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Uuid>>
     .await
 }
 
-/// Filters of `GET /v1/sessions`.
+/// Filters of a session listing.
 #[derive(Debug, Default, Clone)]
 pub struct SessionFilter {
-    pub state: Option<String>,
+    pub state: Option<SessionState>,
     pub device: Option<String>,
-    pub mode: Option<String>,
+    pub mode: Option<SessionMode>,
     pub window: Window,
 }
 
-pub async fn list(conn: &mut PgConnection, project: &str, f: &SessionFilter) -> sqlx::Result<Vec<SessionRow>> {
+pub async fn list(conn: &mut PgConnection, project: &str, f: &SessionFilter) -> sqlx::Result<Vec<Session>> {
     let mut q = QueryBuilder::new("SELECT * FROM sessions WHERE project = ");
     q.push_bind(project);
-    if let Some(v) = &f.state {
-        q.push(" AND state = ").push_bind(v);
+    if let Some(v) = f.state {
+        q.push(" AND state = ").push_bind(v.as_str());
     }
     if let Some(v) = &f.device {
         q.push(" AND device = ").push_bind(v);
     }
-    if let Some(v) = &f.mode {
-        q.push(" AND mode = ").push_bind(v);
+    if let Some(v) = f.mode {
+        q.push(" AND mode = ").push_bind(v.as_str());
     }
     push_window(&mut q, &f.window);
     q.build_query_as().fetch_all(conn).await

@@ -12,7 +12,8 @@ use qcloud_api::ApiConfig;
 use qcloud_core::rules::{SessionTtls, TtlPolicy};
 use qcloud_devices::Registry;
 use qcloud_scheduler::{Scheduler, SchedulerConfig};
-use qcloud_service::devices::{DevicePatch, NewDeviceRequest};
+use qcloud_service::devices::{AddDevice, UpdateDevice};
+use qcloud_service::validate;
 use qcloud_service::{Service, ServiceConfig};
 use sqlx::postgres::PgPoolOptions;
 use std::path::PathBuf;
@@ -269,7 +270,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     info!("HTTP stopped; draining the scheduler");
     scheduler.shutdown().await;
-    svc.pool.close().await;
+    svc.pool().close().await;
     if let Some(pg) = private_pg.as_mut() {
         pg.stop();
     }
@@ -299,28 +300,11 @@ async fn seed_devices(svc: &Service) -> anyhow::Result<()> {
     if !svc.list_devices().await?.is_empty() {
         return Ok(());
     }
-    let mut seeds: Vec<NewDeviceRequest> = (1..=4)
-        .map(|i| NewDeviceRequest {
-            name: format!("noop_{i}"),
-            kind: Some("gate".into()),
-            driver: "noop".into(),
-            status: None,
-            num_qubits: 127,
-            timing: None,
-            config: None,
-        })
-        .collect();
-    seeds.push(NewDeviceRequest {
-        name: "sim_statevector".into(),
-        kind: Some("gate".into()),
-        driver: "statevector".into(),
-        status: None,
-        num_qubits: 28,
-        timing: None,
-        config: None,
-    });
+    let mut seeds: Vec<AddDevice> =
+        (1..=4).map(|i| AddDevice::new(format!("noop_{i}"), qcloud_core::DriverKind::Noop, 127)).collect();
+    seeds.push(AddDevice::new("sim_statevector", qcloud_core::DriverKind::Statevector, 28));
     for d in seeds {
-        match svc.create_device(d).await {
+        match svc.add_device(d).await {
             Ok(d) => info!(device = %d.name, driver = %d.driver, "seeded device"),
             // Another replica seeded it first.
             Err(qcloud_service::ServiceError::Conflict { .. }) => {}
@@ -332,7 +316,7 @@ async fn seed_devices(svc: &Service) -> anyhow::Result<()> {
 
 async fn devices(db: DbArgs, command: DevicesCommand) -> anyhow::Result<()> {
     let (svc, _pg) = connect(&db, ServiceConfig::default()).await?;
-    let set_status = |status: &str| DevicePatch { status: Some(status.into()), ..DevicePatch::default() };
+
     match command {
         DevicesCommand::List => {
             println!(
@@ -357,24 +341,24 @@ async fn devices(db: DbArgs, command: DevicesCommand) -> anyhow::Result<()> {
                 s.map(|s| serde_json::from_str(&s).with_context(|| format!("--{what} is not valid JSON"))).transpose()
             };
             let d = svc
-                .create_device(NewDeviceRequest {
+                .add_device(AddDevice {
                     name,
-                    kind: Some(kind),
-                    driver,
-                    status: None,
+                    kind: validate::enum_field("kind", &kind)?,
+                    driver: validate::enum_field("driver", &driver)?,
+                    status: qcloud_core::DeviceStatus::Online,
                     num_qubits,
-                    timing: parse("timing", timing)?,
-                    config: parse("config", config)?,
+                    timing: parse("timing", timing)?.as_ref().map(validate::timing).transpose()?.unwrap_or_default(),
+                    config: parse("config", config)?.unwrap_or_else(|| serde_json::json!({})),
                 })
                 .await?;
             println!("added device {} ({} driver)", d.name, d.driver);
         }
         DevicesCommand::Pause { name } => {
-            svc.update_device(&name, set_status("paused")).await?;
+            svc.update_device(&name, UpdateDevice::status(qcloud_core::DeviceStatus::Paused)).await?;
             println!("paused {name}");
         }
         DevicesCommand::Resume { name } => {
-            svc.update_device(&name, set_status("online")).await?;
+            svc.update_device(&name, UpdateDevice::status(qcloud_core::DeviceStatus::Online)).await?;
             println!("resumed {name}");
         }
     }

@@ -1,14 +1,153 @@
 //! `/v1/jobs`.
 
+use super::{cursor, seconds, Page};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use qcloud_service::jobs::{JobQuery, JobResult, JobView, NewJobRequest};
-use qcloud_service::sessions::Page;
+use chrono::{DateTime, Utc};
+use qcloud_service::jobs::{self as svc, CancelJob, ListJobs, SubmitJob};
+use qcloud_service::list::ListWindow;
+use qcloud_service::validate::opt_enum_field;
+use qcloud_service::{JobStatus, Priority};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// `POST /v1/jobs`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewJobRequest {
+    /// The device; taken from the session when `session_id` is given.
+    pub device: Option<String>,
+    pub session_id: Option<Uuid>,
+    /// What the device runs: `noop` on noop devices, `sampler` / `estimator` on statevector ones.
+    pub program: String,
+    /// The program's input.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub shots: Option<i64>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// low | medium | high (default: the session's, else medium).
+    pub priority: Option<String>,
+    /// Rule 10: maximum execution time in seconds (IBM `cost`).
+    pub max_execution_time: Option<f64>,
+}
+
+impl NewJobRequest {
+    fn into_command(self, idempotency_key: Option<String>) -> qcloud_service::Result<SubmitJob> {
+        Ok(SubmitJob {
+            priority: opt_enum_field::<Priority>("priority", self.priority.as_deref())?,
+            device: self.device,
+            session_id: self.session_id,
+            program: self.program,
+            payload: self.payload,
+            shots: self.shots,
+            tags: self.tags,
+            max_execution_time: self.max_execution_time,
+            idempotency_key,
+        })
+    }
+}
+
+/// A job as clients see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    pub device: String,
+    pub session_id: Option<Uuid>,
+    pub program: String,
+    #[schema(value_type = String, example = "queued")]
+    pub status: JobStatus,
+    /// Why the job failed or was canceled.
+    pub reason: Option<String>,
+    pub reason_code: Option<String>,
+    /// 1-based position in the device's queue, while queued.
+    pub queue_position: Option<i64>,
+    pub shots: Option<i64>,
+    pub tags: Vec<String>,
+    #[schema(value_type = String)]
+    pub priority: Priority,
+    pub user: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub usage_seconds: f64,
+    /// How many times a worker started the job (more than 1 after a lost worker).
+    pub attempt: i32,
+    pub parent_id: Option<Uuid>,
+    /// Seconds.
+    pub max_execution_time: f64,
+}
+
+impl From<svc::JobView> for JobView {
+    fn from(j: svc::JobView) -> Self {
+        JobView {
+            id: j.id,
+            device: j.device,
+            session_id: j.session_id,
+            program: j.program,
+            status: j.status,
+            reason: j.reason,
+            reason_code: j.reason_code,
+            queue_position: j.queue_position,
+            shots: j.shots,
+            tags: j.tags,
+            priority: j.priority,
+            user: j.user,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            usage_seconds: j.usage_seconds,
+            attempt: j.attempt,
+            parent_id: j.parent_id,
+            max_execution_time: seconds(j.max_execution),
+        }
+    }
+}
+
+/// `GET /v1/jobs` query.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    pub status: Option<String>,
+    pub device: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub tag: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+impl JobQuery {
+    fn into_command(self) -> qcloud_service::Result<ListJobs> {
+        Ok(ListJobs {
+            status: opt_enum_field::<JobStatus>("status", self.status.as_deref())?,
+            device: self.device,
+            session_id: self.session_id,
+            window: ListWindow {
+                cursor: cursor(self.cursor.as_deref())?,
+                tag: self.tag,
+                created_after: self.created_after,
+                created_before: self.created_before,
+                limit: self.limit,
+            },
+        })
+    }
+}
+
+/// `GET /v1/jobs/{id}/result`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobResult {
+    pub job_id: Uuid,
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+}
 
 /// Submit a job to a device or a session. With an `Idempotency-Key` header, a repeated request
 /// returns the job the first one created (200 instead of 201).
@@ -29,8 +168,8 @@ pub async fn submit(
         })?),
         None => None,
     };
-    let (job, created) = s.svc.submit_job(&who, req, key).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(job)))
+    let (job, created) = s.svc.submit_job(&who, req.into_command(key.map(str::to_owned))?).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(job.into())))
 }
 
 /// One job.
@@ -42,7 +181,7 @@ pub async fn get(
     Caller(who): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<JobView>> {
-    Ok(Json(s.svc.get_job(&who, id).await?))
+    Ok(Json(s.svc.get_job(&who, id).await?.into()))
 }
 
 /// The result of a completed job.
@@ -55,7 +194,8 @@ pub async fn result(
     Caller(who): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<JobResult>> {
-    Ok(Json(s.svc.job_result(&who, id).await?))
+    let r = s.svc.job_result(&who, id).await?;
+    Ok(Json(JobResult { job_id: r.job_id, result: r.result }))
 }
 
 /// Cancel a job: a queued job at once, a running one when its driver stops.
@@ -68,7 +208,7 @@ pub async fn cancel(
     Caller(who): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<JobView>> {
-    Ok(Json(s.svc.cancel_job(&who, id).await?))
+    Ok(Json(s.svc.cancel_job(&who, CancelJob { id }).await?.into()))
 }
 
 /// The project's jobs, newest first.
@@ -79,5 +219,5 @@ pub async fn list(
     Caller(who): Caller,
     ApiQuery(q): ApiQuery<JobQuery>,
 ) -> ApiResult<Json<Page<JobView>>> {
-    Ok(Json(s.svc.list_jobs(&who, q).await?))
+    Ok(Json(Page::from_service(s.svc.list_jobs(&who, q.into_command()?).await?, JobView::from)))
 }

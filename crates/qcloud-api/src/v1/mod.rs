@@ -1,5 +1,36 @@
-//! The native API, `/v1`.
+//! The native API, `/v1`: one module per resource, each with its wire types (DTOs, their OpenAPI
+//! schemas) and their translation onto the service's typed commands and views.
 
 pub mod devices;
 pub mod jobs;
 pub mod sessions;
+
+use qcloud_service::list::Cursor;
+use qcloud_service::Result;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The wire form of a service page, each item through `f`.
+    pub(crate) fn from_service<S>(p: qcloud_service::list::Page<S>, f: impl FnMut(S) -> T) -> Self {
+        Page { items: p.items.into_iter().map(f).collect(), next_cursor: p.next_cursor.map(|c| c.to_string()) }
+    }
+}
+
+/// A `cursor` query parameter, as the service's typed cursor.
+pub(crate) fn cursor(c: Option<&str>) -> Result<Option<Cursor>> {
+    c.map(str::parse).transpose()
+}
+
+/// Seconds, as the wire shows durations.
+pub(crate) fn seconds(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}

@@ -1,13 +1,149 @@
 //! `/v1/sessions`.
 
+use super::{cursor, seconds, Page};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use qcloud_service::sessions::{NewSessionRequest, Page, SessionQuery, SessionView};
+use chrono::{DateTime, Utc};
+use qcloud_service::list::ListWindow;
+use qcloud_service::sessions::{self as svc, CancelSession, CloseSession, ListSessions, OpenSession};
+use qcloud_service::validate::{enum_field, opt_enum_field};
+use qcloud_service::{ClosedReason, IdlePolicy, Priority, SessionMode, SessionState};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// `POST /v1/sessions`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSessionRequest {
+    pub device: String,
+    /// dedicated | batch.
+    pub mode: String,
+    /// Seconds from the first activation until the session closes (default: server's, IBM 8 h).
+    pub max_ttl: Option<f64>,
+    /// Seconds an active session with no job keeps the device (default: server's, IBM 60 s).
+    pub interactive_ttl: Option<f64>,
+    /// deactivate | time_out (default: deactivate).
+    pub idle_policy: Option<String>,
+    /// low | medium | high (default: medium).
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl NewSessionRequest {
+    fn into_command(self) -> qcloud_service::Result<OpenSession> {
+        Ok(OpenSession {
+            mode: enum_field("mode", &self.mode)?,
+            idle_policy: enum_field("idle_policy", self.idle_policy.as_deref().unwrap_or("deactivate"))?,
+            priority: enum_field("priority", self.priority.as_deref().unwrap_or("medium"))?,
+            device: self.device,
+            max_ttl: self.max_ttl,
+            interactive_ttl: self.interactive_ttl,
+            tags: self.tags,
+        })
+    }
+}
+
+/// A session as clients see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub device: String,
+    #[schema(value_type = String, example = "dedicated")]
+    pub mode: SessionMode,
+    #[schema(value_type = String, example = "active")]
+    pub state: SessionState,
+    #[schema(value_type = Option<String>)]
+    pub closed_reason: Option<ClosedReason>,
+    pub accepting_jobs: bool,
+    /// Seconds.
+    pub max_ttl: f64,
+    /// Seconds.
+    pub interactive_ttl: f64,
+    #[schema(value_type = String)]
+    pub idle_policy: IdlePolicy,
+    #[schema(value_type = String)]
+    pub priority: Priority,
+    pub tags: Vec<String>,
+    pub user: String,
+    pub created_at: DateTime<Utc>,
+    /// First activation.
+    pub started_at: Option<DateTime<Utc>>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub last_job_started: Option<DateTime<Utc>>,
+    pub last_job_completed: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub usage_seconds: f64,
+    /// Number of jobs per status.
+    pub jobs: BTreeMap<String, i64>,
+}
+
+impl From<svc::SessionView> for SessionView {
+    fn from(s: svc::SessionView) -> Self {
+        SessionView {
+            id: s.id,
+            device: s.device,
+            mode: s.mode,
+            state: s.state,
+            closed_reason: s.closed_reason,
+            accepting_jobs: s.accepting_jobs,
+            max_ttl: seconds(s.ttls.max_ttl),
+            interactive_ttl: seconds(s.ttls.interactive_ttl),
+            idle_policy: s.idle_policy,
+            priority: s.priority,
+            tags: s.tags,
+            user: s.user,
+            created_at: s.created_at,
+            started_at: s.started_at,
+            activated_at: s.activated_at,
+            last_job_started: s.last_job_started,
+            last_job_completed: s.last_job_completed,
+            closed_at: s.closed_at,
+            usage_seconds: s.usage_seconds,
+            jobs: s.jobs.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect(),
+        }
+    }
+}
+
+/// `GET /v1/sessions` query.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionQuery {
+    pub state: Option<String>,
+    pub device: Option<String>,
+    pub mode: Option<String>,
+    pub tag: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+}
+
+impl SessionQuery {
+    fn into_command(self) -> qcloud_service::Result<ListSessions> {
+        Ok(ListSessions {
+            state: opt_enum_field("state", self.state.as_deref())?,
+            mode: opt_enum_field("mode", self.mode.as_deref())?,
+            device: self.device,
+            window: ListWindow {
+                cursor: cursor(self.cursor.as_deref())?,
+                tag: self.tag,
+                created_after: self.created_after,
+                created_before: self.created_before,
+                limit: self.limit,
+            },
+        })
+    }
+}
 
 /// Open a session on a device.
 #[utoipa::path(post, path = "/v1/sessions", operation_id = "create_session", tag = "sessions", security(("bearer" = [])), request_body = NewSessionRequest,
@@ -18,7 +154,7 @@ pub async fn create(
     Caller(who): Caller,
     ApiJson(req): ApiJson<NewSessionRequest>,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
-    Ok((StatusCode::CREATED, Json(s.svc.create_session(&who, req).await?)))
+    Ok((StatusCode::CREATED, Json(s.svc.open_session(&who, req.into_command()?).await?.into())))
 }
 
 /// One session.
@@ -30,7 +166,7 @@ pub async fn get(
     Caller(who): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<SessionView>> {
-    Ok(Json(s.svc.get_session(&who, id).await?))
+    Ok(Json(s.svc.get_session(&who, id).await?.into()))
 }
 
 /// The project's sessions, newest first.
@@ -41,7 +177,7 @@ pub async fn list(
     Caller(who): Caller,
     ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> ApiResult<Json<Page<SessionView>>> {
-    Ok(Json(s.svc.list_sessions(&who, q).await?))
+    Ok(Json(Page::from_service(s.svc.list_sessions(&who, q.into_command()?).await?, SessionView::from)))
 }
 
 /// Close: accept no new jobs; queued and running jobs finish, then the session closes.
@@ -53,7 +189,7 @@ pub async fn close(
     Caller(who): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<SessionView>> {
-    Ok(Json(s.svc.close_session(&who, id).await?))
+    Ok(Json(s.svc.close_session(&who, CloseSession { id }).await?.into()))
 }
 
 /// Cancel: queued jobs are canceled, the running job finishes, the session closes now.
@@ -65,5 +201,5 @@ pub async fn cancel(
     Caller(who): Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<SessionView>> {
-    Ok(Json(s.svc.cancel_session(&who, id).await?))
+    Ok(Json(s.svc.cancel_session(&who, CancelSession { id }).await?.into()))
 }

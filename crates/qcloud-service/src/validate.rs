@@ -1,0 +1,215 @@
+//! The rules every front door applies to a command's values before anything is stored: names,
+//! tags, shots, execution times, page sizes, keys. One module, so the native API and the facades
+//! refuse the same inputs with the same messages (each front door wraps them in its own shape).
+
+use crate::config::ServiceConfig;
+use crate::error::{Result, ServiceError};
+use chrono::Duration;
+use qcloud_core::Timing;
+
+/// Parse one of a core enumeration's names, naming the field when it is none of them.
+pub fn enum_field<T: std::str::FromStr<Err = qcloud_core::UnknownValue>>(field: &'static str, v: &str) -> Result<T> {
+    v.parse().map_err(|e: qcloud_core::UnknownValue| ServiceError::invalid("invalid_field", format!("{field}: {e}")))
+}
+
+/// [`enum_field`] for an optional value.
+pub fn opt_enum_field<T: std::str::FromStr<Err = qcloud_core::UnknownValue>>(
+    field: &'static str,
+    v: Option<&str>,
+) -> Result<Option<T>> {
+    v.map(|v| enum_field(field, v)).transpose()
+}
+
+/// Most tags on a job or session, and the longest tag.
+pub const MAX_TAGS: usize = 32;
+pub const MAX_TAG_LEN: usize = 128;
+
+pub fn tags(tags: &[String]) -> Result<()> {
+    if tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > MAX_TAG_LEN) {
+        return Err(ServiceError::invalid(
+            "invalid_field",
+            format!("tags: at most {MAX_TAGS} tags of 1 to {MAX_TAG_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn shots(shots: Option<i64>, cfg: &ServiceConfig) -> Result<()> {
+    match shots {
+        Some(s) if !(1..=cfg.max_shots).contains(&s) => Err(ServiceError::invalid(
+            "invalid_field",
+            format!("shots must be between 1 and {}, got {s}", cfg.max_shots),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Rule 10: a job's maximum execution time in seconds (IBM `cost`), or the server's default.
+pub fn max_execution(seconds: Option<f64>, cfg: &ServiceConfig) -> Result<Duration> {
+    let Some(s) = seconds else { return Ok(cfg.default_max_execution) };
+    let max_s = cfg.max_max_execution.num_seconds() as f64;
+    if !s.is_finite() || s <= 0.0 || s > max_s {
+        return Err(ServiceError::invalid(
+            "invalid_field",
+            format!("max_execution_time must be between 0 and {max_s} seconds, got {s}"),
+        ));
+    }
+    Ok(Duration::milliseconds((s * 1000.0).ceil() as i64))
+}
+
+/// The size of a job's payload as JSON, against the server's limit.
+pub fn payload(payload: &serde_json::Value, cfg: &ServiceConfig) -> Result<()> {
+    let len = serde_json::to_vec(payload).map(|v| v.len()).unwrap_or(usize::MAX);
+    if len > cfg.max_payload_bytes {
+        return Err(ServiceError::invalid(
+            "payload_too_large",
+            format!("payload is {len} bytes; the limit is {}", cfg.max_payload_bytes),
+        ));
+    }
+    Ok(())
+}
+
+pub fn idempotency_key(key: Option<&str>) -> Result<()> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > 255 => {
+            Err(ServiceError::invalid("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Device names: 1 to 64 characters of `A-Z a-z 0-9 _ . -` (the schema checks the same).
+pub fn device_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(ServiceError::invalid("invalid_field", "name: 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'"));
+    }
+    Ok(())
+}
+
+pub fn num_qubits(n: i32) -> Result<()> {
+    if !(0..=100_000).contains(&n) {
+        return Err(ServiceError::invalid("invalid_field", "num_qubits must be between 0 and 100000"));
+    }
+    Ok(())
+}
+
+/// A device's timing model, from its JSON form.
+pub fn timing(v: &serde_json::Value) -> Result<Timing> {
+    let t: Timing = serde_json::from_value(v.clone())
+        .map_err(|e| ServiceError::invalid("invalid_field", format!("timing: {e}")))?;
+    t.validate().map_err(|m| ServiceError::invalid("invalid_field", m))?;
+    Ok(t)
+}
+
+/// A device's config is a JSON object.
+pub fn device_config(v: &serde_json::Value) -> Result<()> {
+    if !v.is_object() {
+        return Err(ServiceError::invalid("invalid_field", "config must be a JSON object"));
+    }
+    Ok(())
+}
+
+/// Project and user names: 1 to 128 printable characters.
+pub fn name(what: &'static str, v: &str) -> Result<()> {
+    if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_control()) {
+        return Err(ServiceError::invalid("invalid_name", format!("{what} must be 1 to 128 printable characters")));
+    }
+    Ok(())
+}
+
+/// Default and largest page of a listing.
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 500;
+
+pub fn page_limit(limit: Option<i64>) -> Result<i64> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(l) if (1..=MAX_PAGE).contains(&l) => Ok(l),
+        Some(l) => {
+            Err(ServiceError::invalid("invalid_field", format!("limit must be between 1 and {MAX_PAGE}, got {l}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qcloud_core::Priority;
+    use serde_json::json;
+
+    fn code(r: Result<impl std::fmt::Debug>) -> &'static str {
+        match r {
+            Err(ServiceError::Invalid { code, .. }) => code,
+            other => panic!("expected an invalid-input error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn enums_name_the_field_and_the_choices() {
+        assert_eq!(enum_field::<Priority>("priority", "high").unwrap(), Priority::High);
+        let e = enum_field::<Priority>("priority", "urgent").unwrap_err().to_string();
+        assert!(e.starts_with("priority: ") && e.contains("low, medium, high"), "{e}");
+        assert_eq!(opt_enum_field::<Priority>("priority", None).unwrap(), None);
+    }
+
+    #[test]
+    fn tags_are_bounded() {
+        assert!(tags(&["a".into(), "b".into()]).is_ok());
+        assert_eq!(code(tags(&["".into()])), "invalid_field");
+        assert_eq!(code(tags(&["x".repeat(129)])), "invalid_field");
+        assert_eq!(code(tags(&vec!["t".to_string(); 33])), "invalid_field");
+        assert!(tags(&vec!["t".to_string(); 32]).is_ok());
+    }
+
+    #[test]
+    fn shots_and_execution_times_are_in_range() {
+        let cfg = ServiceConfig::default();
+        assert!(shots(None, &cfg).is_ok() && shots(Some(1), &cfg).is_ok());
+        assert_eq!(code(shots(Some(0), &cfg)), "invalid_field");
+        assert_eq!(code(shots(Some(cfg.max_shots + 1), &cfg)), "invalid_field");
+        assert_eq!(max_execution(None, &cfg).unwrap(), cfg.default_max_execution);
+        assert_eq!(max_execution(Some(1.5), &cfg).unwrap(), Duration::milliseconds(1500));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e12] {
+            assert_eq!(code(max_execution(Some(bad), &cfg)), "invalid_field", "{bad}");
+        }
+    }
+
+    #[test]
+    fn payloads_over_the_limit_are_too_large() {
+        let cfg = ServiceConfig { max_payload_bytes: 16, ..ServiceConfig::default() };
+        assert!(payload(&json!({"a": 1}), &cfg).is_ok());
+        assert_eq!(code(payload(&json!({"a": "0123456789abcdef"}), &cfg)), "payload_too_large");
+    }
+
+    #[test]
+    fn keys_names_and_devices() {
+        assert!(idempotency_key(None).is_ok() && idempotency_key(Some("k")).is_ok());
+        assert_eq!(code(idempotency_key(Some(""))), "invalid_idempotency_key");
+        assert_eq!(code(idempotency_key(Some(&"k".repeat(256)))), "invalid_idempotency_key");
+        assert!(device_name("sim_statevector-2.a").is_ok());
+        for bad in ["", "a b", "a/b", &"d".repeat(65)] {
+            assert_eq!(code(device_name(bad)), "invalid_field", "{bad:?}");
+        }
+        assert!(name("project", "proj-a").is_ok());
+        assert_eq!(code(name("project", "a\u{0}b")), "invalid_name");
+        assert_eq!(code(num_qubits(-1)), "invalid_field");
+        assert!(num_qubits(127).is_ok());
+    }
+
+    #[test]
+    fn timing_and_config() {
+        assert_eq!(timing(&json!({"setup_ms": 5})).unwrap().setup_ms, 5.0);
+        assert_eq!(code(timing(&json!({"setup_ms": -1}))), "invalid_field");
+        assert_eq!(code(timing(&json!({"nope": 1}))), "invalid_field");
+        assert!(device_config(&json!({})).is_ok());
+        assert_eq!(code(device_config(&json!([1]))), "invalid_field");
+    }
+
+    #[test]
+    fn page_limits() {
+        assert_eq!(page_limit(None).unwrap(), DEFAULT_PAGE);
+        assert_eq!(page_limit(Some(500)).unwrap(), 500);
+        assert_eq!(code(page_limit(Some(0))), "invalid_field");
+        assert_eq!(code(page_limit(Some(501))), "invalid_field");
+    }
+}

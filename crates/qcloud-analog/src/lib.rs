@@ -131,7 +131,8 @@ pub fn prepare(payload: &Value, limits: &Limits) -> Result<PreparedSequence, Ana
     };
     let outputs = read_outputs(obj.get("outputs"))?;
 
-    let s = reader::read(seq, variables, limits.target_device.as_ref(), &limits.read)?;
+    let read = ReadLimits { max_atoms: limits.max_atoms.min(limits.read.max_atoms), ..limits.read.clone() };
+    let s = reader::read(seq, variables, limits.target_device.as_ref(), &read)?;
     let n = s.names.len();
     if let Some(max) = seq.get("device").and_then(|d| d.get("max_runs")).and_then(Value::as_u64) {
         if runs > max {

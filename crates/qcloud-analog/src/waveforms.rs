@@ -232,8 +232,11 @@ pub fn blackman_from_max_val(max_val: f64, area: f64, max_duration: usize) -> Re
     let scaling = |d: usize| a / blackman(d).iter().sum::<f64>() * 1e3;
     let peak = |d: usize| Waveform::Blackman { duration: d, area: a }.samples().into_iter().fold(f64::MIN, f64::max);
     let mut previous = None;
+    // A handful of steps in practice; bounded because each costs O(duration).
+    let mut budget = 1000;
     while scaling(duration) > mv {
-        if duration >= max_duration {
+        budget -= 1;
+        if duration >= max_duration || budget == 0 {
             return Err(AnalogError::too_large(
                 "blackman_max: no duration within the limit keeps the peak below max_val",
             ));
@@ -290,9 +293,11 @@ pub fn kaiser_from_max_val(max_val: f64, area: f64, beta: f64, max_duration: usi
         let mut v = peak_of(guess);
         let step: i64 = if v >= mv { 1 } else { -1 };
         let mut d = guess as i64;
+        let mut budget = 1000;
         while sign(v - mv) == step {
             d += step;
-            if d < 1 || d as usize > max_duration {
+            budget -= 1;
+            if d < 1 || d as usize > max_duration || budget == 0 {
                 return Err(AnalogError::too_large("kaiser_max: no duration within the limit fits max_val"));
             }
             v = peak_of(d as usize);

@@ -41,7 +41,7 @@ impl Default for EngineOptions {
 /// Bytes the engine allocates for n atoms at its peak: the state (16 · 2^n), the interaction
 /// phase table (16 · 2^n) and the interaction energies (8 · 2^n).
 pub fn bytes_needed(n: usize) -> u64 {
-    40 * (1u64 << n)
+    1u64.checked_shl(n as u32).and_then(|d| d.checked_mul(40)).unwrap_or(u64::MAX)
 }
 
 pub struct Evolution {
@@ -264,15 +264,16 @@ fn error_bound_one_substep(model: &Model) -> f64 {
     let mut amps = vec![Complex64::new(0.0, 0.0); n];
     let mut dets = vec![0.0; n];
     let h3 = DT_US.powi(3);
+    let vsum: Vec<f64> = (0..n).map(|i| model.flip_energy(&vec![0.0; n], i)).collect();
     let mut total = 0.0;
     for k in 0..model.drive.duration {
         model.step(k, &mut amps, &mut dets);
-        for i in 0..n {
-            let a = amps[i].norm() / 2.0;
+        for (i, amp) in amps.iter().enumerate() {
+            let a = amp.norm() / 2.0;
             if a == 0.0 {
                 continue;
             }
-            let dd = model.flip_energy(&dets, i);
+            let dd = dets[i].abs() + vsum[i];
             total += h3 * (a * dd * dd / 24.0 + a * a * dd / 12.0);
         }
     }

@@ -22,11 +22,13 @@ pub struct ReadLimits {
     pub max_duration_ns: usize,
     /// Most operations in one sequence.
     pub max_operations: usize,
+    /// Most atoms (checked before any sample is built).
+    pub max_atoms: usize,
 }
 
 impl Default for ReadLimits {
     fn default() -> Self {
-        ReadLimits { max_duration_ns: 100_000, max_operations: 10_000 }
+        ReadLimits { max_duration_ns: 100_000, max_operations: 10_000, max_atoms: MAX_READ_ATOMS }
     }
 }
 
@@ -88,6 +90,12 @@ pub fn read(
         t.validate_register(&reg.names, &reg.coords, reg.is_3d)?;
     }
     let n = reg.names.len();
+    if n > limits.max_atoms {
+        return Err(AnalogError::too_large(format!(
+            "the register has {n} atoms, more than this device's {} atoms",
+            limits.max_atoms
+        )));
+    }
 
     let max_duration = match (device.max_sequence_duration, target.and_then(|t| t.max_sequence_duration)) {
         (Some(a), Some(b)) => Some(a.min(b)),

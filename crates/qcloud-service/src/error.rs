@@ -1,6 +1,7 @@
 //! The service layer's error: what went wrong, in terms a client can act on. The API maps each
 //! variant to a status code; `Db` and `Internal` are the only real faults.
 
+use qcloud_store::Error as DbError;
 use std::borrow::Cow;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +32,7 @@ pub enum ServiceError {
     #[error("the job's lease was lost")]
     LeaseLost,
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[from] qcloud_store::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -49,8 +50,8 @@ impl ServiceError {
     /// (deadlock, serialization failure): worth a 503 and a retry, not a 500.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            ServiceError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => true,
-            ServiceError::Db(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
+            ServiceError::Db(DbError::PoolTimedOut | DbError::PoolClosed | DbError::Io(_)) => true,
+            ServiceError::Db(DbError::Database(e)) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
             _ => false,
         }
     }

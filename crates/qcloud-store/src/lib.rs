@@ -11,7 +11,7 @@ pub mod sessions;
 pub mod tokens;
 
 pub use sqlx::postgres::{PgListener, PgNotification};
-pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+pub use sqlx::{Error, PgConnection, PgPool, Postgres, Transaction};
 
 use sqlx::postgres::PgRow;
 use sqlx::Row;

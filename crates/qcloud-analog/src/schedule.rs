@@ -284,6 +284,14 @@ impl Schedule {
         let last_targets = self.last(c)?.targets;
         let phase_ref = self.common_phase_ref(last_targets, "do a multiple-target pulse")?;
         let duration = ch.validate_duration(amp.duration() as i64)?;
+        // Rounding may lengthen the pulse: bound it before resampling allocates.
+        if duration > self.limit_duration {
+            return Err(AnalogError::too_large(format!(
+                "channel '{}': a pulse of {duration} ns (after rounding to the clock period) is longer than the \
+                 emulator's limit of {} ns",
+                ch.id, self.limit_duration
+            )));
+        }
         let (amp, det) = if duration != amp.duration() {
             (amp.with_new_duration(duration, ch.clock_period)?, det.with_new_duration(duration, ch.clock_period)?)
         } else {

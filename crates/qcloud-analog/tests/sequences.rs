@@ -376,3 +376,19 @@ fn the_target_device_limits_apply_too() {
     let e = prepare(&payload(s), &limits).unwrap_err();
     assert!(e.to_string().contains("min_atom_distance"), "{e}");
 }
+
+#[test]
+fn rounding_to_a_long_clock_period_is_bounded() {
+    // Found by the fuzzer: a huge clock period rounded a 400 ns pulse to an enormous one before
+    // resampling. Now the period is bounded and the rounded duration checked before allocating.
+    let mut dev = device("AnalogDevice");
+    dev["channels"][0]["clock_period"] = json!(66370614359172i64);
+    let s =
+        seq_on(dev.clone(), one_atom(), json!({"g": "rydberg_global"}), json!([pulse(c(400, 1.0), c(400, 0.0), 0.0)]));
+    assert!(err(payload(s)).to_string().contains("clock_period"));
+    dev["channels"][0]["clock_period"] = json!(1_000_000);
+    dev["max_sequence_duration"] = json!(null);
+    let s = seq_on(dev, one_atom(), json!({"g": "rydberg_global"}), json!([pulse(c(400, 1.0), c(400, 0.0), 0.0)]));
+    let e = err(payload(s));
+    assert!(matches!(e, AnalogError::TooLarge(ref m) if m.contains("after rounding")), "{e:?}");
+}

@@ -93,7 +93,7 @@ string_enum!(
     /// `accepting_jobs` is orthogonal to the state: false after a close (rule 6) or a cancel.
     /// See the module docs for the transition table.
     SessionState {
-        /// Waiting for its device. Every session starts here: `Service::create_session`
+        /// Waiting for its device. Every session starts here: `Service::open_session`
         /// (`POST /v1/sessions`) inserts it. It queues for the device like a job-mode job once it
         /// has a queued job (rule 3).
         ///

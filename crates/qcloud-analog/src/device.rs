@@ -193,7 +193,9 @@ fn read_channel(c: &Value) -> Result<Channel> {
     };
     let clock_period = opt_usize(c, "clock_period", &what)?.unwrap_or(1);
     if clock_period == 0 || clock_period > 1_000_000 {
-        return Err(AnalogError::invalid(format!("{what}: 'clock_period' = {clock_period} ns is not between 1 and 1000000")));
+        return Err(AnalogError::invalid(format!(
+            "{what}: 'clock_period' = {clock_period} ns is not between 1 and 1000000"
+        )));
     }
     let mod_bandwidth = opt_f64(c, "mod_bandwidth", &what)?;
     if let Some(bw) = mod_bandwidth {

@@ -36,14 +36,13 @@ impl Model {
     pub fn step(&self, k: usize, amps: &mut [Complex64], dets: &mut [f64]) {
         let g = &self.drive.global;
         let ga = Complex64::from_polar(g.amp[k], g.phase[k]);
-        for i in 0..self.n {
-            let (mut a, mut d) = (ga, g.det[k]);
+        for (i, (a, d)) in amps.iter_mut().zip(dets.iter_mut()).enumerate().take(self.n) {
+            *a = ga;
+            *d = g.det[k];
             if let Some(l) = &self.drive.local[i] {
-                a += Complex64::from_polar(l.amp[k], l.phase[k]);
-                d += l.det[k];
+                *a += Complex64::from_polar(l.amp[k], l.phase[k]);
+                *d += l.det[k];
             }
-            amps[i] = a;
-            dets[i] = d;
         }
     }
 

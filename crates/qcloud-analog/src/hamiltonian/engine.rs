@@ -21,8 +21,9 @@ const DT_US: f64 = 1e-3;
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Bound on the estimated 2-norm error of the final state (also bounds the total-variation
-    /// distance of the probabilities).
+    /// Bound on the estimated 2-norm error of the final state. Measured errors are 0.2–0.5 of the
+    /// estimate, and the total-variation distance of the probabilities 20–50 times smaller again
+    /// (`substep_error_by_size`, `benchmark_sequence_error_at_the_default_tolerance`).
     pub tolerance: f64,
     /// Fixed number of Strang steps per ns (tests); `None` chooses from the tolerance.
     pub substeps: Option<usize>,
@@ -34,7 +35,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { tolerance: 2.5e-4, substeps: None, parallel_from: 14, chunk_bits: CHUNK_BITS }
+        EngineOptions { tolerance: 1e-3, substeps: None, parallel_from: 14, chunk_bits: CHUNK_BITS }
     }
 }
 
@@ -520,7 +521,7 @@ pub(crate) mod tests {
         let ev = evolve(&model, &EngineOptions::default(), &never).unwrap();
         let err = state_error(&ev.state, &reference);
         eprintln!("default: {} substeps, error {err:e}", ev.substeps);
-        assert!(err < 1e-4, "{err}");
+        assert!(err < EngineOptions::default().tolerance && err < ev.error_estimate, "{err}");
     }
 
     #[test]
@@ -546,6 +547,33 @@ pub(crate) mod tests {
             ev.substeps, ev.error_estimate
         );
         assert!(err < ev.error_estimate && tv < 1e-5, "{err} {tv}");
+    }
+
+    /// The benchmark's own sequence (area 10, detuning ±10) on n = 4..10 ladders: the error of
+    /// one Strang step per ns against 16 (whose own error is 1/256 of it), next to the estimate.
+    /// `cargo test --release -p qcloud-analog -- --ignored --nocapture substep_error_by_size`
+    #[test]
+    #[ignore]
+    fn substep_error_by_size() {
+        for n in [4, 6, 8, 10] {
+            let coords: Vec<[f64; 3]> = (0..n).map(|i| [(i / 2) as f64 * 6.5, (i % 2) as f64 * 6.5, 0.0]).collect();
+            let len = 2500;
+            let bl = crate::waveforms::Waveform::Blackman { duration: len, area: 10.0 }.samples();
+            let g = DriveSamples {
+                amp: bl,
+                det: (0..len).map(|k| -10.0 + 20.0 * k as f64 / (len - 1) as f64).collect(),
+                phase: vec![0.0; len],
+            };
+            let model = Model::new(&coords, 865723.02, Drive { duration: len, global: g, local: vec![None; n] });
+            let fine = evolve(&model, &EngineOptions { substeps: Some(16), ..Default::default() }, &|| false).unwrap();
+            for m in [1, 2] {
+                let ev = evolve(&model, &EngineOptions { substeps: Some(m), ..Default::default() }, &|| false).unwrap();
+                let err = state_error(&ev.state, &fine.state);
+                let tv: f64 =
+                    ev.state.iter().zip(&fine.state).map(|(a, b)| (a.norm_sqr() - b.norm_sqr()).abs()).sum::<f64>() / 2.0;
+                eprintln!("n={n} m={m}: error {err:.2e} TV {tv:.2e} estimate {:.2e}", ev.error_estimate);
+            }
+        }
     }
 
     #[test]

@@ -213,30 +213,52 @@ struct Sweeper {
     parallel: bool,
 }
 
-impl Sweeper {
-    /// The rotations of atoms at or above the chunk bits, one pass each.
-    fn high(&self, re: &mut [f64], im: &mut [f64], rots: &[Option<Rot>]) {
-        let cb = self.chunk.trailing_zeros() as usize;
-        for (k, r) in rots.iter().enumerate().skip(cb) {
+/// The rotations of the atoms above the chunk bits (`rots[0]` is atom `cb`) in one pass: tiles
+/// of `t` amplitudes at the same offset of every chunk stay in L1 while all those atoms are done.
+fn high_tiled(re: &mut [f64], im: &mut [f64], chunk: usize, rots: &[Option<Rot>]) {
+    let nh = rots.len();
+    if rots.iter().all(Option::is_none) {
+        return;
+    }
+    let t = (2048usize >> nh).max(8).min(chunk);
+    for j0 in (0..chunk).step_by(t) {
+        for (kh, r) in rots.iter().enumerate() {
             let Some(r) = *r else { continue };
-            let stride = 1usize << k;
-            if self.parallel {
-                let ch = self.chunk;
-                re.par_chunks_mut(2 * stride).zip(im.par_chunks_mut(2 * stride)).for_each(|(br, bi)| {
-                    let (gr, er) = br.split_at_mut(stride);
-                    let (gi, ei) = bi.split_at_mut(stride);
-                    gr.par_chunks_mut(ch)
-                        .zip(gi.par_chunks_mut(ch))
-                        .zip(er.par_chunks_mut(ch).zip(ei.par_chunks_mut(ch)))
-                        .for_each(|((a, b), (x, y))| rotate_halves(a, b, x, y, r.c, r.s));
-                });
-            } else {
-                rotate(re, im, stride, r);
+            let sc = 1usize << kh;
+            for c in (0..1usize << nh).filter(|c| c & sc == 0) {
+                let (lo_r, hi_r) = re.split_at_mut((c + sc) * chunk);
+                let (lo_i, hi_i) = im.split_at_mut((c + sc) * chunk);
+                let g = c * chunk + j0;
+                rotate_halves(&mut lo_r[g..g + t], &mut lo_i[g..g + t], &mut hi_r[j0..j0 + t], &mut hi_i[j0..j0 + t], r.c, r.s);
             }
         }
     }
+}
 
-    /// `e^{-iXh}` (rotations) then, if given, a diagonal factor.
+/// All of a step on a contiguous part of the state (`base` its first basis index): high atoms
+/// tiled, then the low atoms and the diagonal chunk by chunk.
+fn serial_step(
+    re: &mut [f64],
+    im: &mut [f64],
+    base: usize,
+    chunk: usize,
+    rots: &[Option<Rot>],
+    inter: &Interaction,
+    ph: Option<&PhaseTables>,
+) {
+    let bits = re.len().trailing_zeros() as usize;
+    let cb = chunk.trailing_zeros() as usize;
+    if bits > cb {
+        high_tiled(re, im, chunk, &rots[cb..bits]);
+    }
+    for (i, (r, m)) in re.chunks_mut(chunk).zip(im.chunks_mut(chunk)).enumerate() {
+        chunk_pass(r, m, base + i * chunk, rots, inter, ph);
+    }
+}
+
+impl Sweeper {
+    /// `e^{-iXh}` (rotations) then, if given, a diagonal factor. In parallel the top atom is one
+    /// pass on both cores, then each half of the state does the rest on its own.
     fn step(
         &self,
         re: &mut [f64],
@@ -245,21 +267,25 @@ impl Sweeper {
         inter: &Interaction,
         ph: Option<&PhaseTables>,
     ) {
-        if self.n > self.chunk.trailing_zeros() as usize {
-            self.high(re, im, rots);
-        }
         let ch = self.chunk;
-        if self.parallel {
-            re.par_chunks_mut(ch)
-                .zip(im.par_chunks_mut(ch))
-                .enumerate()
-                .for_each(|(i, (r, m))| chunk_pass(r, m, i * ch, rots, inter, ph));
-        } else {
-            re.chunks_mut(ch)
-                .zip(im.chunks_mut(ch))
-                .enumerate()
-                .for_each(|(i, (r, m))| chunk_pass(r, m, i * ch, rots, inter, ph));
+        if !self.parallel || self.n <= ch.trailing_zeros() as usize {
+            serial_step(re, im, 0, ch, rots, inter, ph);
+            return;
         }
+        let half = 1usize << (self.n - 1);
+        let (rl, rh) = re.split_at_mut(half);
+        let (il, ih) = im.split_at_mut(half);
+        if let Some(r) = rots[self.n - 1] {
+            rl.par_chunks_mut(ch)
+                .zip(il.par_chunks_mut(ch))
+                .zip(rh.par_chunks_mut(ch).zip(ih.par_chunks_mut(ch)))
+                .for_each(|((a, b), (x, y))| rotate_halves(a, b, x, y, r.c, r.s));
+        }
+        let sub = &rots[..self.n - 1];
+        rayon::join(
+            || serial_step(rl, il, 0, ch, sub, inter, ph),
+            || serial_step(rh, ih, half, ch, sub, inter, ph),
+        );
     }
 }
 

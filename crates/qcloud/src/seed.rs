@@ -113,7 +113,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<DeviceSpec>, SeedError> {
         let spec: DeviceSpec = serde_path_to_error::deserialize(entry.clone()).map_err(|e| {
             let at = e.path().to_string();
             let at = if at == "." { "entry".to_string() } else { at };
-            field(at, e.into_inner().to_string())
+            // toml repeats the key on a line of its own ("\nin `driver`"); the path says it already.
+            let message = e.into_inner().to_string();
+            let message = message.split("\nin `").next().unwrap_or_default().trim_end().to_string();
+            field(at, message)
         })?;
         check(&spec).map_err(|(f, m)| field(f.into(), m))?;
         if !seen.insert(spec.name.clone()) {
@@ -245,6 +248,7 @@ mod tests {
         let base = "[[device]]\nname = \"x1\"\nkind = \"gate\"\nnum_qubits = 3\n";
         let e = err(&format!("{base}driver = \"warp\"\n"));
         assert!(e.starts_with("devices file devices.toml: device `x1`: driver: unknown variant `warp`"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e:?}");
         let e = err("[[device]]\nname = \"x1\"\nkind = \"gate\"\ndriver = \"noop\"\n");
         assert!(e.contains("device `x1`") && e.contains("num_qubits"), "{e}");
         let e = err("[[device]]\nkind = \"gate\"\ndriver = \"noop\"\nnum_qubits = 1\n");

@@ -8,6 +8,9 @@
 //! [`Process`] only) is `$QCLOUD_BIN`, else `target/debug/qcloud` of this workspace (built by
 //! `cargo build -p qcloud`; `scripts/test` builds it first).
 //!
+//! `QCLOUD_E2E_LOG` (a log filter, e.g. `debug`) makes the servers log to stderr (the binary's
+//! log goes to a file named in failure messages either way).
+//!
 //! Against an external server (`QCLOUD_E2E_URL` and `QCLOUD_E2E_TOKEN`, e.g. the docker compose
 //! stack), [`Target::from_env_or_start`] uses that server instead of starting one.
 
@@ -129,6 +132,11 @@ impl Server {
 
     /// Start a server with a configuration of the test's making. Returns once it takes requests.
     pub async fn launch(config: qcloud::Config) -> anyhow::Result<Server> {
+        // In-process servers log to the test's stderr when asked (as `QCLOUD_E2E_LOG` sets the
+        // binary's filter); the first server installs the subscriber, the others find it there.
+        if let Ok(filter) = std::env::var("QCLOUD_E2E_LOG") {
+            let _ = qcloud::telemetry::init(qcloud::LogFormat::Text, Some(&filter));
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;

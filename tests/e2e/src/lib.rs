@@ -1,10 +1,15 @@
-//! Harness of the end-to-end suites: a fresh Postgres database per test, `qcloud serve`
-//! processes started on it (real binary, real sockets), and a small HTTP client.
+//! Harness of the end-to-end suites: a fresh Postgres database per test, servers started on it
+//! in-process ([`Server`]: `qcloud::launch` on a listener the harness holds) or as real
+//! `qcloud serve` processes ([`Process`], for the tests that kill or stop one), and a small HTTP
+//! client.
 //!
 //! The database server comes from `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
-//! each [`TestDb`] creates its own database there and drops it afterwards. The binary is
-//! `$QCLOUD_BIN`, else `target/debug/qcloud` of this workspace (built by `cargo test --workspace`
-//! / `cargo nextest run --workspace`; `cargo build -p qcloud` builds it alone).
+//! each [`TestDb`] creates its own database there and drops it afterwards. The binary (for
+//! [`Process`] only) is `$QCLOUD_BIN`, else `target/debug/qcloud` of this workspace (built by
+//! `cargo build -p qcloud`; `scripts/test` builds it first).
+//!
+//! `QCLOUD_E2E_LOG` (a log filter, e.g. `debug`) makes the servers log to stderr (the binary's
+//! log goes to a file named in failure messages either way).
 //!
 //! Against an external server (`QCLOUD_E2E_URL` and `QCLOUD_E2E_TOKEN`, e.g. the docker compose
 //! stack), [`Target::from_env_or_start`] uses that server instead of starting one.
@@ -90,44 +95,200 @@ pub fn qcloud_bin() -> PathBuf {
     target.join("debug").join("qcloud")
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+/// The flags every harness-started server gets before the test's own.
+fn base_flags(db: &TestDb) -> Vec<String> {
+    ["--database-url", &db.url, "--admin-token", ADMIN_TOKEN, "--db-max-connections", "8"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
-/// A `qcloud serve` process.
+/// How an in-process server is told to stop.
+enum Stop {
+    /// As SIGTERM: HTTP stops, the scheduler drains and hands running jobs back.
+    Graceful,
+    /// As SIGKILL: the server's runtime is dropped at once.
+    Now,
+}
+
+/// A server started in-process with `qcloud::launch`, on a listener the harness binds (port 0)
+/// and hands over, on a runtime of its own in a thread of its own (so that a test's blocking
+/// calls or its runtime flavour do not slow the server, as with a separate process).
 pub struct Server {
+    pub url: String,
+    pub replica_id: uuid::Uuid,
+    stop: Option<tokio::sync::oneshot::Sender<Stop>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Start a server on `db` with extra flags of `qcloud serve` (e.g. `["--interactive-ttl",
+    /// "1"]`); nothing is read from the environment or a settings file.
+    pub async fn start(db: &TestDb, extra: &[&str]) -> anyhow::Result<Server> {
+        let mut flags = base_flags(db);
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        Server::launch(qcloud::Config::from_flags(flags)?).await
+    }
+
+    /// Start a server with a configuration of the test's making. Returns once it takes requests.
+    pub async fn launch(config: qcloud::Config) -> anyhow::Result<Server> {
+        // In-process servers log to the test's stderr when asked (as `QCLOUD_E2E_LOG` sets the
+        // binary's filter); the first server installs the subscriber, the others find it there.
+        if let Ok(filter) = std::env::var("QCLOUD_E2E_LOG") {
+            let _ = qcloud::telemetry::init(qcloud::LogFormat::Text, Some(&filter));
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<uuid::Uuid>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Stop>();
+        let thread = std::thread::Builder::new().name(format!("qcloud-{addr}")).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let started = async {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let (graceful_tx, graceful_rx) = tokio::sync::oneshot::channel::<()>();
+                    let server = qcloud::launch(config, listener, async {
+                        let _ = graceful_rx.await;
+                    })
+                    .await?;
+                    anyhow::Ok((server, graceful_tx))
+                };
+                let (server, graceful_tx) = match started.await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(server.replica_id()));
+                match stop_rx.await {
+                    Ok(Stop::Graceful) => {
+                        let _ = graceful_tx.send(());
+                        if let Err(e) = server.wait().await {
+                            eprintln!("qcloud at {addr} stopped with an error: {e:#}");
+                        }
+                    }
+                    // Dropping the runtime below ends every task of the server.
+                    Ok(Stop::Now) | Err(_) => drop(server),
+                }
+            });
+            rt.shutdown_background();
+        })?;
+        let mut server = Server {
+            url: format!("http://{addr}"),
+            replica_id: uuid::Uuid::nil(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        match ready_rx.await {
+            Ok(Ok(id)) => server.replica_id = id,
+            Ok(Err(e)) => return Err(e.context("qcloud::launch failed")),
+            Err(_) => bail!("the server thread ended before the server started"),
+        }
+        Ok(server)
+    }
+
+    fn stop(&mut self, how: Stop) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(how);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Graceful shutdown, as SIGTERM does for the binary; returns once the server has stopped.
+    pub fn terminate(&mut self) {
+        self.stop(Stop::Graceful);
+    }
+
+    /// Stop at once, as SIGKILL does for the binary.
+    pub fn kill(&mut self) {
+        self.stop(Stop::Now);
+    }
+
+    pub fn client(&self, token: &str) -> Client {
+        Client::new(&self.url, token)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `qcloud serve` process (the real binary), for the tests that need one: SIGKILL, SIGTERM.
+pub struct Process {
     pub url: String,
     pub child: Child,
     pub log: PathBuf,
 }
 
-impl Server {
-    /// Start a server on `db` with extra flags (e.g. `["--interactive-ttl", "1"]`) and wait until
+impl Process {
+    /// Start `qcloud serve` on `db` with extra flags, on a port the server picks itself
+    /// (`--listen 127.0.0.1:0`; the address is read from what it prints), and wait until
     /// `/readyz` answers.
-    pub async fn start(db: &TestDb, extra: &[&str]) -> anyhow::Result<Server> {
+    pub async fn start(db: &TestDb, extra: &[&str]) -> anyhow::Result<Process> {
+        Process::start_in(db, extra, None).await
+    }
+
+    /// As [`Process::start`], in working directory `cwd` (where it looks for `qcloud.toml`).
+    pub async fn start_in(db: &TestDb, extra: &[&str], cwd: Option<&std::path::Path>) -> anyhow::Result<Process> {
         let bin = qcloud_bin();
         if !bin.exists() {
             bail!("{} not found: build it with `cargo build -p qcloud` (or set QCLOUD_BIN)", bin.display());
         }
-        let port = free_port()?;
-        let log = std::env::temp_dir().join(format!("qcloud-e2e-{}-{port}.log", db.name));
+        let log = std::env::temp_dir().join(format!("qcloud-e2e-{}-{}.log", db.name, uuid::Uuid::new_v4().simple()));
         let log_file = std::fs::File::create(&log)?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", &db.url])
-            .args(["--admin-token", ADMIN_TOKEN])
-            .args(["--db-max-connections", "8"])
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(base_flags(db))
             .args(extra)
             .env("RUST_LOG", std::env::var("QCLOUD_E2E_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .context("spawning qcloud serve")?;
-        let mut server = Server { url: format!("http://127.0.0.1:{port}"), child, log };
-        server.wait_ready(Duration::from_secs(30)).await?;
-        Ok(server)
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().context("spawning qcloud serve")?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        if let Some(out) = child.stdout.take() {
+            // Read every line (a full pipe would block the server), keep the address.
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    if let Some(url) = line.strip_prefix("qcloud listening on ") {
+                        let _ = tx.send(url.trim().to_string());
+                    }
+                }
+            });
+        }
+        let mut process = Process { url: String::new(), child, log };
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(60);
+        process.url = loop {
+            if let Ok(url) = rx.try_recv() {
+                break url;
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                bail!("qcloud exited with {status} before it was listening; log: {}", process.log_text());
+            }
+            if t0.elapsed() > limit {
+                bail!("qcloud printed no address after {limit:?}; log: {}", process.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        process.wait_ready(Duration::from_secs(30)).await?;
+        Ok(process)
     }
 
     async fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
@@ -170,7 +331,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
@@ -279,15 +440,22 @@ impl Target {
     }
 }
 
-/// Create a token for `user` in `project` with the binary's `tokens create` command.
+/// Create a token for `user` in `project` (as `qcloud tokens create` does, in-process). A thread
+/// and runtime of its own, so that it can be called from any test, async or not.
 pub fn create_token(db: &TestDb, project: &str, user: &str) -> anyhow::Result<String> {
-    let out = Command::new(qcloud_bin())
-        .args(["tokens", "--database-url", &db.url, "create", "--project", project, "--user", user])
-        .output()?;
-    if !out.status.success() {
-        bail!("tokens create failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    let config = qcloud::Config::from_flags(["--database-url", db.url.as_str(), "--db-max-connections", "1"])?;
+    let (project, user) = (project.to_string(), user.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let db = qcloud::Db::connect(&config).await?;
+            let token = db.create_token(&project, &user, false).await;
+            db.close().await;
+            token
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the token thread panicked"))?
 }
 
 /// A unique device name for a test.

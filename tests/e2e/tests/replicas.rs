@@ -5,7 +5,7 @@
 //! Figures (jobs, re-runs, time to recover) are printed; nothing asserts on time.
 
 use chrono::{DateTime, Utc};
-use qcloud_e2e::{create_token, unique, Client, Server, TestDb, ADMIN_TOKEN};
+use qcloud_e2e::{create_token, unique, Client, Process, TestDb, ADMIN_TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 const FLAGS: &[&str] = &["--no-seed", "--lease-ms", "1500", "--leader-ttl-ms", "1500", "--tick-ms", "100"];
 
 /// The replica id a server logged at start (`scheduler started replica=<uuid>`).
-fn replica_id(server: &Server) -> Uuid {
+fn replica_id(server: &Process) -> Uuid {
     let t0 = Instant::now();
     loop {
         let text = strip_ansi(&server.log_text());
@@ -180,8 +180,8 @@ async fn check_rows(conn: &mut PgConnection, expected_jobs: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_while_jobs_run() {
     let db = TestDb::create().await.unwrap();
-    let mut s1 = Server::start(&db, FLAGS).await.unwrap();
-    let mut s2 = Server::start(&db, FLAGS).await.unwrap();
+    let mut s1 = Process::start(&db, FLAGS).await.unwrap();
+    let mut s2 = Process::start(&db, FLAGS).await.unwrap();
     let (r1, r2) = (replica_id(&s1), replica_id(&s2));
     let mut conn = db.connect().await.unwrap();
     let first_leader = leader(&mut conn, None, Duration::from_secs(30)).await;
@@ -371,7 +371,7 @@ async fn graceful_shutdown_hands_jobs_back() {
     let flags: Vec<&str> = FLAGS.iter().copied().chain(["--shutdown-grace", "1.5"]).collect();
     // Replica 1 alone first, so that it is the one running the jobs (a completing worker keeps
     // its device's next job, so a replica that starts later would get none of them).
-    let mut s1 = Server::start(&db, &flags).await.unwrap();
+    let mut s1 = Process::start(&db, &flags).await.unwrap();
     let r1 = replica_id(&s1);
     let mut conn = db.connect().await.unwrap();
     leader(&mut conn, None, Duration::from_secs(30)).await;
@@ -403,7 +403,7 @@ async fn graceful_shutdown_hands_jobs_back() {
         assert!(t0.elapsed() < Duration::from_secs(60), "replica 1 does not run the four long jobs");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let s2 = Server::start(&db, &flags).await.unwrap();
+    let s2 = Process::start(&db, &flags).await.unwrap();
     let r2 = replica_id(&s2);
     let held: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE status = 'running' AND lease_owner = $1")
         .bind(r1)

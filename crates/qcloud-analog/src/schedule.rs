@@ -481,7 +481,8 @@ impl Schedule {
                 s.amp[ti + k] += a;
                 s.det[ti + k] += d;
             }
-            let fall = pulse.fall_time(&cs.ch);
+            // The fall-time extension only matters where samples go to targets (Local channels).
+            let fall = if cs.ch.addressing == Addressing::Local { pulse.fall_time(&cs.ch) } else { 0 };
             let ext = match pulse_slots.get(ind + 1) {
                 Some(next) => fall.min(next.ti - slot.tf),
                 None => fall,

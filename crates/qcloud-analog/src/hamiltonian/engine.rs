@@ -229,7 +229,14 @@ fn high_tiled(re: &mut [f64], im: &mut [f64], chunk: usize, rots: &[Option<Rot>]
                 let (lo_r, hi_r) = re.split_at_mut((c + sc) * chunk);
                 let (lo_i, hi_i) = im.split_at_mut((c + sc) * chunk);
                 let g = c * chunk + j0;
-                rotate_halves(&mut lo_r[g..g + t], &mut lo_i[g..g + t], &mut hi_r[j0..j0 + t], &mut hi_i[j0..j0 + t], r.c, r.s);
+                rotate_halves(
+                    &mut lo_r[g..g + t],
+                    &mut lo_i[g..g + t],
+                    &mut hi_r[j0..j0 + t],
+                    &mut hi_i[j0..j0 + t],
+                    r.c,
+                    r.s,
+                );
             }
         }
     }
@@ -282,10 +289,7 @@ impl Sweeper {
                 .for_each(|((a, b), (x, y))| rotate_halves(a, b, x, y, r.c, r.s));
         }
         let sub = &rots[..self.n - 1];
-        rayon::join(
-            || serial_step(rl, il, 0, ch, sub, inter, ph),
-            || serial_step(rh, ih, half, ch, sub, inter, ph),
-        );
+        rayon::join(|| serial_step(rl, il, 0, ch, sub, inter, ph), || serial_step(rh, ih, half, ch, sub, inter, ph));
     }
 }
 
@@ -596,7 +600,8 @@ pub(crate) mod tests {
                 let ev = evolve(&model, &EngineOptions { substeps: Some(m), ..Default::default() }, &|| false).unwrap();
                 let err = state_error(&ev.state, &fine.state);
                 let tv: f64 =
-                    ev.state.iter().zip(&fine.state).map(|(a, b)| (a.norm_sqr() - b.norm_sqr()).abs()).sum::<f64>() / 2.0;
+                    ev.state.iter().zip(&fine.state).map(|(a, b)| (a.norm_sqr() - b.norm_sqr()).abs()).sum::<f64>()
+                        / 2.0;
                 eprintln!("n={n} m={m}: error {err:.2e} TV {tv:.2e} estimate {:.2e}", ev.error_estimate);
             }
         }

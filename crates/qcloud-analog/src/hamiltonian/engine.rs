@@ -35,7 +35,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { tolerance: 1e-3, substeps: None, parallel_from: 14, chunk_bits: CHUNK_BITS }
+        EngineOptions { tolerance: 1e-3, substeps: None, parallel_from: 12, chunk_bits: CHUNK_BITS }
     }
 }
 

@@ -1,7 +1,7 @@
 //! qcloud-bench: drives a running qcloud server over HTTP with many concurrent clients and noop
 //! devices of zero duration, and prints submit throughput, end-to-end throughput per device
 //! count, submit-to-start latency on an idle device, the job-to-job gap inside a dedicated
-//! session, and batch versus dedicated session wall time (DESIGN.md §3 rule 12).
+//! session, and batch versus dedicated session wall time (rule 12, docs/architecture.md).
 //!
 //! Latencies come from the database timestamps of the jobs (`created_at`, `started_at`,
 //! `finished_at`, one clock for all), read back through the list API after each run; the noop

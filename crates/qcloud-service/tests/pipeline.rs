@@ -1,5 +1,5 @@
 //! The job pipeline against real Postgres, driven step by step without the scheduler loops:
-//! every rule of DESIGN.md §3 that the service applies (dispatch, claim, completion with
+//! every scheduling rule (docs/architecture.md) that the service applies (dispatch, claim, completion with
 //! chaining, session timers, recovery of lost workers, fencing). Each test gets a fresh
 //! database. Timers use the database clock: tests that need a TTL to run out sleep past it
 //! before asking the service to apply the timers.

@@ -1,4 +1,4 @@
-//! The embedded-Postgres default (DESIGN.md §6): which database `qcloud serve` uses when none is configured.
+//! The embedded-Postgres default (docs/architecture.md): which database `qcloud serve` uses when none is configured.
 //!
 //! In order: an explicit URL (`DATABASE_URL` / `--database-url`) is used verbatim; otherwise the local Postgres
 //! server, if one answers as user `postgres` without a password, gets a `qcloud` database; otherwise a private

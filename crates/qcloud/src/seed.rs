@@ -1,4 +1,4 @@
-//! Devices are data (DESIGN.md §2): a `devices.toml` lists the devices a server makes sure exist
+//! Devices are data (docs/architecture.md): a `devices.toml` lists the devices a server makes sure exist
 //! at start-up, and an empty database without such a file gets [`default_devices`].
 //!
 //! ```toml

@@ -1,4 +1,4 @@
-//! Many replicas on one database (DESIGN.md §4): two `qcloud serve` processes share a database;
+//! Many replicas on one database (docs/architecture.md): two `qcloud serve` processes share a database;
 //! the leader is killed with SIGKILL while jobs run (or one replica is stopped with SIGTERM), and
 //! the rows must show that every job reached one terminal state, none was completed twice, no two
 //! jobs overlapped on a device, and the jobs of the dead replica were run again or failed by rule.

@@ -1,4 +1,4 @@
-//! The scheduling rules of DESIGN.md §3 end to end: a real `qcloud serve` process with short TTLs,
+//! The scheduling rules (docs/architecture.md) end to end: a real `qcloud serve` process with short TTLs,
 //! driven over HTTP, checked over HTTP and, for the device invariants, on the rows themselves.
 //! Nothing here asserts how long something took; lower bounds that a rule implies (a job waits
 //! at least an interactive TTL) are checked on database timestamps.

@@ -237,7 +237,7 @@ fn validate_pulse(ch: &Channel, amp: &[f64], det: &[f64], device: &str) -> Resul
         if peak > max {
             return Err(AnalogError::invalid(format!(
                 "The pulse's amplitude goes over the maximum value allowed for the chosen channel: \
-                 {peak} rad/µs > max_amp = {max} rad/µs (channel '{id}' of device '{device}')"
+                 {peak} rad/µs > max_amp = {max} rad/µs (channel '{id}' of {device})"
             )));
         }
     }
@@ -246,7 +246,7 @@ fn validate_pulse(ch: &Channel, amp: &[f64], det: &[f64], device: &str) -> Resul
         if peak > max {
             return Err(AnalogError::invalid(format!(
                 "The pulse's detuning values go out of the range allowed for the chosen channel: \
-                 |{peak}| rad/µs > max_abs_detuning = {max} rad/µs (channel '{id}' of device '{device}')"
+                 |{peak}| rad/µs > max_abs_detuning = {max} rad/µs (channel '{id}' of {device})"
             )));
         }
     }
@@ -313,9 +313,9 @@ fn apply(
             if amp_s.iter().chain(&det_s).any(|x| !x.is_finite()) {
                 return Err(AnalogError::invalid("the pulse's samples are not finite numbers (NaN or infinity)"));
             }
-            validate_pulse(sched.channel(c), &amp_s, &det_s, "of the sequence")?;
+            validate_pulse(sched.channel(c), &amp_s, &det_s, "the sequence's device")?;
             if let Some(tc) = &names.iter().find(|(_, i, _)| *i == c).and_then(|x| x.2.clone()) {
-                validate_pulse(tc, &amp_s, &det_s, "the job is sent to")?;
+                validate_pulse(tc, &amp_s, &det_s, "the device the job is sent to")?;
                 tc.validate_duration(amp_s.len() as i64)?;
             }
             sched.add_pulse(c, &amp, &det, phase, pps, proto)

@@ -101,7 +101,7 @@ for s in $SCENARIOS; do
     sed -n '/^scenario/,$p' "$OUT/bench-$s.txt" | tail -n +3 >>"$OUT/bench.txt"
     {
         echo "== $s: top pg_stat_activity samples (wait | state | query), of $(wc -l <"$OUT/activity.raw") non-idle backend samples"
-        sort "$OUT/activity.raw" | uniq -c | sort -rn | head -8
+        sort "$OUT/activity.raw" | uniq -c | sort -rn | awk 'NR <= 8' # reads all its input: no SIGPIPE under pipefail
     } >>"$OUT/activity.txt"
     SUMMARY+=("$(awk -v s="$s" -v x0="$x0" -v x1="$x1" -v j0="$j0" -v j1="$j1" -v t0="$t0" -v t1="$t1" \
         -v c0="$c0" -v c1="$c1" -v p0="$p0" -v p1="$p1" -v bu="$bu" -v bs="$bs" -v idle="$IDLE_TPS" 'BEGIN {

@@ -388,6 +388,23 @@ impl Client {
         }
     }
 
+    /// Submit a job (it must be accepted with 201), wait until it is terminal, and return it with
+    /// its result (`null` unless it completed).
+    pub async fn run_job(&self, body: Value, limit: Duration) -> anyhow::Result<(Value, Value)> {
+        let (s, job) = self.post("/v1/jobs", body).await?;
+        if s != StatusCode::CREATED {
+            bail!("POST /v1/jobs: {s} {job}");
+        }
+        let id = job["id"].as_str().unwrap_or_default().to_string();
+        let done = self.wait_job(&id, limit).await?;
+        let result = if done["status"] == "completed" {
+            self.get(&format!("/v1/jobs/{id}/result")).await?.1["result"].clone()
+        } else {
+            Value::Null
+        };
+        Ok((done, result))
+    }
+
     /// Poll a session until `pred` holds.
     pub async fn wait_session(
         &self,

@@ -28,16 +28,7 @@ async fn device(admin: &Client, num_qubits: u32) -> String {
 }
 
 async fn run(admin: &Client, body: Value) -> (Value, Value) {
-    let (s, job) = admin.post("/v1/jobs", body).await.unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    let done = admin.wait_job(&id, LIMIT).await.unwrap();
-    let result = if done["status"] == "completed" {
-        admin.get(&format!("/v1/jobs/{id}/result")).await.unwrap().1["result"].clone()
-    } else {
-        Value::Null
-    };
-    (done, result)
+    admin.run_job(body, LIMIT).await.unwrap()
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! `/v1/jobs`.
 
-use super::{cursor, seconds, Page};
+use super::{seconds, window, Page};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::AppState;
@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use qcloud_service::jobs::{self as svc, CancelJob, ListJobs, SubmitJob};
-use qcloud_service::list::ListWindow;
 use qcloud_service::validate::opt_enum_field;
 use qcloud_service::{JobStatus, Priority};
 use serde::{Deserialize, Serialize};
@@ -130,13 +129,7 @@ impl JobQuery {
             status: opt_enum_field::<JobStatus>("status", self.status.as_deref())?,
             device: self.device,
             session_id: self.session_id,
-            window: ListWindow {
-                cursor: cursor(self.cursor.as_deref())?,
-                tag: self.tag,
-                created_after: self.created_after,
-                created_before: self.created_before,
-                limit: self.limit,
-            },
+            window: window(self.tag, self.created_after, self.created_before, self.cursor.as_deref(), self.limit)?,
         })
     }
 }

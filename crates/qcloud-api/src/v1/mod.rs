@@ -5,7 +5,8 @@ pub mod devices;
 pub mod jobs;
 pub mod sessions;
 
-use qcloud_service::list::Cursor;
+use chrono::{DateTime, Utc};
+use qcloud_service::list::{Cursor, ListWindow};
 use qcloud_service::Result;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,9 +26,16 @@ impl<T> Page<T> {
     }
 }
 
-/// A `cursor` query parameter, as the service's typed cursor.
-pub(crate) fn cursor(c: Option<&str>) -> Result<Option<Cursor>> {
-    c.map(str::parse).transpose()
+/// The filters every list query shares, as the service's list window (the cursor parsed).
+pub(crate) fn window(
+    tag: Option<String>,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<ListWindow> {
+    let cursor = cursor.map(str::parse::<Cursor>).transpose()?;
+    Ok(ListWindow { tag, created_after, created_before, cursor, limit })
 }
 
 /// Seconds, as the wire shows durations.

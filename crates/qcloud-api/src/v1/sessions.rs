@@ -1,6 +1,6 @@
 //! `/v1/sessions`.
 
-use super::{cursor, seconds, Page};
+use super::{seconds, window, Page};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::AppState;
@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use qcloud_service::list::ListWindow;
 use qcloud_service::sessions::{self as svc, CancelSession, CloseSession, ListSessions, OpenSession};
 use qcloud_service::validate::{enum_field, opt_enum_field};
 use qcloud_service::{ClosedReason, IdlePolicy, Priority, SessionMode, SessionState};
@@ -134,13 +133,7 @@ impl SessionQuery {
             state: opt_enum_field("state", self.state.as_deref())?,
             mode: opt_enum_field("mode", self.mode.as_deref())?,
             device: self.device,
-            window: ListWindow {
-                cursor: cursor(self.cursor.as_deref())?,
-                tag: self.tag,
-                created_after: self.created_after,
-                created_before: self.created_before,
-                limit: self.limit,
-            },
+            window: window(self.tag, self.created_after, self.created_before, self.cursor.as_deref(), self.limit)?,
         })
     }
 }

@@ -24,17 +24,34 @@ pub struct Device {
 
 impl<'r> FromRow<'r, PgRow> for Device {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
-        let timing: Json<Timing> = row.try_get("timing")?;
+        Device::from_columns(row, "")
+    }
+}
+
+/// The columns of `devices` with a prefix, for queries that return a device beside another row
+/// (see [`DEVICE_COLUMNS`]).
+pub(crate) const DEVICE_PREFIX: &str = "device_";
+
+/// `devices d` as prefixed columns, to select beside another table's `*`.
+pub(crate) const DEVICE_COLUMNS: &str = "d.name AS device_name, d.kind AS device_kind, d.driver AS device_driver,
+    d.status AS device_status, d.num_qubits AS device_num_qubits, d.timing AS device_timing,
+    d.config AS device_config, d.created_at AS device_created_at, d.updated_at AS device_updated_at";
+
+impl Device {
+    /// A device from its columns, each named `prefix` + the column name.
+    pub(crate) fn from_columns(row: &PgRow, prefix: &str) -> sqlx::Result<Self> {
+        let col = |c: &str| format!("{prefix}{c}");
+        let timing: Json<Timing> = row.try_get(col("timing").as_str())?;
         Ok(Device {
-            name: row.try_get("name")?,
-            kind: enum_col(row, "kind")?,
-            driver: enum_col(row, "driver")?,
-            status: enum_col(row, "status")?,
-            num_qubits: row.try_get("num_qubits")?,
+            name: row.try_get(col("name").as_str())?,
+            kind: enum_col(row, &col("kind"))?,
+            driver: enum_col(row, &col("driver"))?,
+            status: enum_col(row, &col("status"))?,
+            num_qubits: row.try_get(col("num_qubits").as_str())?,
             timing: timing.0,
-            config: row.try_get::<Json<serde_json::Value>, _>("config")?.0,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            config: row.try_get::<Json<serde_json::Value>, _>(col("config").as_str())?.0,
+            created_at: row.try_get(col("created_at").as_str())?,
+            updated_at: row.try_get(col("updated_at").as_str())?,
         })
     }
 }
@@ -63,11 +80,6 @@ pub async fn overview(conn: &mut PgConnection, name: &str) -> sqlx::Result<Optio
 
 pub async fn get(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<Device>> {
     sqlx::query_as("SELECT * FROM devices WHERE name = $1").bind(name).fetch_optional(conn).await
-}
-
-/// Devices by name (missing names are left out).
-pub async fn get_many(conn: &mut PgConnection, names: &[String]) -> sqlx::Result<Vec<Device>> {
-    sqlx::query_as("SELECT * FROM devices WHERE name = ANY($1)").bind(names).fetch_all(conn).await
 }
 
 /// A device with the quota of `project` (device seconds; `None` when unlimited), in one query.

@@ -1,5 +1,6 @@
 //! Jobs and their results.
 
+use crate::devices::{Device, DEVICE_COLUMNS, DEVICE_PREFIX};
 use crate::{enum_col, ms_col, opt_enum_col, parse_text, push_window, Window};
 use chrono::{DateTime, Duration, Utc};
 use qcloud_core::{JobStatus, Priority, SessionMode, SessionState};
@@ -294,17 +295,32 @@ pub async fn start(
     .await
 }
 
-/// Claim up to `limit` assigned jobs that no worker holds.
-pub async fn claim(conn: &mut PgConnection, owner: Uuid, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<Started>> {
-    sqlx::query_as(
+/// A claimed job with its device, read in the claim's statement.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub started: Started,
+    pub device: Device,
+}
+
+impl<'r> FromRow<'r, PgRow> for Claimed {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Claimed { started: Started::from_row(row)?, device: Device::from_columns(row, DEVICE_PREFIX)? })
+    }
+}
+
+/// Claim up to `limit` assigned jobs that no worker holds, each with its session's mode and its
+/// device, in one statement.
+pub async fn claim(conn: &mut PgConnection, owner: Uuid, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<Claimed>> {
+    sqlx::query_as(&format!(
         "WITH claimed AS (
             UPDATE jobs SET lease_owner = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1,
                    lease_expires_at = now() + make_interval(secs => $3::float8 / 1000)
             WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_owner IS NULL
                          ORDER BY started_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED)
             RETURNING *)
-         SELECT claimed.*, s.mode AS session_mode FROM claimed LEFT JOIN sessions s ON s.id = claimed.session_id",
-    )
+         SELECT claimed.*, s.mode AS session_mode, {DEVICE_COLUMNS}
+         FROM claimed JOIN devices d ON d.name = claimed.device LEFT JOIN sessions s ON s.id = claimed.session_id"
+    ))
     .bind(owner)
     .bind(limit)
     .bind(lease_ms)

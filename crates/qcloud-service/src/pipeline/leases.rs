@@ -4,34 +4,15 @@
 use super::{ClaimedJob, UpcomingJob};
 use crate::error::Result;
 use crate::Service;
-use std::collections::HashMap;
 use uuid::Uuid;
 
 impl Service {
     /// Claim up to `limit` started, unowned jobs for this replica's workers, each with its lease,
-    /// its session's mode and its device.
+    /// its session's mode and its device (one statement).
     pub async fn claim_jobs(&self, me: Uuid, limit: i64) -> Result<Vec<ClaimedJob>> {
         let mut conn = self.pool().acquire().await?;
-        let started = qcloud_store::jobs::claim(&mut conn, me, limit, self.cfg.lease.num_milliseconds()).await?;
-        if started.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut names: Vec<String> = started.iter().map(|s| s.job.device.clone()).collect();
-        names.sort();
-        names.dedup();
-        let devices: HashMap<String, _> = qcloud_store::devices::get_many(&mut conn, &names)
-            .await?
-            .into_iter()
-            .map(|d| (d.name.clone(), d))
-            .collect();
-        // A device cannot be deleted while it has jobs (foreign key), so every claimed job has one.
-        Ok(started
-            .into_iter()
-            .filter_map(|s| {
-                let device = devices.get(&s.job.device)?.clone();
-                ClaimedJob::new(s, device)
-            })
-            .collect())
+        let claimed = qcloud_store::jobs::claim(&mut conn, me, limit, self.cfg.lease.num_milliseconds()).await?;
+        Ok(claimed.into_iter().filter_map(|c| ClaimedJob::new(c.started, c.device)).collect())
     }
 
     /// Extend this replica's leases; returns the ids of leased jobs whose cancellation was asked.

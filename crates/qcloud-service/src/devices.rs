@@ -96,6 +96,7 @@ impl Service {
     }
 
     pub async fn get_device(&self, name: &str) -> Result<DeviceView> {
+        validate::text("name", name)?;
         let mut conn = self.pool.acquire().await?;
         let o = qcloud_store::devices::overview(&mut conn, name)
             .await?
@@ -129,6 +130,7 @@ impl Service {
 
     #[instrument(skip_all, fields(device = %name))]
     pub async fn update_device(&self, name: &str, cmd: UpdateDevice) -> Result<DeviceView> {
+        validate::text("name", name)?;
         if let Some(t) = &cmd.timing {
             t.validate().map_err(|m| ServiceError::invalid("invalid_field", m))?;
         }

@@ -895,6 +895,43 @@ async fn another_projects_sessions_and_jobs_are_404() {
     a.post(&format!("/v1/jobs/{busy}/cancel"), json!({})).await.unwrap();
 }
 
+/// A device's `held_by_session` names a session of one project: only that project and admins see
+/// it; another tenant sees null (it used to see the id).
+#[tokio::test]
+async fn held_by_session_is_shown_only_to_its_project_and_admins() {
+    let t = start(&[]).await;
+    if skip_external(&t, "needs tokens of two projects") {
+        return;
+    }
+    let a = token_of(&t, "proj_held_a", "alice");
+    let b = token_of(&t, "proj_held_b", "bob");
+    let a2 = token_of(&t, "proj_held_a", "anna");
+    let dev = noop_device(&t).await;
+    let sid = id(&create_session(&a, json!({"device": dev, "mode": "dedicated", "interactive_ttl": 60})).await);
+    let j = id(&submit(&a, json!({"session_id": sid, "program": "noop", "payload": {}})).await);
+    a.wait_job(&j, LIMIT).await.unwrap();
+    let held = |c: &Client| {
+        let (c, dev) = (c.clone(), dev.clone());
+        async move {
+            let (s, one) = c.get(&format!("/v1/devices/{dev}")).await.unwrap();
+            assert_eq!(s, StatusCode::OK, "{one}");
+            let (s, all) = c.get("/v1/devices").await.unwrap();
+            assert_eq!(s, StatusCode::OK, "{all}");
+            let listed = all.as_array().unwrap().iter().find(|d| d["name"] == dev.as_str()).unwrap().clone();
+            assert_eq!(one["held_by_session"], listed["held_by_session"], "list and get agree");
+            one["held_by_session"].clone()
+        }
+    };
+    assert_eq!(held(&a).await, sid.as_str(), "the session's own user sees it");
+    assert_eq!(held(&a2).await, sid.as_str(), "another user of the same project sees it");
+    assert_eq!(held(&t.admin()).await, sid.as_str(), "an admin sees it");
+    assert_eq!(held(&b).await, Value::Null, "another project does not");
+    // Everything else of the device is the same for B.
+    let (_, vb) = b.get(&format!("/v1/devices/{dev}")).await.unwrap();
+    assert_eq!(vb["name"], dev.as_str());
+    a.post(&format!("/v1/sessions/{sid}/cancel"), json!({})).await.unwrap();
+}
+
 #[tokio::test]
 async fn missing_bad_or_malformed_tokens_are_401() {
     let t = start(&[]).await;

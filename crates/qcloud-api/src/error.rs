@@ -1,7 +1,7 @@
 //! The API's error: every failure is a JSON body `{"error": {"code", "message", "details"}}` with a
 //! 4xx status for anything the caller can fix, 5xx only for real faults (logged once, here).
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use qcloud_service::ServiceError;
@@ -40,10 +40,20 @@ impl ApiError {
     }
 }
 
+/// Seconds a client should wait before retrying a 503 (a lost database, a server not ready yet):
+/// short, since a database restart or a failover takes seconds.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status;
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, details: self.details } };
-        (self.status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        // Every 503 is a passing state (the database is away or busy): say when to come back.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        resp
     }
 }
 
@@ -85,5 +95,22 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_database_is_503_with_retry_after_and_faults_are_500_without() {
+        let r = ApiError::from(ServiceError::Db(sqlx::Error::PoolTimedOut)).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+        let r = ApiError::from(ServiceError::Internal("boom".into())).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
+        let r = ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", "x").into_response();
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
     }
 }

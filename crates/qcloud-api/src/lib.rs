@@ -75,14 +75,22 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Longest `/readyz` waits for the database. Probes want an answer within a second, and the
+/// pool's acquire timeout (seconds) would make a lost database a hang instead of "not ready".
+pub const READY_TIMEOUT: Duration = Duration::from_millis(800);
+
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    match s.svc.ready().await {
-        Ok(true) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response(),
-        Ok(false) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "database migrations are not applied")
-            .into_response(),
-        Err(e) => {
+    let not_ready = |m: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", m).into_response();
+    match tokio::time::timeout(READY_TIMEOUT, s.svc.ready()).await {
+        Ok(Ok(true)) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response(),
+        Ok(Ok(false)) => not_ready("database migrations are not applied"),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database does not answer").into_response()
+            not_ready("the database does not answer")
+        }
+        Err(_) => {
+            tracing::warn!(timeout_ms = READY_TIMEOUT.as_millis() as u64, "readiness check timed out");
+            not_ready("the database did not answer in time")
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Device use cases: list, inspect, and (admin) add and change devices.
 
+use crate::auth::Principal;
 use crate::error::{Result, ServiceError};
 use crate::validate;
 use crate::Service;
@@ -21,7 +22,8 @@ pub struct DeviceView {
     pub config: serde_json::Value,
     /// Jobs waiting for this device.
     pub queue_length: i64,
-    /// The active session that holds the device, if any.
+    /// The active session that holds the device, if any; shown only to the session's project and
+    /// to admins (another tenant's session id is not theirs to see).
     pub held_by_session: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -85,22 +87,34 @@ fn device_view(d: Device, queue_length: i64, held_by_session: Option<Uuid>) -> D
     }
 }
 
-fn overview_view(o: DeviceOverview) -> DeviceView {
-    device_view(o.device, o.queued_jobs, o.held_by)
+/// `who` None: the full view (admin commands that have no caller).
+fn overview_view(o: DeviceOverview, who: Option<&Principal>) -> DeviceView {
+    let visible = match who {
+        None => true,
+        Some(p) => p.admin || o.held_by_project.as_deref() == Some(p.project.as_str()),
+    };
+    device_view(o.device, o.queued_jobs, o.held_by.filter(|_| visible))
 }
 
 impl Service {
-    pub async fn list_devices(&self) -> Result<Vec<DeviceView>> {
+    /// The devices, as `who` may see them.
+    pub async fn list_devices(&self, who: &Principal) -> Result<Vec<DeviceView>> {
         let mut conn = self.pool.acquire().await?;
-        Ok(qcloud_store::devices::list(&mut conn).await?.into_iter().map(overview_view).collect())
+        Ok(qcloud_store::devices::list(&mut conn).await?.into_iter().map(|o| overview_view(o, Some(who))).collect())
     }
 
-    pub async fn get_device(&self, name: &str) -> Result<DeviceView> {
+    /// One device, as `who` may see it.
+    pub async fn get_device(&self, who: &Principal, name: &str) -> Result<DeviceView> {
+        self.device_overview(name, Some(who)).await
+    }
+
+    async fn device_overview(&self, name: &str, who: Option<&Principal>) -> Result<DeviceView> {
+        validate::text("name", name)?;
         let mut conn = self.pool.acquire().await?;
         let o = qcloud_store::devices::overview(&mut conn, name)
             .await?
             .ok_or_else(|| ServiceError::not_found("device", name))?;
-        Ok(overview_view(o))
+        Ok(overview_view(o, who))
     }
 
     #[instrument(skip_all, fields(device = %cmd.name))]
@@ -129,6 +143,7 @@ impl Service {
 
     #[instrument(skip_all, fields(device = %name))]
     pub async fn update_device(&self, name: &str, cmd: UpdateDevice) -> Result<DeviceView> {
+        validate::text("name", name)?;
         if let Some(t) = &cmd.timing {
             t.validate().map_err(|m| ServiceError::invalid("invalid_field", m))?;
         }
@@ -142,6 +157,7 @@ impl Service {
         // A resumed device may have work waiting.
         qcloud_store::notify(&mut tx, qcloud_store::channel::WAKE, name).await?;
         tx.commit().await?;
-        self.get_device(name).await
+        // Admin only: the full view.
+        self.device_overview(name, None).await
     }
 }

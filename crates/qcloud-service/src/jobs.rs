@@ -142,6 +142,10 @@ impl Service {
     pub async fn submit_job(&self, who: &Principal, req: SubmitJob) -> Result<(JobView, bool)> {
         let idempotency_key = req.idempotency_key.as_deref();
         validate::idempotency_key(idempotency_key)?;
+        validate::opt_text("idempotency_key", idempotency_key)?;
+        validate::opt_text("device", req.device.as_deref())?;
+        validate::text("program", &req.program)?;
+        validate::json_text("payload", &req.payload)?;
         validate::tags(&req.tags)?;
         validate::shots(req.shots, &self.cfg)?;
         validate::payload(&req.payload, &self.cfg)?;
@@ -324,6 +328,7 @@ impl Service {
     }
 
     pub async fn list_jobs(&self, who: &Principal, q: ListJobs) -> Result<Page<JobView>> {
+        validate::opt_text("device", q.device.as_deref())?;
         let (window, limit) = q.window.to_store()?;
         let filter = JobFilter { status: q.status, device: q.device, session_id: q.session_id, window };
         let mut conn = self.pool.acquire().await?;

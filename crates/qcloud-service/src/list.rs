@@ -47,6 +47,7 @@ impl ListWindow {
     /// The store's window, fetching one row more than the page so that [`next_page`] can tell
     /// whether another page follows; also returns the page size.
     pub(crate) fn to_store(&self) -> Result<(qcloud_store::Window, i64)> {
+        validate::opt_text("tag", self.tag.as_deref())?;
         let limit = validate::page_limit(self.limit)?;
         let window = qcloud_store::Window {
             tag: self.tag.clone(),

@@ -132,6 +132,7 @@ fn session_view(row: Session, counts: Vec<(JobStatus, i64)>) -> SessionView {
 impl Service {
     #[instrument(skip_all, fields(device = %req.device))]
     pub async fn open_session(&self, who: &Principal, req: OpenSession) -> Result<SessionView> {
+        validate::text("device", &req.device)?;
         validate::tags(&req.tags)?;
         let ttls = self
             .cfg
@@ -173,6 +174,7 @@ impl Service {
     }
 
     pub async fn list_sessions(&self, who: &Principal, q: ListSessions) -> Result<Page<SessionView>> {
+        validate::opt_text("device", q.device.as_deref())?;
         let (window, limit) = q.window.to_store()?;
         let filter = SessionFilter { state: q.state, device: q.device, mode: q.mode, window };
         let mut conn = self.pool.acquire().await?;

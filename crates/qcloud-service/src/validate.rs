@@ -25,11 +25,51 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_LEN: usize = 128;
 
 pub fn tags(tags: &[String]) -> Result<()> {
+    tags.iter().try_for_each(|t| text("tags", t))?;
     if tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > MAX_TAG_LEN) {
         return Err(ServiceError::invalid(
             "invalid_field",
             format!("tags: at most {MAX_TAGS} tags of 1 to {MAX_TAG_LEN} characters"),
         ));
+    }
+    Ok(())
+}
+
+fn nul_error(field: &str) -> ServiceError {
+    ServiceError::invalid("invalid_field", format!("{field}: text may not contain NUL (\\u0000)"))
+}
+
+/// Postgres refuses NUL in `text` and `jsonb`: every string that is stored or compared in a query
+/// goes through this (or [`json_text`]) first, so that it is a 400 and not a database error.
+pub fn text(field: &str, v: &str) -> Result<()> {
+    if v.contains('\0') {
+        return Err(nul_error(field));
+    }
+    Ok(())
+}
+
+/// [`text`] for an optional value.
+pub fn opt_text(field: &str, v: Option<&str>) -> Result<()> {
+    v.map_or(Ok(()), |v| text(field, v))
+}
+
+/// [`text`] for every key and string of a JSON value, at any depth (an explicit stack: a value
+/// built in process may be deeper than the parser's recursion limit).
+pub fn json_text(field: &str, v: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => text(field, s)?,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (k, item) in map {
+                    text(field, k)?;
+                    stack.push(item);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
     }
     Ok(())
 }
@@ -106,7 +146,7 @@ pub fn device_config(v: &serde_json::Value) -> Result<()> {
     if !v.is_object() {
         return Err(ServiceError::invalid("invalid_field", "config must be a JSON object"));
     }
-    Ok(())
+    json_text("config", v)
 }
 
 /// Project and user names: 1 to 128 printable characters.
@@ -203,6 +243,34 @@ mod tests {
         assert_eq!(code(timing(&json!({"nope": 1}))), "invalid_field");
         assert!(device_config(&json!({})).is_ok());
         assert_eq!(code(device_config(&json!([1]))), "invalid_field");
+        assert_eq!(code(device_config(&json!({"basis_gates": ["x\u{0}"]}))), "invalid_field");
+    }
+
+    #[test]
+    fn nul_is_refused_in_text_and_json_naming_the_field() {
+        assert!(text("device", "noop_1").is_ok() && opt_text("tag", None).is_ok());
+        let e = text("device", "a\u{0}b").unwrap_err();
+        assert_eq!(e.to_string(), "device: text may not contain NUL (\\u0000)");
+        assert_eq!(code(opt_text("tag", Some("\u{0}"))), "invalid_field");
+        assert!(json_text("payload", &json!({"a": ["b", {"c": 1, "d": null}], "e": true})).is_ok());
+        for bad in [
+            json!("\u{0}"),
+            json!({"a": "\u{0}"}),
+            json!({"a\u{0}": 1}),
+            json!([1, [2, {"deep": ["x\u{0}y"]}]]),
+            json!({"k": {"a\u{0}": null}}),
+        ] {
+            let e = json_text("payload", &bad).unwrap_err();
+            assert!(e.to_string().starts_with("payload: "), "{bad}: {e}");
+        }
+        // Deeper than the parser allows (128): the walk does not recurse.
+        let mut deep = json!("\u{0}");
+        for _ in 0..300 {
+            deep = json!([deep]);
+        }
+        assert_eq!(code(json_text("payload", &deep)), "invalid_field");
+        assert_eq!(code(tags(&["ok".into(), "b\u{0}".into()])), "invalid_field");
+        assert_eq!(code(device_name("a\u{0}b")), "invalid_field");
     }
 
     #[test]

@@ -63,12 +63,16 @@ pub struct DeviceOverview {
     pub device: Device,
     pub queued_jobs: i64,
     pub held_by: Option<Uuid>,
+    /// The project of the session in `held_by`.
+    pub held_by_project: Option<String>,
 }
 
 const OVERVIEW: &str = "SELECT d.*,
         (SELECT count(*) FROM jobs j WHERE j.device = d.name AND j.status = 'queued') AS queued_jobs,
-        (SELECT s.id FROM sessions s WHERE s.device = d.name AND s.state = 'active') AS held_by
-    FROM devices d";
+        h.id AS held_by, h.project AS held_by_project
+    FROM devices d
+    LEFT JOIN LATERAL (SELECT s.id, s.project FROM sessions s WHERE s.device = d.name AND s.state = 'active' LIMIT 1) h
+        ON true";
 
 pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<DeviceOverview>> {
     sqlx::query_as(&format!("{OVERVIEW} ORDER BY d.name")).fetch_all(conn).await

@@ -218,7 +218,7 @@ impl Db {
     pub async fn devices(&self) -> anyhow::Result<Vec<DeviceLine>> {
         Ok(self
             .svc
-            .list_devices()
+            .list_devices(&qcloud_service::auth::Principal::operator())
             .await?
             .into_iter()
             .map(|d| DeviceLine {

@@ -194,7 +194,13 @@ pub struct Seeded {
 /// `None`: the built-in defaults, and only into a database with no device at all.
 pub async fn seed(svc: &Service, listed: Option<&[DeviceSpec]>) -> Result<Seeded, SeedError> {
     let db = |source| SeedError::Create { device: "*".into(), source };
-    let existing: HashSet<String> = svc.list_devices().await.map_err(db)?.into_iter().map(|d| d.name).collect();
+    let existing: HashSet<String> = svc
+        .list_devices(&qcloud_service::auth::Principal::operator())
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
     let defaults;
     let wanted = match listed {
         Some(l) => l,

@@ -55,6 +55,7 @@
 //! | DELETE /v1/jobs, PUT /v1/sessions/{id}, GET .../cancel      | 405    | method_not_allowed       |
 //! | GET /v1/jobs|sessions?cursor=zz / =<time>_notauuid          | 400    | invalid_cursor           |
 //! | GET /v1/jobs|sessions?limit=0 / 501 / -1                    | 400    | invalid_field            |
+//! | NUL in a payload, tag, device, program, config, name, filter | 400   | invalid_field            |
 //! | GET /v1/jobs?limit=abc                                      | 400    | invalid_query            |
 //! | GET /v1/jobs?status=weird, /v1/sessions?state=weird|mode=x  | 400    | invalid_field            |
 //! | GET /v1/jobs?foo=1, ?session_id=xyz, ?created_after=yesterday | 400  | invalid_query            |
@@ -894,6 +895,43 @@ async fn another_projects_sessions_and_jobs_are_404() {
     a.post(&format!("/v1/jobs/{busy}/cancel"), json!({})).await.unwrap();
 }
 
+/// A device's `held_by_session` names a session of one project: only that project and admins see
+/// it; another tenant sees null (it used to see the id).
+#[tokio::test]
+async fn held_by_session_is_shown_only_to_its_project_and_admins() {
+    let t = start(&[]).await;
+    if skip_external(&t, "needs tokens of two projects") {
+        return;
+    }
+    let a = token_of(&t, "proj_held_a", "alice");
+    let b = token_of(&t, "proj_held_b", "bob");
+    let a2 = token_of(&t, "proj_held_a", "anna");
+    let dev = noop_device(&t).await;
+    let sid = id(&create_session(&a, json!({"device": dev, "mode": "dedicated", "interactive_ttl": 60})).await);
+    let j = id(&submit(&a, json!({"session_id": sid, "program": "noop", "payload": {}})).await);
+    a.wait_job(&j, LIMIT).await.unwrap();
+    let held = |c: &Client| {
+        let (c, dev) = (c.clone(), dev.clone());
+        async move {
+            let (s, one) = c.get(&format!("/v1/devices/{dev}")).await.unwrap();
+            assert_eq!(s, StatusCode::OK, "{one}");
+            let (s, all) = c.get("/v1/devices").await.unwrap();
+            assert_eq!(s, StatusCode::OK, "{all}");
+            let listed = all.as_array().unwrap().iter().find(|d| d["name"] == dev.as_str()).unwrap().clone();
+            assert_eq!(one["held_by_session"], listed["held_by_session"], "list and get agree");
+            one["held_by_session"].clone()
+        }
+    };
+    assert_eq!(held(&a).await, sid.as_str(), "the session's own user sees it");
+    assert_eq!(held(&a2).await, sid.as_str(), "another user of the same project sees it");
+    assert_eq!(held(&t.admin()).await, sid.as_str(), "an admin sees it");
+    assert_eq!(held(&b).await, Value::Null, "another project does not");
+    // Everything else of the device is the same for B.
+    let (_, vb) = b.get(&format!("/v1/devices/{dev}")).await.unwrap();
+    assert_eq!(vb["name"], dev.as_str());
+    a.post(&format!("/v1/sessions/{sid}/cancel"), json!({})).await.unwrap();
+}
+
 #[tokio::test]
 async fn missing_bad_or_malformed_tokens_are_401() {
     let t = start(&[]).await;
@@ -1259,6 +1297,80 @@ async fn bad_list_queries_are_400() {
     for path in ["/v1/jobs?limit=1", "/v1/jobs?limit=500", "/v1/sessions?limit=500&state=closed&mode=batch"] {
         assert_eq!(c.get(path).await.unwrap().0, StatusCode::OK, "{path}");
     }
+}
+
+/// Postgres takes no NUL in `text` or `jsonb`: every front door refuses it first, with a 400 that
+/// names the field (it was a 500 `internal`).
+#[tokio::test]
+async fn nul_characters_are_400_naming_the_field_and_store_nothing() {
+    let t = start(&[]).await;
+    let c = t.admin();
+    let dev = noop_device(&t).await;
+    let scope = if t.is_external() { format!("device={dev}") } else { String::new() };
+    let (jobs_before, sessions_before) = (job_ids(&c, &scope).await, session_ids(&c, &scope).await);
+    let nul = "a\u{0}b";
+    #[track_caller]
+    fn assert_nul(r: &(StatusCode, Value), field: &str, case: &str) {
+        assert_err(r, StatusCode::BAD_REQUEST, "invalid_field", case);
+        let msg = r.1["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.starts_with(&format!("{field}: ")) && msg.contains("NUL"), "{case}: message {msg:?}");
+    }
+    let job = |k: &str, v: Value| {
+        let mut b = json!({"device": dev, "program": "noop", "payload": {}});
+        b[k] = v;
+        b
+    };
+    let jobs = [
+        ("payload value", job("payload", json!({"a": "\u{0}"})), "payload"),
+        ("payload key", job("payload", json!({"a\u{0}": 1})), "payload"),
+        ("payload nested", job("payload", json!({"a": [1, {"b": [nul]}]})), "payload"),
+        ("job tag", job("tags", json!(["ok", nul])), "tags"),
+        ("job device", job("device", json!(nul)), "device"),
+        ("job program", job("program", json!(nul)), "program"),
+    ];
+    for (case, body, field) in jobs {
+        assert_nul(&c.post("/v1/jobs", body).await.unwrap(), field, case);
+    }
+    // The same as raw JSON escapes, as a client would send them.
+    let r =
+        post_raw(&t, "/v1/jobs", &format!(r#"{{"device":"{dev}","program":"noop","payload":{{"a":"\u0000"}}}}"#)).await;
+    assert_nul(&r, "payload", "raw \\u0000 in the payload");
+
+    let sessions = [
+        ("session tag", json!({"device": dev, "mode": "batch", "tags": [nul]}), "tags"),
+        ("session device", json!({"device": nul, "mode": "batch"}), "device"),
+    ];
+    for (case, body, field) in sessions {
+        assert_nul(&c.post("/v1/sessions", body).await.unwrap(), field, case);
+    }
+
+    let r = c.post("/v1/devices", json!({"name": nul, "driver": "noop", "num_qubits": 4})).await.unwrap();
+    assert_err(&r, StatusCode::BAD_REQUEST, "invalid_field", "device name");
+    let fresh = unique("nul");
+    let r =
+        c.post("/v1/devices", json!({"name": fresh, "driver": "noop", "num_qubits": 4, "config": {"k": nul}})).await;
+    assert_nul(&r.unwrap(), "config", "device config");
+    let r =
+        c.call(Method::PATCH, &format!("/v1/devices/{dev}"), Some(json!({"config": {"a\u{0}b": 1}}))).await.unwrap();
+    assert_nul(&r, "config", "device config patch");
+    let r = c.call(Method::PATCH, "/v1/devices/a%00b", Some(json!({"status": "paused"}))).await.unwrap();
+    assert_nul(&r, "name", "patch path name");
+
+    for (path, field) in [
+        ("/v1/devices/a%00b", "name"),
+        ("/v1/jobs?tag=%00", "tag"),
+        ("/v1/jobs?device=%00", "device"),
+        ("/v1/sessions?device=a%00b", "device"),
+        ("/v1/sessions?tag=x%00", "tag"),
+    ] {
+        assert_nul(&c.get(path).await.unwrap(), field, path);
+    }
+
+    assert_eq!(job_ids(&c, &scope).await, jobs_before, "no job stored");
+    assert_eq!(session_ids(&c, &scope).await, sessions_before, "no session stored");
+    assert_eq!(c.get(&format!("/v1/devices/{fresh}")).await.unwrap().0, StatusCode::NOT_FOUND, "no device stored");
+    let (_, d) = c.get(&format!("/v1/devices/{dev}")).await.unwrap();
+    assert_eq!(d["config"], json!({}), "the patch changed nothing");
 }
 
 #[tokio::test]

@@ -31,7 +31,8 @@ pub struct DeviceView {
     pub config: serde_json::Value,
     /// Jobs waiting for this device.
     pub queue_length: i64,
-    /// The active session that holds the device, if any.
+    /// The active session that holds the device, if any; null for a session of another project
+    /// (admins see every session).
     pub held_by_session: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -113,16 +114,20 @@ impl DevicePatch {
 /// List devices.
 #[utoipa::path(get, path = "/v1/devices", operation_id = "list_devices", tag = "devices", security(("bearer" = [])),
     responses((status = 200, body = [DeviceView]), (status = 401, body = ErrorBody)))]
-pub async fn list(State(s): State<AppState>, _c: Caller) -> ApiResult<Json<Vec<DeviceView>>> {
-    Ok(Json(s.svc.list_devices().await?.into_iter().map(DeviceView::from).collect()))
+pub async fn list(State(s): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Vec<DeviceView>>> {
+    Ok(Json(s.svc.list_devices(&who).await?.into_iter().map(DeviceView::from).collect()))
 }
 
 /// One device.
 #[utoipa::path(get, path = "/v1/devices/{name}", operation_id = "get_device", tag = "devices", security(("bearer" = [])),
     params(("name" = String, Path, description = "Device name")),
     responses((status = 200, body = DeviceView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get(State(s): State<AppState>, _c: Caller, ApiPath(name): ApiPath<String>) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(s.svc.get_device(&name).await?.into()))
+pub async fn get(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<DeviceView>> {
+    Ok(Json(s.svc.get_device(&who, &name).await?.into()))
 }
 
 /// Add a device (admin).

@@ -121,7 +121,7 @@ impl Service {
     pub async fn add_device(&self, cmd: AddDevice) -> Result<DeviceView> {
         validate::device_name(&cmd.name)?;
         validate::num_qubits(cmd.num_qubits)?;
-        cmd.timing.validate().map_err(|m| ServiceError::invalid("invalid_field", m))?;
+        validate::timing_values(&cmd.timing)?;
         validate::device_config(&cmd.config)?;
         let mut conn = self.pool.acquire().await?;
         let row = qcloud_store::devices::insert(
@@ -145,7 +145,7 @@ impl Service {
     pub async fn update_device(&self, name: &str, cmd: UpdateDevice) -> Result<DeviceView> {
         validate::text("name", name)?;
         if let Some(t) = &cmd.timing {
-            t.validate().map_err(|m| ServiceError::invalid("invalid_field", m))?;
+            validate::timing_values(t)?;
         }
         if let Some(c) = &cmd.config {
             validate::device_config(c)?;

@@ -46,11 +46,6 @@ impl SubmitJob {
             idempotency_key: None,
         }
     }
-
-    /// A job of `program` into session `session_id` with no options.
-    pub fn into_session(session_id: Uuid, program: impl Into<String>, payload: serde_json::Value) -> Self {
-        SubmitJob { device: None, session_id: Some(session_id), ..SubmitJob::to_device("", program, payload) }
-    }
 }
 
 /// Rule 9: cancel a job.

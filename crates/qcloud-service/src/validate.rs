@@ -137,8 +137,13 @@ pub fn num_qubits(n: i32) -> Result<()> {
 pub fn timing(v: &serde_json::Value) -> Result<Timing> {
     let t: Timing = serde_json::from_value(v.clone())
         .map_err(|e| ServiceError::invalid("invalid_field", format!("timing: {e}")))?;
-    t.validate().map_err(|m| ServiceError::invalid("invalid_field", m))?;
+    timing_values(&t)?;
     Ok(t)
+}
+
+/// A timing model's values are in range.
+pub fn timing_values(t: &Timing) -> Result<()> {
+    t.validate().map_err(|m| ServiceError::invalid("invalid_field", m))
 }
 
 /// A device's config is a JSON object.

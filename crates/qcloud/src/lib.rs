@@ -19,8 +19,9 @@ use qcloud_api::ApiConfig;
 use qcloud_core::rules::{SessionTtls, TtlPolicy};
 use qcloud_devices::Registry;
 use qcloud_scheduler::{Scheduler, SchedulerConfig};
+pub use qcloud_service::devices::AddDevice;
 use qcloud_service::devices::UpdateDevice;
-use qcloud_service::validate;
+pub use qcloud_service::{DeviceKind, DeviceStatus, DriverKind};
 use qcloud_service::{Service, ServiceConfig};
 use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
@@ -186,17 +187,6 @@ pub struct DeviceLine {
     pub held_by_session: Option<Uuid>,
 }
 
-/// `qcloud devices add`: the values go to the service as given (it validates them).
-#[derive(Debug, Clone)]
-pub struct AddDevice {
-    pub name: String,
-    pub kind: String,
-    pub driver: String,
-    pub num_qubits: i32,
-    pub timing: Option<serde_json::Value>,
-    pub config: Option<serde_json::Value>,
-}
-
 /// The database, for the one-shot commands (`migrate`, `devices`, `tokens`) and for tests.
 pub struct Db {
     svc: Service,
@@ -234,23 +224,13 @@ impl Db {
     }
 
     /// Add a device; returns its name and driver.
-    pub async fn add_device(&self, d: AddDevice) -> anyhow::Result<(String, String)> {
-        let cmd = qcloud_service::devices::AddDevice {
-            kind: validate::enum_field("kind", &d.kind)?,
-            driver: validate::enum_field("driver", &d.driver)?,
-            status: qcloud_service::DeviceStatus::Online,
-            num_qubits: d.num_qubits,
-            timing: d.timing.as_ref().map(validate::timing).transpose()?.unwrap_or_default(),
-            config: d.config.unwrap_or_else(|| serde_json::json!({})),
-            name: d.name,
-        };
+    pub async fn add_device(&self, cmd: AddDevice) -> anyhow::Result<(String, String)> {
         let v = self.svc.add_device(cmd).await?;
         Ok((v.name, v.driver.to_string()))
     }
 
-    /// Set a device's status (`online`, `paused`, `offline`).
-    pub async fn set_device_status(&self, name: &str, status: &str) -> anyhow::Result<()> {
-        let status = validate::enum_field("status", status)?;
+    /// Set a device's status.
+    pub async fn set_device_status(&self, name: &str, status: DeviceStatus) -> anyhow::Result<()> {
         self.svc.update_device(name, UpdateDevice::status(status)).await?;
         Ok(())
     }

@@ -10,7 +10,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use qcloud::config::{CommonFlags, ServeFlags};
-use qcloud::{AddDevice, Config, Db, Flags, Machine};
+use qcloud::{AddDevice, Config, Db, DeviceKind, DeviceStatus, DriverKind, Flags, Machine};
+use qcloud_service::validate;
 
 #[derive(Parser)]
 #[command(name = "qcloud", version, about = "A self-hosted QPU cloud: devices, sessions, batches and jobs on Postgres")]
@@ -51,10 +52,10 @@ enum DevicesCommand {
         name: String,
         /// noop | statevector | analog | agent
         #[arg(long, default_value = "noop")]
-        driver: String,
+        driver: DriverKind,
         /// gate | analog
         #[arg(long, default_value = "gate")]
-        kind: String,
+        kind: DeviceKind,
         #[arg(long, default_value_t = 32)]
         num_qubits: i32,
         /// Timing model as JSON, e.g. '{"setup_ms": 5, "per_shot_ms": 0.01}'.
@@ -177,24 +178,18 @@ async fn devices(config: &Config, command: DevicesCommand) -> anyhow::Result<()>
             let parse = |what: &str, s: Option<String>| -> anyhow::Result<Option<serde_json::Value>> {
                 s.map(|s| serde_json::from_str(&s).with_context(|| format!("--{what} is not valid JSON"))).transpose()
             };
-            let (name, driver) = db
-                .add_device(AddDevice {
-                    name,
-                    kind,
-                    driver,
-                    num_qubits,
-                    timing: parse("timing", timing)?,
-                    config: parse("config", config)?,
-                })
-                .await?;
+            let timing = parse("timing", timing)?.as_ref().map(validate::timing).transpose()?.unwrap_or_default();
+            let config = parse("config", config)?.unwrap_or_else(|| serde_json::json!({}));
+            let cmd = AddDevice { name, kind, driver, status: DeviceStatus::Online, num_qubits, timing, config };
+            let (name, driver) = db.add_device(cmd).await?;
             println!("added device {name} ({driver} driver)");
         }
         DevicesCommand::Pause { name } => {
-            db.set_device_status(&name, "paused").await?;
+            db.set_device_status(&name, DeviceStatus::Paused).await?;
             println!("paused {name}");
         }
         DevicesCommand::Resume { name } => {
-            db.set_device_status(&name, "online").await?;
+            db.set_device_status(&name, DeviceStatus::Online).await?;
             println!("resumed {name}");
         }
     }

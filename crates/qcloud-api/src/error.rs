@@ -71,6 +71,7 @@ impl From<ServiceError> for ApiError {
             }
             Invalid { code, message } => ApiError::new(StatusCode::BAD_REQUEST, code, message),
             Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            Unprocessable { code, message } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
             QuotaExceeded(m) => ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", m),
             // Scheduler-side errors never answer a request; if one does, it is a fault.
             e @ (NotLeader | LeaseLost) => {

@@ -39,7 +39,13 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         ),
         JsonRejection::BytesRejection(e) => {
             let text = e.body_text();
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            if body_timed_out(&e) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time; send it without pauses",
+                )
+            } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large")
             } else {
                 ApiError::new(e.status(), "invalid_body", text)
@@ -47,6 +53,18 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         }
         other => ApiError::new(other.status(), "invalid_body", other.body_text()),
     }
+}
+
+/// Whether reading the body failed because the client stopped sending (the body timeout).
+fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Path parameters.

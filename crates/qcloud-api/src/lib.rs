@@ -18,7 +18,7 @@ use error::ApiError;
 use qcloud_service::Service;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 /// Settings of the HTTP layer.
@@ -28,11 +28,17 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
+    /// Longest wait for the next piece of a request body (a client that stops sending gets 408).
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_body_bytes: 16 << 20, request_timeout: Duration::from_secs(60) }
+        ApiConfig {
+            max_body_bytes: 16 << 20,
+            request_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -64,6 +70,7 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState { svc })
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(cfg.body_timeout))
         .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.request_timeout))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()

@@ -45,6 +45,13 @@ pub struct Prepared {
     pub inner: Box<dyn Any + Send + Sync>,
 }
 
+/// What [`Driver::validate`] learned from a payload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Validated {
+    /// Shots per circuit the payload asks for (e.g. the Sampler pubs'), when the request gave none.
+    pub shots: Option<u64>,
+}
+
 /// What a driver returns.
 #[derive(Debug, Clone)]
 pub struct JobOutput {
@@ -83,6 +90,15 @@ impl DriverError {
 /// and must stop soon after `cancel` fires.
 #[async_trait]
 pub trait Driver: Send + Sync {
+    /// The cheap checks of `prepare`, at submit time (structure, field names, sizes, circuits that
+    /// parse, qubits against the device), and what the payload says that the request did not.
+    /// By default: `prepare`, with the result thrown away. Called on a blocking thread for large
+    /// payloads.
+    fn validate(&self, job: &JobSpec) -> Result<Validated, DriverError> {
+        let p = self.prepare(job)?;
+        Ok(Validated { shots: job.shots.or(Some(p.shots).filter(|s| *s > 0)) })
+    }
+
     fn prepare(&self, job: &JobSpec) -> Result<Prepared, DriverError>;
     async fn run(&self, job: Prepared, cancel: CancellationToken) -> Result<JobOutput, DriverError>;
 }

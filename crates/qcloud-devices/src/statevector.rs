@@ -3,7 +3,7 @@
 //! a blocking thread. The device's `num_qubits` and the configured memory bound refuse circuits
 //! that do not fit.
 
-use crate::{Driver, DriverError, JobOutput, JobSpec, Prepared};
+use crate::{Driver, DriverError, JobOutput, JobSpec, Prepared, Validated};
 use async_trait::async_trait;
 use qcloud_qsim::primitives::{self, PreparedEstimator, PreparedSampler, SimError, SimLimits};
 use tokio_util::sync::CancellationToken;
@@ -27,8 +27,32 @@ fn sim_error(e: SimError) -> DriverError {
     }
 }
 
+/// The shots per pub a Sampler payload asks for (the largest, when pubs differ): what the job view
+/// shows when the request gave no `shots`.
+fn sampler_shots(payload: &serde_json::Value) -> Option<u64> {
+    let default = payload
+        .get("shots")
+        .filter(|v| !v.is_null())
+        .or_else(|| payload.pointer("/options/default_shots").filter(|v| !v.is_null()))
+        .and_then(|v| v.as_u64());
+    let pubs = payload.get("pubs")?.as_array()?;
+    pubs.iter()
+        .filter_map(|p| p.as_array()?.get(2).filter(|v| !v.is_null()).and_then(|v| v.as_u64()).or(default))
+        .max()
+        .or(default)
+}
+
 #[async_trait]
 impl Driver for StatevectorDriver {
+    fn validate(&self, job: &JobSpec) -> Result<Validated, DriverError> {
+        self.prepare(job)?;
+        let shots = match job.program.as_str() {
+            "sampler" => job.shots.or_else(|| sampler_shots(&job.payload)),
+            _ => job.shots,
+        };
+        Ok(Validated { shots })
+    }
+
     fn prepare(&self, job: &JobSpec) -> Result<Prepared, DriverError> {
         let limits = SimLimits {
             max_qubits: job.device.num_qubits as usize,
@@ -47,7 +71,8 @@ impl Driver for StatevectorDriver {
         let (program, shots) = match job.program.as_str() {
             "sampler" => {
                 let p = primitives::prepare_sampler(&payload, &limits).map_err(sim_error)?;
-                (Program::Sampler(p), job.shots.unwrap_or(0))
+                let shots = p.total_shots();
+                (Program::Sampler(p), shots)
             }
             "estimator" => {
                 let p = primitives::prepare_estimator(&payload, &limits).map_err(sim_error)?;

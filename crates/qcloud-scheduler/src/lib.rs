@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod caches;
+pub mod checks;
 mod leader;
 mod worker;
 

@@ -184,7 +184,7 @@ async fn prepare_blocking(driver: Arc<dyn Driver>, spec: JobSpec) -> Result<Prep
         .unwrap_or_else(|e| Err(DriverError::Fault(format!("prepare task: {e}"))))
 }
 
-fn device_spec(d: &Device) -> DeviceSpec {
+pub(crate) fn device_spec(d: &Device) -> DeviceSpec {
     DeviceSpec {
         name: d.name.clone(),
         driver: d.driver,

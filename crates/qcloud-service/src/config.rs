@@ -23,6 +23,8 @@ pub struct ServiceConfig {
     pub max_payload_bytes: usize,
     /// Largest shot count a job may ask for.
     pub max_shots: i64,
+    /// How long an idempotency key names its job; after that the key may name a new one.
+    pub idempotency_window: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -37,6 +39,7 @@ impl Default for ServiceConfig {
             candidate_limit: 32,
             max_payload_bytes: 16 << 20,
             max_shots: 10_000_000,
+            idempotency_window: Duration::hours(24),
         }
     }
 }

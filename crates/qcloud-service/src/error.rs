@@ -21,6 +21,10 @@ pub enum ServiceError {
     /// The request is valid but conflicts with the object's state (closed session, finished job).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The request is well-formed but cannot be taken as it is (an idempotency key reused with a
+    /// different request): 422.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// The project's quota of device seconds is used up (rule 13).
     #[error("{0}")]
     QuotaExceeded(String),

@@ -3,8 +3,8 @@
 use crate::auth::Principal;
 use crate::error::{Result, ServiceError};
 use crate::list::{next_page, ListWindow, Page};
-use crate::validate;
 use crate::Service;
+use crate::{checks, validate};
 use chrono::{DateTime, Duration, Utc};
 use qcloud_core::{JobStatus, Priority};
 use qcloud_store::jobs::{Job, JobFilter, NewJob};
@@ -45,6 +45,41 @@ impl SubmitJob {
             max_execution_time: None,
             idempotency_key: None,
         }
+    }
+}
+
+impl SubmitJob {
+    /// SHA-256 of the request in canonical form (object keys sorted, the idempotency key left
+    /// out): two submissions with one key must agree on it.
+    fn fingerprint(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::json!({
+            "device": self.device,
+            "session_id": self.session_id,
+            "program": self.program,
+            "payload": self.payload,
+            "shots": self.shots,
+            "tags": self.tags,
+            "priority": self.priority.map(|p| p.as_str()),
+            "max_execution_time": self.max_execution_time,
+        });
+        Sha256::digest(canonical.to_string().as_bytes()).into()
+    }
+}
+
+/// An idempotency key may be sent again only with the request that first used it. (Jobs stored
+/// before request hashes were kept have none and match any request.)
+fn same_request(key: &str, hit: &qcloud_store::jobs::KeyedJob, hash: Option<&[u8; 32]>) -> Result<()> {
+    match (hit.request_hash.as_deref(), hash) {
+        (Some(stored), Some(now)) if stored != now.as_slice() => Err(ServiceError::Unprocessable {
+            code: "idempotency_key_reused",
+            message: format!(
+                "Idempotency-Key '{key}' was used for job {} with a different request; use a new key for a new \
+                 request",
+                hit.job.id
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -143,39 +178,33 @@ impl Service {
         validate::json_text("payload", &req.payload)?;
         validate::tags(&req.tags)?;
         validate::shots(req.shots, &self.cfg)?;
-        validate::payload(&req.payload, &self.cfg)?;
+        let payload_bytes = validate::payload(&req.payload, &self.cfg)?;
         let max_exec = validate::max_execution(req.max_execution_time, &self.cfg)?;
-        let mut priority = req.priority;
+        let request_hash = idempotency_key.map(|_| req.fingerprint());
 
-        let mut tx = self.pool.begin().await?;
+        // Everything that only reads is done before the transaction, so that checking a payload
+        // (which may parse a large circuit) holds no lock and no transaction open.
+        let mut conn = self.pool.acquire().await?;
+        let mut expired_key = None;
         if let Some(k) = idempotency_key {
-            if let Some(existing) = qcloud_store::jobs::by_idempotency_key(&mut tx, &who.project, k).await? {
-                let view = self.view_with_position(&mut tx, existing).await?;
-                return Ok((view, false));
+            if let Some(hit) = qcloud_store::jobs::by_idempotency_key(&mut conn, &who.project, k).await? {
+                if Utc::now() - hit.job.created_at >= self.cfg.idempotency_window {
+                    // The key has expired: it names the new job from now on.
+                    expired_key = Some(hit.job.id);
+                } else {
+                    // A replay answers with the job, whatever has happened since (a closed
+                    // session, a paused device).
+                    same_request(k, &hit, request_hash.as_ref())?;
+                    let view = self.view_with_position(&mut conn, hit.job).await?;
+                    return Ok((view, false));
+                }
             }
         }
         let device_name = match (req.session_id, &req.device) {
             (Some(sid), dev) => {
-                // Locks the session row (by updating it) and checks the project in one statement; a
-                // refused submission rolls the update back.
-                let s = qcloud_store::sessions::submit_into(&mut tx, sid, &who.project)
+                let s = qcloud_store::sessions::get(&mut conn, &who.project, sid)
                     .await?
                     .ok_or_else(|| ServiceError::not_found("session", sid))?;
-                if !s.state.is_open() {
-                    return Err(ServiceError::conflict(
-                        "session_closed",
-                        format!(
-                            "session {sid} is closed ({})",
-                            s.closed_reason.map(|r| r.as_str()).unwrap_or("closed")
-                        ),
-                    ));
-                }
-                if !s.accepting_jobs {
-                    return Err(ServiceError::conflict(
-                        "session_not_accepting",
-                        format!("session {sid} does not accept new jobs"),
-                    ));
-                }
                 if let Some(d) = dev {
                     if *d != s.device {
                         return Err(ServiceError::invalid(
@@ -184,7 +213,6 @@ impl Service {
                         ));
                     }
                 }
-                priority = priority.or(Some(s.priority));
                 s.device
             }
             (None, Some(d)) => d.clone(),
@@ -192,7 +220,7 @@ impl Service {
                 return Err(ServiceError::invalid("missing_field", "give a device or a session_id"));
             }
         };
-        let (device, quota) = qcloud_store::devices::get_with_quota(&mut tx, &device_name, &who.project)
+        let (device, quota) = qcloud_store::devices::get_with_quota(&mut conn, &device_name, &who.project)
             .await?
             .ok_or_else(|| ServiceError::not_found("device", &device_name))?;
         let driver = device.driver;
@@ -209,13 +237,45 @@ impl Service {
             ));
         }
         if let Some(quota) = quota {
-            let used = qcloud_store::tokens::usage(&mut tx, &who.project).await?;
+            let used = qcloud_store::tokens::usage(&mut conn, &who.project).await?;
             if used >= quota {
                 return Err(ServiceError::QuotaExceeded(format!(
                     "project '{}' used {used:.1} of its {quota:.1} device seconds",
                     who.project
                 )));
             }
+        }
+        let mut shots = req.shots;
+        if let Some(check) = &self.checks {
+            let checked = checks::run(check, &device, &req.program, &req.payload, req.shots, payload_bytes).await?;
+            shots = shots.or(checked.shots);
+        }
+        drop(conn);
+
+        let mut tx = self.pool.begin().await?;
+        if let Some(old) = expired_key {
+            qcloud_store::jobs::expire_idempotency_key(&mut tx, old).await?;
+        }
+        let mut priority = req.priority;
+        if let Some(sid) = req.session_id {
+            // Locks the session row (by updating it) and checks the project in one statement; a
+            // refused submission rolls the update back.
+            let s = qcloud_store::sessions::submit_into(&mut tx, sid, &who.project)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("session", sid))?;
+            if !s.state.is_open() {
+                return Err(ServiceError::conflict(
+                    "session_closed",
+                    format!("session {sid} is closed ({})", s.closed_reason.map(|r| r.as_str()).unwrap_or("closed")),
+                ));
+            }
+            if !s.accepting_jobs {
+                return Err(ServiceError::conflict(
+                    "session_not_accepting",
+                    format!("session {sid} does not accept new jobs"),
+                ));
+            }
+            priority = priority.or(Some(s.priority));
         }
         let inserted = qcloud_store::jobs::insert(
             &mut tx,
@@ -227,10 +287,11 @@ impl Service {
                 session_id: req.session_id,
                 program: &req.program,
                 payload: &req.payload,
-                shots: req.shots,
+                shots,
                 tags: &req.tags,
                 priority: priority.unwrap_or_default(),
                 idempotency_key,
+                request_hash: request_hash.as_ref().map(|h| h.as_slice()),
                 max_execution: max_exec,
             },
         )
@@ -240,10 +301,11 @@ impl Service {
             drop(tx);
             let mut conn = self.pool.acquire().await?;
             let k = idempotency_key.unwrap_or_default();
-            let existing = qcloud_store::jobs::by_idempotency_key(&mut conn, &who.project, k)
+            let hit = qcloud_store::jobs::by_idempotency_key(&mut conn, &who.project, k)
                 .await?
                 .ok_or_else(|| ServiceError::Internal("idempotency conflict without a job".into()))?;
-            return Ok((self.view_with_position(&mut conn, existing).await?, false));
+            same_request(k, &hit, request_hash.as_ref())?;
+            return Ok((self.view_with_position(&mut conn, hit.job).await?, false));
         };
         // No deadline refresh: a new job only moves a session's timers later, and a stored deadline
         // that is early costs one extra evaluation by the leader, never a missed rule.

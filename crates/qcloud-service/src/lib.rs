@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod checks;
 pub mod config;
 pub mod devices;
 pub mod error;
@@ -37,11 +38,19 @@ pub struct Service {
     pool: PgPool,
     pub cfg: Arc<ServiceConfig>,
     tokens: Arc<auth::TokenCache>,
+    /// Submit-time checks of program inputs (none: every payload is left to the run).
+    checks: Option<Arc<dyn checks::ProgramCheck>>,
 }
 
 impl Service {
     pub fn new(pool: PgPool, cfg: ServiceConfig) -> Self {
-        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default() }
+        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default(), checks: None }
+    }
+
+    /// Check program inputs at submit with `check` (the drivers' validate steps).
+    pub fn with_program_check(mut self, check: Arc<dyn checks::ProgramCheck>) -> Self {
+        self.checks = Some(check);
+        self
     }
 
     /// The connection pool, for start-up, shutdown and tests that inspect the database.

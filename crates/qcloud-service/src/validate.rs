@@ -98,7 +98,8 @@ pub fn max_execution(seconds: Option<f64>, cfg: &ServiceConfig) -> Result<Durati
 }
 
 /// The size of a job's payload as JSON, against the server's limit.
-pub fn payload(payload: &serde_json::Value, cfg: &ServiceConfig) -> Result<()> {
+/// The payload's size in bytes of JSON, refused above the limit.
+pub fn payload(payload: &serde_json::Value, cfg: &ServiceConfig) -> Result<usize> {
     let len = serde_json::to_vec(payload).map(|v| v.len()).unwrap_or(usize::MAX);
     if len > cfg.max_payload_bytes {
         return Err(ServiceError::invalid(
@@ -106,7 +107,7 @@ pub fn payload(payload: &serde_json::Value, cfg: &ServiceConfig) -> Result<()> {
             format!("payload is {len} bytes; the limit is {}", cfg.max_payload_bytes),
         ));
     }
-    Ok(())
+    Ok(len)
 }
 
 pub fn idempotency_key(key: Option<&str>) -> Result<()> {

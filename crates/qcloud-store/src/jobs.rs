@@ -102,6 +102,8 @@ pub struct NewJob<'a> {
     pub tags: &'a [String],
     pub priority: Priority,
     pub idempotency_key: Option<&'a str>,
+    /// SHA-256 of the request in canonical form, stored with an idempotency key.
+    pub request_hash: Option<&'a [u8]>,
     pub max_execution: Duration,
 }
 
@@ -120,8 +122,8 @@ pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Opti
     sqlx::query_as(
         "WITH ins AS (
             INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
-                    priority, idempotency_key, max_execution_ms)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                    priority, idempotency_key, max_execution_ms, request_hash)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
             ON CONFLICT ON CONSTRAINT jobs_idempotency_key_unique DO NOTHING
             RETURNING *)
          SELECT ins.*, NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')
@@ -140,16 +142,31 @@ pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Opti
     .bind(j.priority.rank())
     .bind(j.idempotency_key)
     .bind(j.max_execution.num_milliseconds())
+    .bind(j.request_hash)
     .fetch_optional(conn)
     .await
 }
 
-pub async fn by_idempotency_key(conn: &mut PgConnection, project: &str, key: &str) -> sqlx::Result<Option<Job>> {
+/// The job an idempotency key names, with the hash of the request that created it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyedJob {
+    #[sqlx(flatten)]
+    pub job: Job,
+    pub request_hash: Option<Vec<u8>>,
+}
+
+pub async fn by_idempotency_key(conn: &mut PgConnection, project: &str, key: &str) -> sqlx::Result<Option<KeyedJob>> {
     sqlx::query_as("SELECT * FROM jobs WHERE project = $1 AND idempotency_key = $2")
         .bind(project)
         .bind(key)
         .fetch_optional(conn)
         .await
+}
+
+/// Take an expired idempotency key off its old job, so that it can name a new one.
+pub async fn expire_idempotency_key(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE jobs SET idempotency_key = NULL WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(())
 }
 
 /// A job of `project` (another project's job is not found).

@@ -104,6 +104,18 @@ pub struct Config {
     pub tick_ms: u64,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// Longest wait for a complete request head (from accept, or from a request's first byte), seconds.
+    pub header_read_timeout: f64,
+    /// Longest a keep-alive connection may sit idle between requests, seconds.
+    pub idle_timeout: f64,
+    /// Longest wait for the next piece of a request body, seconds.
+    pub body_timeout: f64,
+    /// Longest a request may take from head to response, seconds.
+    pub request_timeout: f64,
+    /// Most HTTP connections open at once; more wait until one closes.
+    pub max_connections: usize,
+    /// How long an idempotency key names its job, seconds.
+    pub idempotency_window: f64,
     /// How long shutdown waits for running jobs before handing them back, seconds.
     pub shutdown_grace: f64,
     /// Log line format.
@@ -134,6 +146,12 @@ impl Default for Config {
             leader_ttl_ms: 5_000,
             tick_ms: 500,
             max_body_bytes: 16 << 20,
+            header_read_timeout: 10.0,
+            idle_timeout: 60.0,
+            body_timeout: 30.0,
+            request_timeout: 60.0,
+            max_connections: 4096,
+            idempotency_window: 86_400.0,
             shutdown_grace: 10.0,
             log_format: LogFormat::Text,
             log: None,
@@ -169,6 +187,12 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("leader_ttl_ms", &["QCLOUD_LEADER_TTL_MS"], Kind::Number),
     ("tick_ms", &["QCLOUD_TICK_MS"], Kind::Number),
     ("max_body_bytes", &["QCLOUD_MAX_BODY_BYTES"], Kind::Number),
+    ("header_read_timeout", &["QCLOUD_HEADER_READ_TIMEOUT"], Kind::Number),
+    ("idle_timeout", &["QCLOUD_IDLE_TIMEOUT"], Kind::Number),
+    ("body_timeout", &["QCLOUD_BODY_TIMEOUT"], Kind::Number),
+    ("request_timeout", &["QCLOUD_REQUEST_TIMEOUT"], Kind::Number),
+    ("max_connections", &["QCLOUD_MAX_CONNECTIONS"], Kind::Number),
+    ("idempotency_window", &["QCLOUD_IDEMPOTENCY_WINDOW"], Kind::Number),
     ("shutdown_grace", &["QCLOUD_SHUTDOWN_GRACE"], Kind::Number),
     ("log_format", &["QCLOUD_LOG_FORMAT"], Kind::Text),
     ("log", &["QCLOUD_LOG", "RUST_LOG"], Kind::Text),
@@ -333,6 +357,31 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+    /// Longest wait for a complete request head, seconds [env: QCLOUD_HEADER_READ_TIMEOUT] [default: 10]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout: Option<f64>,
+    /// Longest a keep-alive connection may sit idle, seconds [env: QCLOUD_IDLE_TIMEOUT] [default: 60]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<f64>,
+    /// Longest wait for the next piece of a request body, seconds [env: QCLOUD_BODY_TIMEOUT] [default: 30]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_timeout: Option<f64>,
+    /// Longest a request may take, seconds [env: QCLOUD_REQUEST_TIMEOUT] [default: 60]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<f64>,
+    /// Most HTTP connections open at once [env: QCLOUD_MAX_CONNECTIONS] [default: 4096]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// How long an idempotency key names its job, seconds [env: QCLOUD_IDEMPOTENCY_WINDOW]
+    /// [default: 86400]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_window: Option<f64>,
     /// How long shutdown waits for running jobs before handing them back, seconds
     /// [env: QCLOUD_SHUTDOWN_GRACE] [default: 10]
     #[arg(long, allow_negative_numbers = true)]
@@ -436,6 +485,11 @@ impl Config {
             ("pending_ttl", self.pending_ttl),
             ("max_request_ttl", self.max_request_ttl),
             ("max_execution", self.max_execution),
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("body_timeout", self.body_timeout),
+            ("request_timeout", self.request_timeout),
+            ("idempotency_window", self.idempotency_window),
         ] {
             seconds(key, v)?;
         }
@@ -444,6 +498,9 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1".into()));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1".into()));
         }
         if self.workers == 0 {
             return Err(invalid("workers", "must be at least 1".into()));

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod http;
 mod pg;
 pub mod seed;
 pub mod telemetry;
@@ -26,6 +27,7 @@ use qcloud_service::{Service, ServiceConfig};
 use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -48,8 +50,30 @@ pub fn service_config(c: &Config) -> Result<ServiceConfig, ConfigError> {
         default_max_execution: Config::duration("max_execution", c.max_execution)?,
         lease: chrono::Duration::milliseconds(c.lease_ms.clamp(100, i64::MAX as u64) as i64),
         max_payload_bytes: c.max_body_bytes,
+        idempotency_window: Config::duration("idempotency_window", c.idempotency_window)?,
         ..ServiceConfig::default()
     })
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.001)).unwrap_or(Duration::MAX)
+}
+
+fn api_config(c: &Config) -> ApiConfig {
+    ApiConfig {
+        max_body_bytes: c.max_body_bytes,
+        request_timeout: secs(c.request_timeout),
+        body_timeout: secs(c.body_timeout),
+    }
+}
+
+/// The HTTP server's connection limits from the settings.
+pub fn http_limits(c: &Config) -> http::HttpLimits {
+    http::HttpLimits {
+        header_read_timeout: secs(c.header_read_timeout),
+        idle_timeout: secs(c.idle_timeout),
+        max_connections: c.max_connections,
+    }
 }
 
 fn scheduler_config(c: &Config) -> SchedulerConfig {
@@ -74,7 +98,8 @@ async fn connect(c: &Config, cfg: ServiceConfig) -> anyhow::Result<(Service, Opt
         .await
         .context("connecting to Postgres")?;
     qcloud_store::MIGRATOR.run(&pool).await.context("running migrations")?;
-    Ok((Service::new(pool, cfg), local.private))
+    let checks = Arc::new(qcloud_scheduler::checks::DriverChecks::new(Registry::default()));
+    Ok((Service::new(pool, cfg).with_program_check(checks), local.private))
 }
 
 /// A running replica. [`Server::wait`] (or [`Server::shutdown`]) stops it cleanly; dropping it
@@ -161,8 +186,7 @@ pub async fn launch(
         None => svc.create_token("admin", "admin", true).await?,
     };
     let scheduler = Scheduler::start(svc.clone(), Registry::default(), scheduler_config(&config)).await?;
-    let app =
-        qcloud_api::router(svc.clone(), &ApiConfig { max_body_bytes: config.max_body_bytes, ..ApiConfig::default() });
+    let app = qcloud_api::router(svc.clone(), &api_config(&config));
     let stop = CancellationToken::new();
     let graceful = {
         let stop = stop.clone();
@@ -170,7 +194,8 @@ pub async fn launch(
             tokio::select! { _ = shutdown => {}, _ = stop.cancelled() => {} }
         }
     };
-    let http = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(graceful).await });
+    let limits = http_limits(&config);
+    let http = tokio::spawn(http::serve(listener, app, limits, graceful));
     info!(%addr, "serving");
     Ok(Server { addr, admin_token, replica_id: scheduler.replica_id(), stop, http, scheduler, svc, private_pg })
 }

@@ -62,37 +62,38 @@ async fn a_parametrized_sequence_runs_with_counts_probabilities_and_occupation()
     assert_eq!(again["counter"], result["counter"]);
 }
 
+/// Submit a job that must be refused at submit (issue 7): 400 with `code`, and no job stored.
+async fn refused(admin: &Client, device: &str, payload: Value, code: &str) -> String {
+    let (s, body) = admin
+        .post("/v1/jobs", json!({"device": device, "program": "pulser", "payload": payload.clone()}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{payload}: {body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(!message.is_empty(), "{body}");
+    message
+}
+
 #[tokio::test]
-async fn sequences_that_cannot_run_fail_with_a_reason() {
+async fn sequences_that_cannot_run_are_refused_at_submit_with_a_reason() {
     let t = Target::from_env_or_start(&[]).await.unwrap();
     let admin = t.admin();
     let dev = device(&admin, 12).await;
     let mut wrong_version = sequence("phases_pair");
     wrong_version["version"] = json!("2");
-    let cases = [
-        (json!({"sequence": "not json {", "runs": 10}), "invalid_input"),
-        (json!({"sequence": wrong_version, "runs": 10}), "invalid_input"),
-        // A declared variable without a value: Pulser's own error.
-        (json!({"sequence": sequence("param_blackman_ramp"), "runs": 10}), "invalid_input"),
-    ];
-    for (payload, code) in cases {
-        let (job, _) = run(&admin, &dev, payload.clone()).await;
-        assert_eq!(job["status"], "failed", "{payload}: {job}");
-        assert_eq!(job["reason_code"], code, "{job}");
-        assert!(job["reason"].as_str().is_some_and(|r| !r.is_empty()), "{job}");
-    }
-    let (job, _) = run(&admin, &dev, json!({"sequence": sequence("param_blackman_ramp"), "runs": 10})).await;
-    assert!(job["reason"].as_str().unwrap().contains("omega_max"), "the missing variable is named: {job}");
+    refused(&admin, &dev, json!({"sequence": "not json {", "runs": 10}), "invalid_payload").await;
+    refused(&admin, &dev, json!({"sequence": wrong_version, "runs": 10}), "invalid_payload").await;
+    // A declared variable without a value: Pulser's own error, naming it.
+    let m = refused(&admin, &dev, json!({"sequence": sequence("param_blackman_ramp"), "runs": 10}), "invalid_payload")
+        .await;
+    assert!(m.contains("omega_max"), "the missing variable is named: {m}");
     // More atoms than the device has.
     let small = device(&admin, 2).await;
-    let (job, _) = run(
-        &admin,
-        &small,
-        json!({"sequence": sequence("param_blackman_ramp"), "runs": 10, "variables": {"omega_max": 1.5}}),
-    )
-    .await;
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["reason_code"], "too_large", "{job}");
+    let payload = json!({"sequence": sequence("param_blackman_ramp"), "runs": 10, "variables": {"omega_max": 1.5}});
+    refused(&admin, &small, payload, "too_large").await;
+    let (_, page) = admin.get(&format!("/v1/jobs?device={dev}")).await.unwrap();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0), "nothing stored: {page}");
 }
 
 #[tokio::test]

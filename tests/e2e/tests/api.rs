@@ -60,6 +60,10 @@
 //! | GET /v1/jobs?status=weird, /v1/sessions?state=weird|mode=x  | 400    | invalid_field            |
 //! | GET /v1/jobs?foo=1, ?session_id=xyz, ?created_after=yesterday | 400  | invalid_query            |
 //! | Idempotency-Key empty / 256 characters / non-ASCII bytes    | 400    | invalid_idempotency_key  |
+//! | Idempotency-Key reused with a different request             | 422    | idempotency_key_reused   |
+//! | noop payload with an unknown field / duration_ms over 1 h   | 400    | invalid_payload          |
+//! | sampler: bad structure, QASM syntax error, shots 0 / -3     | 400    | invalid_payload          |
+//! | sampler: a circuit wider than the device, shots 1e12         | 400    | too_large                |
 //! | no Authorization header                                     | 401    | unauthenticated          |
 //! | Authorization: Bearer <unknown token>                       | 401    | unauthenticated          |
 //! | Authorization: Basic ... / "Bearer" / "Token x"             | 401    | unauthenticated          |
@@ -555,11 +559,21 @@ async fn idempotency_key_returns_the_same_job() {
     let (s2, b) = submit_with_key(&c, &key, &body).await;
     assert_eq!(s2, StatusCode::OK, "a replay is 200: {b}");
     assert_eq!(id(&a), id(&b), "same key, same job");
-    // Even a different body under the same key answers with the first job.
-    let (s3, c3) =
-        submit_with_key(&c, &key, &json!({"device": dev, "program": "noop", "payload": {"duration_ms": 5}})).await;
-    assert_eq!(s3, StatusCode::OK);
-    assert_eq!(id(&c3), id(&a));
+    // The same request with its keys in another order is the same request.
+    let reordered: Value =
+        serde_json::from_str(&format!(r#"{{"payload": {{}}, "program": "noop", "device": "{dev}"}}"#)).unwrap();
+    let (s2b, b2) = submit_with_key(&c, &key, &reordered).await;
+    assert_eq!((s2b, id(&b2)), (StatusCode::OK, id(&a)), "{b2}");
+    // A different body under the same key is a client bug: 422, nothing stored.
+    for other in [
+        json!({"device": dev, "program": "noop", "payload": {"duration_ms": 5}}),
+        json!({"device": dev, "program": "noop", "payload": {}, "shots": 10}),
+        json!({"device": dev, "program": "noop", "payload": {}, "tags": ["x"]}),
+    ] {
+        let (s3, c3) = submit_with_key(&c, &key, &other).await;
+        assert_err(&(s3, c3.clone()), StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "reused key");
+        assert!(c3["error"]["message"].as_str().unwrap().contains(&id(&a)), "names the first job: {c3}");
+    }
     let (s4, d) = submit_with_key(&c, &unique("key"), &body).await;
     assert_eq!(s4, StatusCode::CREATED);
     assert_ne!(id(&d), id(&a), "different keys, different jobs");
@@ -574,6 +588,71 @@ async fn idempotency_key_returns_the_same_job() {
     assert_ne!(id(&e), id(&a));
     let (s6, f) = submit_with_key(&other, &key, &body).await;
     assert_eq!((s6, id(&f)), (StatusCode::OK, id(&e)));
+}
+
+/// Issue 7: what can be checked cheaply is checked at submit, with a 400, and nothing is stored.
+#[tokio::test]
+async fn payloads_are_checked_at_submit() {
+    let t = start(&[]).await;
+    let c = t.admin();
+    let noop = noop_device(&t).await;
+    let sv = unique("sv");
+    let r = c.post("/v1/devices", json!({"name": sv, "driver": "statevector", "num_qubits": 5})).await.unwrap();
+    assert_status(&r, StatusCode::CREATED, "create statevector device");
+    let bell = "OPENQASM 3.0; include \"stdgates.inc\"; qubit[2] q; bit[2] c; h q[0]; cx q[0], q[1]; c = measure q;";
+    let wide = "OPENQASM 3.0; include \"stdgates.inc\"; qubit[6] q; bit[6] c; h q[5]; c = measure q;";
+    let cases = [
+        (json!({"device": noop, "program": "noop", "payload": {"duration_ms": 1, "bogus": 1}}), "invalid_payload"),
+        (json!({"device": noop, "program": "noop", "payload": {"duration_ms": 3_600_001}}), "invalid_payload"),
+        (json!({"device": noop, "program": "noop", "payload": [1, 2]}), "invalid_payload"),
+        (json!({"device": sv, "program": "sampler", "payload": {"pubs": 5}}), "invalid_payload"),
+        (json!({"device": sv, "program": "sampler", "payload": {"pubs": [[bell, null, 0]]}}), "invalid_payload"),
+        (json!({"device": sv, "program": "sampler", "payload": {"pubs": [[bell, null, 1e12]]}}), "too_large"),
+        (json!({"device": sv, "program": "sampler", "payload": {"pubs": [[bell, null, -3]]}}), "invalid_payload"),
+        (
+            json!({"device": sv, "program": "sampler", "payload": {"pubs": [["OPENQASM 3.0; qubit[2] q; h q[0"]]}}),
+            "invalid_payload",
+        ),
+        (json!({"device": sv, "program": "estimator", "payload": {"pubs": [[bell, "ZZZZ"]]}}), "invalid_payload"),
+        (json!({"device": sv, "program": "sampler", "payload": {"pubs": [[wide]]}}), "too_large"),
+    ];
+    for (body, code) in &cases {
+        let r = c.post("/v1/jobs", body.clone()).await.unwrap();
+        assert_err(&r, StatusCode::BAD_REQUEST, code, &body.to_string());
+    }
+    assert!(job_ids(&c, &format!("device={noop}")).await.is_empty(), "nothing stored");
+    assert!(job_ids(&c, &format!("device={sv}")).await.is_empty(), "nothing stored");
+
+    // A good payload is taken, and the shots its pubs ask for show on the job.
+    let job = submit(&c, json!({"device": sv, "program": "sampler", "payload": {"pubs": [[bell, null, 1000]]}})).await;
+    assert_eq!(job["shots"], 1000, "{job}");
+    let job = submit(&c, json!({"device": sv, "program": "sampler", "payload": {"pubs": [[bell]], "shots": 64}})).await;
+    assert_eq!(job["shots"], 64, "{job}");
+    let done = c.wait_job(&id(&job), LIMIT).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+}
+
+#[tokio::test]
+async fn an_expired_idempotency_key_names_a_new_job() {
+    let t = start(&["--idempotency-window", "1"]).await;
+    if skip_external(&t, "needs --idempotency-window") {
+        return;
+    }
+    let c = t.admin();
+    let dev = noop_device(&t).await;
+    let key = unique("key");
+    let body = json!({"device": dev, "program": "noop", "payload": {}});
+    let (s1, a) = submit_with_key(&c, &key, &body).await;
+    assert_eq!(s1, StatusCode::CREATED, "{a}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // After the window the key is free again, even for another request.
+    let other = json!({"device": dev, "program": "noop", "payload": {"duration_ms": 1}});
+    let (s2, b) = submit_with_key(&c, &key, &other).await;
+    assert_eq!(s2, StatusCode::CREATED, "{b}");
+    assert_ne!(id(&a), id(&b));
+    let (s3, b2) = submit_with_key(&c, &key, &other).await;
+    assert_eq!((s3, id(&b2)), (StatusCode::OK, id(&b)), "the key now names the new job");
+    assert_eq!(job_ids(&c, &format!("device={dev}")).await.len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

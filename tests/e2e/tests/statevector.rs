@@ -77,27 +77,34 @@ async fn estimator_sweeps_parameters_exactly() {
 }
 
 #[tokio::test]
-async fn circuits_that_cannot_run_fail_with_a_clear_reason() {
+async fn circuits_that_cannot_run_are_refused_at_submit_with_a_clear_reason() {
     let t = Target::from_env_or_start(&[]).await.unwrap();
     let admin = t.admin();
     let dev = device(&admin, 1).await;
-    let (job, _) =
-        run(&admin, json!({"device": dev, "program": "sampler", "payload": {"pubs": [[BELL_QASM2, null, 10]]}})).await;
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["reason_code"], "too_large", "{job}");
-    assert!(job["reason"].as_str().unwrap().contains("qubits"), "{job}");
+    let (s, body) = admin
+        .post("/v1/jobs", json!({"device": dev, "program": "sampler", "payload": {"pubs": [[BELL_QASM2, null, 10]]}}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "too_large", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("qubits"), "{body}");
 
     let dev = device(&admin, 4).await;
+    // A file include is never read: the parser has no file access.
     let hostile = "OPENQASM 2.0;\ninclude \"/etc/passwd\";\nqreg q[1];\n";
-    let (job, _) =
-        run(&admin, json!({"device": dev, "program": "sampler", "payload": {"pubs": [[hostile, null, 10]]}})).await;
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["reason_code"], "invalid_input", "{job}");
-    assert!(job["reason"].as_str().unwrap().contains("circuit"), "{job}");
+    let (s, body) = admin
+        .post("/v1/jobs", json!({"device": dev, "program": "sampler", "payload": {"pubs": [[hostile, null, 10]]}}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_payload", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("circuit"), "{body}");
 
     let (s, body) = admin.post("/v1/jobs", json!({"device": dev, "program": "noop", "payload": {}})).await.unwrap();
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "unknown_program");
+    let (_, page) = admin.get(&format!("/v1/jobs?device={dev}")).await.unwrap();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0), "nothing stored: {page}");
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@
 use crate::target::Target;
 use crate::{Driver, DriverError, JobOutput, JobSpec, Prepared};
 use async_trait::async_trait;
-use qcloud_qsim::ReadLimits;
 use qcloud_qsim::primitives::{self, PreparedEstimator, PreparedSampler, SimError, SimLimits};
+use qcloud_qsim::ReadLimits;
 use tokio_util::sync::CancellationToken;
 
 /// Largest state vector the driver admits unless the device config says otherwise
@@ -43,7 +43,10 @@ impl Driver for StatevectorDriver {
         let limits = SimLimits {
             isa,
             // The readers take circuits as wide as the device (the width check names the device).
-            read: ReadLimits { max_qubits: ReadLimits::default().max_qubits.max(max_qubits + 1), ..ReadLimits::default() },
+            read: ReadLimits {
+                max_qubits: ReadLimits::default().max_qubits.max(max_qubits + 1),
+                ..ReadLimits::default()
+            },
             max_qubits,
             max_memory_bytes: job
                 .device

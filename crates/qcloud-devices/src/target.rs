@@ -96,7 +96,8 @@ impl Target {
             probability(format!("target.gates.{g}.error"), f.error)?;
         }
         let q = &self.qubits;
-        for (what, v) in [("t1", q.t1), ("t2", q.t2), ("frequency", q.frequency), ("readout_length", q.readout_length)] {
+        for (what, v) in [("t1", q.t1), ("t2", q.t2), ("frequency", q.frequency), ("readout_length", q.readout_length)]
+        {
             positive(format!("target.qubits.{what}"), v)?;
         }
         probability("target.qubits.readout_error".into(), q.readout_error)
@@ -120,9 +121,8 @@ impl Target {
 pub fn heavy_hex(rows: u32, width: u32) -> (u32, Vec<(u32, u32)>) {
     // Bridge columns between row r and row r + 1.
     let bridges = |r: u32| (0..width).filter(move |c| c % 4 == if r % 2 == 0 { 0 } else { 2 });
-    let bridged = |r: u32, c: u32| {
-        (r + 1 < rows && bridges(r).any(|b| b == c)) || (r > 0 && bridges(r - 1).any(|b| b == c))
-    };
+    let bridged =
+        |r: u32, c: u32| (r + 1 < rows && bridges(r).any(|b| b == c)) || (r > 0 && bridges(r - 1).any(|b| b == c));
     // A row qubit is kept unless it is a corner (first or last column) of the first or last row
     // with no bridge (a dangling end).
     let kept = |r: u32, c: u32| {

@@ -81,7 +81,13 @@ pub enum SimError {
 /// Check a pub's circuit against the device: its width (all of its qubits, idle or not) against
 /// the device's qubits, its gates against the device's instruction set, and the state vector of
 /// the `simulated` qubits it touches (times `copies`) against the memory limit.
-fn check_size(index: usize, circuit: &Circuit, simulated: usize, copies: u64, limits: &SimLimits) -> Result<(), SimError> {
+fn check_size(
+    index: usize,
+    circuit: &Circuit,
+    simulated: usize,
+    copies: u64,
+    limits: &SimLimits,
+) -> Result<(), SimError> {
     let n = circuit.num_qubits;
     if n > limits.max_qubits {
         return Err(SimError::TooLarge(format!(

@@ -93,8 +93,8 @@ fn observables_on_127_qubits_act_as_on_zero_on_idle_qubits() {
         }
         // A weighted sum whose terms on idle qubits vanish.
         let sum = json!({ label(&[(0, 'Z')]): 2.0, label(&[(3, 'X')]): 5.0, label(&[(3, 'Z')]): 0.25 });
-        let out = run_estimator(&prepare_estimator(&json!({"pubs": [[circuit, sum]]}), &eagle_sized()).unwrap())
-            .unwrap();
+        let out =
+            run_estimator(&prepare_estimator(&json!({"pubs": [[circuit, sum]]}), &eagle_sized()).unwrap()).unwrap();
         let ev = out["pub_results"][0]["evs"].as_f64().unwrap();
         assert!((ev - (2.0 * -0.5 + 0.25)).abs() < 1e-9, "{what}: {ev}");
     }
@@ -118,8 +118,8 @@ fn a_target_refuses_gates_outside_its_basis_and_pairs_outside_its_coupling_map()
         let e = prepare_sampler(&json!({"pubs": [[circuit.clone()]]}), &isa(&["ecr", "rz", "sx", "x"], &[(0, 50)]))
             .unwrap_err();
         assert!(matches!(&e, SimError::NotIsa(m) if m.contains("gate 'ry' on qubit(s) [0]")), "{what}: {e}");
-        let e = prepare_sampler(&json!({"pubs": [[circuit.clone()]]}), &isa(&["ry", "cx", "x"], &[(50, 0)]))
-            .unwrap_err();
+        let e =
+            prepare_sampler(&json!({"pubs": [[circuit.clone()]]}), &isa(&["ry", "cx", "x"], &[(50, 0)])).unwrap_err();
         assert!(matches!(&e, SimError::NotIsa(m) if m.contains("gate 'cx' on qubits (0, 50)")), "{what}: {e}");
         let e = prepare_estimator(&json!({"pubs": [[circuit.clone(), label(&[])]]}), &isa(&["ry", "cx"], &[(0, 50)]))
             .unwrap_err();
@@ -159,9 +159,10 @@ fn qiskits_exported_ecr_definition_reads_as_the_native_gate() {
     let native = run_sampler(&p).unwrap();
     let written_out = "OPENQASM 3.0;\ninclude \"stdgates.inc\";\nbit[2] meas;\ns $14;\nsx $0;\ncx $14, $0;\nx $14;\n\
                        rz(0.3) $0;\nsx $14;\nmeas[0] = measure $0;\nmeas[1] = measure $14;\n";
-    let reference =
-        run_sampler(&prepare_sampler(&json!({"pubs": [[written_out, null, 20000]], "seed": 6}), &eagle_sized()).unwrap())
-            .unwrap();
+    let reference = run_sampler(
+        &prepare_sampler(&json!({"pubs": [[written_out, null, 20000]], "seed": 6}), &eagle_sized()).unwrap(),
+    )
+    .unwrap();
     for key in ["00", "01", "10", "11"] {
         let n = |v: &Value| v["pub_results"][0]["data"]["meas"]["counts"][key].as_f64().unwrap_or(0.0) / 20000.0;
         assert!((n(&native) - n(&reference)).abs() < 0.02, "{key}: {native} vs {reference}");

@@ -324,7 +324,8 @@ impl<'a> Lowerer<'a> {
                     // In a branch scope a `gphase` of the body is dropped: phases are compared apart.
                     let probe_scope = Scope { in_branch: true, ..Scope::default() };
                     self.inline(def, &params, &targets, &Mods::default(), &probe_scope, &mut body, depth)?;
-                    let native = vec![Instruction { op: gate_op(g.clone(), params), qubits: targets.clone(), condition: None }];
+                    let native =
+                        vec![Instruction { op: gate_op(g.clone(), params), qubits: targets.clone(), condition: None }];
                     same &= crate::engine::same_unitary(n, &body, &native);
                     if g.num_params() == 0 {
                         break;

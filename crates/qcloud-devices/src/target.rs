@@ -120,7 +120,7 @@ impl Target {
 /// `(a, b)` with `a < b`.
 pub fn heavy_hex(rows: u32, width: u32) -> (u32, Vec<(u32, u32)>) {
     // Bridge columns between row r and row r + 1.
-    let bridges = |r: u32| (0..width).filter(move |c| c % 4 == if r % 2 == 0 { 0 } else { 2 });
+    let bridges = |r: u32| (0..width).filter(move |c| c % 4 == if r.is_multiple_of(2) { 0 } else { 2 });
     let bridged =
         |r: u32, c: u32| (r + 1 < rows && bridges(r).any(|b| b == c)) || (r > 0 && bridges(r - 1).any(|b| b == c));
     // A row qubit is kept unless it is a corner (first or last column) of the first or last row

@@ -57,7 +57,7 @@ impl Driver for AnalogDriver {
             obj.entry("runs").or_insert(shots.into());
         }
         let p = qcloud_analog::prepare(&payload, &limits).map_err(analog_error)?;
-        Ok(Prepared { job_id: job.id, shots: p.runs, inner: Box::new(p) })
+        Ok(Prepared::new(job.id, p.runs, 1, Box::new(p)))
     }
 
     async fn run(&self, job: Prepared, cancel: CancellationToken) -> Result<JobOutput, DriverError> {

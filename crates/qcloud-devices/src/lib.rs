@@ -7,8 +7,10 @@
 pub mod analog;
 pub mod noop;
 pub mod statevector;
+pub mod target;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use qcloud_core::{DriverKind, Timing};
 use std::any::Any;
 use std::collections::HashMap;
@@ -42,7 +44,18 @@ pub struct Prepared {
     pub job_id: Uuid,
     /// Shots the device will spend (for the timing model).
     pub shots: u64,
+    /// Circuits (pubs) of the job, for the preparation time of the timing model.
+    pub circuits: u64,
+    /// When [`prepare`] started and ended the preparation (set by it, not by drivers).
+    pub prepared: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub inner: Box<dyn Any + Send + Sync>,
+}
+
+impl Prepared {
+    /// A prepared job of `shots` shots and `circuits` circuits.
+    pub fn new(job_id: Uuid, shots: u64, circuits: u64, inner: Box<dyn Any + Send + Sync>) -> Self {
+        Prepared { job_id, shots, circuits, prepared: None, inner }
+    }
 }
 
 /// What [`Driver::validate`] learned from a payload.
@@ -123,6 +136,22 @@ impl Registry {
     pub fn get(&self, kind: DriverKind) -> Option<Arc<dyn Driver>> {
         self.drivers.get(&kind).cloned()
     }
+}
+
+/// Prepare a job as the device would: the driver's preparation, then the classical preparation
+/// time of the device's timing model (`prep_ms` + `prep_per_circuit_ms` per circuit), spent on
+/// the calling thread. Call it on a blocking thread, never on the async runtime: the scheduler
+/// does, just in time for most jobs and ahead of their turn for batch sessions (rule 12).
+pub fn prepare(driver: &dyn Driver, job: &JobSpec) -> Result<Prepared, DriverError> {
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    let mut prepared = driver.prepare(job)?;
+    let wanted = Duration::from_secs_f64(job.device.timing.preparation_ms(prepared.circuits) / 1000.0);
+    if let Some(rest) = wanted.checked_sub(t0.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    prepared.prepared = Some((started_at, Utc::now()));
+    Ok(prepared)
 }
 
 /// Run a prepared job: the driver's work, then the device's own occupancy from its timing model,

@@ -47,14 +47,16 @@ impl Driver for NoopDriver {
                 p.duration_ms
             )));
         }
-        Ok(Prepared {
-            job_id: job.id,
-            shots: job.shots.unwrap_or(0),
-            inner: Box::new(NoopJob { id: job.id, duration: Duration::from_millis(p.duration_ms), fail: p.fail }),
-        })
+        Ok(Prepared::new(
+            job.id,
+            job.shots.unwrap_or(0),
+            0,
+            Box::new(NoopJob { id: job.id, duration: Duration::from_millis(p.duration_ms), fail: p.fail }),
+        ))
     }
 
     async fn run(&self, job: Prepared, cancel: CancellationToken) -> Result<JobOutput, DriverError> {
+        let prepared = job.prepared;
         let job = job
             .inner
             .downcast::<NoopJob>()
@@ -77,6 +79,8 @@ impl Driver for NoopDriver {
                 "started_at": started_at,
                 "finished_at": Utc::now(),
                 "duration_ms": t0.elapsed().as_secs_f64() * 1000.0,
+                "prepare_started_at": prepared.map(|p| p.0),
+                "prepare_finished_at": prepared.map(|p| p.1),
             }),
         })
     }
@@ -142,7 +146,7 @@ mod tests {
         let d = NoopDriver;
         let mut job = spec(serde_json::Value::Null);
         job.shots = Some(10);
-        let timing = Timing { setup_ms: 5.0, per_shot_ms: 1.0 };
+        let timing = Timing { setup_ms: 5.0, per_shot_ms: 1.0, ..Timing::default() };
         let (out, secs) = crate::execute(&d, d.prepare(&job).unwrap(), &timing, CancellationToken::new()).await;
         assert!(out.is_ok());
         assert!(secs >= 0.015, "occupancy 15 ms, took {secs}");

@@ -5,7 +5,8 @@
 pub struct ReadLimits {
     /// Largest accepted source (text or decoded binary), in bytes.
     pub max_source_bytes: usize,
-    /// Most qubits a circuit may declare.
+    /// Most qubits a circuit may declare (its width: circuits transpiled for a device span all of
+    /// the device's qubits, though they may act on few; see `compact`).
     pub max_qubits: usize,
     /// Most clbits a circuit may declare.
     pub max_clbits: usize,
@@ -19,7 +20,7 @@ impl Default for ReadLimits {
     fn default() -> Self {
         ReadLimits {
             max_source_bytes: 8 << 20,
-            max_qubits: 64,
+            max_qubits: 1024,
             max_clbits: 4096,
             max_instructions: 1_000_000,
             max_depth: 64,

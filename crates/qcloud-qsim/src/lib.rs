@@ -5,9 +5,11 @@
 //! Every reader treats its input as hostile: no file access, bounded sizes and nesting, no panics.
 #![forbid(unsafe_code)]
 
+pub mod compact;
 pub mod engine;
 pub mod error;
 pub mod ir;
+pub mod isa;
 pub mod primitives;
 pub mod qasm2;
 pub mod qasm3;

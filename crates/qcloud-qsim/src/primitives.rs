@@ -15,6 +15,8 @@ pub use estimator::{prepare_estimator, run_estimator, PreparedEstimator};
 pub use sampler::{prepare_sampler, run_sampler, PreparedSampler};
 
 use crate::error::{ReadError, ReadLimits};
+use crate::ir::Circuit;
+use crate::isa::Isa;
 
 /// Bounds of one primitive job, set by the device that runs it.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct SimLimits {
     pub max_pubs: usize,
     /// Most circuit executions (parameter points / observable points summed over pubs).
     pub max_executions: u64,
+    /// The device's instruction set, when it has a target: circuits must be ISA.
+    pub isa: Option<Isa>,
 }
 
 impl Default for SimLimits {
@@ -42,6 +46,7 @@ impl Default for SimLimits {
             max_shots: 1_000_000,
             max_pubs: 1000,
             max_executions: 100_000,
+            isa: None,
         }
     }
 }
@@ -65,24 +70,39 @@ pub enum SimError {
     /// Valid input that this simulator does not support.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A circuit uses a gate or a qubit pair the device's target does not have.
+    #[error("not an ISA circuit: {0}")]
+    NotIsa(String),
     /// A pub could not be bound or lowered to the engine.
     #[error("pub {index}: {message}")]
     Execution { index: usize, message: String },
 }
 
-/// Check that a state vector of `n` qubits (times `copies`) fits the limits.
-fn check_size(index: usize, n: usize, copies: u64, limits: &SimLimits) -> Result<(), SimError> {
+/// Check a pub's circuit against the device: its width (all of its qubits, idle or not) against
+/// the device's qubits, its gates against the device's instruction set, and the state vector of
+/// the `simulated` qubits it touches (times `copies`) against the memory limit.
+fn check_size(
+    index: usize,
+    circuit: &Circuit,
+    simulated: usize,
+    copies: u64,
+    limits: &SimLimits,
+) -> Result<(), SimError> {
+    let n = circuit.num_qubits;
     if n > limits.max_qubits {
         return Err(SimError::TooLarge(format!(
             "pub {index}: circuit has {n} qubits, the device has {}",
             limits.max_qubits
         )));
     }
-    let bytes = if n >= 60 { u64::MAX } else { (16u64 << n).saturating_mul(copies) };
+    if let Some(isa) = &limits.isa {
+        crate::isa::check(circuit, isa).map_err(|m| SimError::NotIsa(format!("pub {index}: {m}")))?;
+    }
+    let bytes = if simulated >= 60 { u64::MAX } else { (16u64 << simulated).saturating_mul(copies) };
     if bytes > limits.max_memory_bytes {
         return Err(SimError::TooLarge(format!(
-            "pub {index}: simulating {n} qubits needs {bytes} bytes of state vector \
-             ({copies} x 16 x 2^{n}), more than the limit of {} bytes",
+            "pub {index}: simulating the {simulated} qubits the circuit acts on needs {bytes} bytes of state \
+             vector ({copies} x 16 x 2^{simulated}), more than the limit of {} bytes",
             limits.max_memory_bytes
         )));
     }

@@ -109,7 +109,7 @@ fn hostile_inputs_are_clean_errors() {
         err("OPENQASM 2.0;\nqreg q[99999999999999999];\n"),
         ReadError::TooLarge { .. } | ReadError::Syntax { .. }
     ));
-    assert!(matches!(err("OPENQASM 2.0;\nqreg q[1000];\n"), ReadError::TooLarge { .. }));
+    assert!(matches!(err("OPENQASM 2.0;\nqreg q[2000];\n"), ReadError::TooLarge { .. }));
     assert!(matches!(err("OPENQASM 2.0;\ncreg c[100000];\n"), ReadError::TooLarge { .. }));
     // Deep recursion of gate definitions.
     let mut src = String::from("OPENQASM 2.0;\ngate g0 a { U(0,0,0) a; }\n");

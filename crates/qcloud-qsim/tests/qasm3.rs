@@ -216,7 +216,7 @@ fn physical_qubits() {
     assert_eq!(c.num_qubits, 4);
     assert_eq!(c.instructions, vec![g0(Gate::H, &[0]), g0(Gate::CX, &[0, 3])]);
     assert!(is_unsupported(&err(&format!("{PRE}qubit q; h $0;")), "physical"));
-    assert!(matches!(err(&format!("{PRE}h $64;")), ReadError::TooLarge { .. }));
+    assert!(matches!(err(&format!("{PRE}h $1024;")), ReadError::TooLarge { .. }));
 }
 
 // ---------------------------------------------------------------- gates
@@ -675,9 +675,9 @@ fn huge_registers_are_too_large() {
     for src in [
         "qubit[100000000] q;",
         "qubit[340282366920938463463374607431768211456] q;",
-        "qubit[64] a; qubit b;",
+        "qubit[1024] a; qubit b;",
         "bit[100000] c;",
-        "qreg q[65];",
+        "qreg q[1025];",
     ] {
         let e = err(&format!("{PRE}{src}"));
         assert!(matches!(e, ReadError::TooLarge { .. }), "{src}: {e:?}");

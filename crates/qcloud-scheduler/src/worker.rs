@@ -179,7 +179,7 @@ fn failure(e: DriverError) -> Outcome {
 }
 
 async fn prepare_blocking(driver: Arc<dyn Driver>, spec: JobSpec) -> Result<Prepared, DriverError> {
-    tokio::task::spawn_blocking(move || driver.prepare(&spec))
+    tokio::task::spawn_blocking(move || qcloud_devices::prepare(driver.as_ref(), &spec))
         .await
         .unwrap_or_else(|e| Err(DriverError::Fault(format!("prepare task: {e}"))))
 }
@@ -234,7 +234,7 @@ async fn prepare_ahead(shared: &Arc<Shared>, driver: &Arc<dyn Driver>, device: &
         let (tx, rx) = oneshot::channel();
         let driver = driver.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = tx.send(driver.prepare(&spec));
+            let _ = tx.send(qcloud_devices::prepare(driver.as_ref(), &spec));
         });
         shared.caches.insert(job.id, sid, rx);
     }

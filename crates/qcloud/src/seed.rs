@@ -10,11 +10,18 @@
 //! status = "online"             # optional: online | paused | offline
 //! timing = { setup_ms = 5, per_shot_ms = 0.01 }   # optional
 //! config = { seed = 7 }         # optional: the driver's JSON config, as a TOML table
+//! target = "heavy-hex"          # optional, gate devices: config.target (see below)
 //! ```
+//!
+//! `target` gives a gate device the target a transpiler needs (`config.target`, the shape of
+//! [`qcloud_devices::target::Target`]): `"heavy-hex"` generates IBM's heavy-hex lattice (rows of
+//! 15, as Eagle; `num_qubits` one of 32, 51, 70, 89, 108, 127, 146, ...) with basis
+//! `ecr, id, rz, sx, x` and synthetic Eagle-like figures, or a table gives the target in full.
 //!
 //! A listed device that already exists is left as it is (an admin may have changed it since).
 
 use qcloud_core::model::{DeviceKind, DeviceStatus, DriverKind, Timing};
+use qcloud_devices::target::{self, Target};
 use qcloud_service::devices::AddDevice;
 use qcloud_service::{Service, ServiceError};
 use serde::Deserialize;
@@ -37,6 +44,9 @@ pub struct DeviceSpec {
     /// The driver's configuration (a JSON object; a TOML table in the file).
     #[serde(default)]
     pub config: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `config.target`: `"heavy-hex"` (generated for `num_qubits`) or the target in full.
+    #[serde(default)]
+    pub target: Option<serde_json::Value>,
 }
 
 /// Why a devices file could not be used.
@@ -75,11 +85,45 @@ fn analog(name: &str, atoms: i32, spec: &str, timing: Option<Timing>) -> DeviceS
         status: None,
         timing,
         config: Some(config),
+        target: None,
     }
 }
 
+/// The shorthand of a generated heavy-hex target.
+pub const HEAVY_HEX: &str = "heavy-hex";
+
+/// The target a device spec asks for, expanded and checked.
+fn expand_target(d: &DeviceSpec) -> Result<Option<Target>, String> {
+    let Some(t) = &d.target else { return Ok(None) };
+    if d.kind != DeviceKind::Gate {
+        return Err("only gate devices have a target".into());
+    }
+    if d.config.as_ref().is_some_and(|c| c.contains_key("target")) {
+        return Err("give the target once: as `target` or as `config.target`, not both".into());
+    }
+    let n = u32::try_from(d.num_qubits).unwrap_or(0);
+    let t = match t {
+        serde_json::Value::String(s) if s == HEAVY_HEX => target::eagle_like(n).ok_or_else(|| {
+            let sizes: Vec<String> = (2..=9).map(|r| target::heavy_hex(r, 15).0.to_string()).collect();
+            format!("\"{HEAVY_HEX}\" has {} qubits (rows of 15), not {n}", sizes.join(", ") + ", ...")
+        })?,
+        serde_json::Value::String(s) => return Err(format!("unknown target \"{s}\": \"{HEAVY_HEX}\" or a table")),
+        v => serde_json::from_value(v.clone()).map_err(|e| e.to_string())?,
+    };
+    t.validate(n)?;
+    Ok(Some(t))
+}
+
+/// The QPU-like time model of `heavyhex_127`: 150 ms of classical preparation per job and 20 ms
+/// per circuit (on the worker pool: hidden behind device time in a batch), then 100 ms of setup
+/// and 0.1 ms per shot on the device. Synthetic figures of the order of a real QPU's.
+pub const HEAVYHEX_127_TIMING: Timing =
+    Timing { setup_ms: 100.0, per_shot_ms: 0.1, prep_ms: 150.0, prep_per_circuit_ms: 20.0 };
+
 /// The devices an empty database starts with when no devices file is given: four noop devices,
-/// a state-vector simulator, and three neutral-atom devices named like Pasqal's: `EMU_FREE`
+/// a state-vector simulator, `heavyhex_127` (a state-vector device shaped like an IBM Eagle QPU:
+/// a generated 127-qubit heavy-hex target in `config.target`, ISA circuits only, idle qubits not
+/// simulated, [`HEAVYHEX_127_TIMING`]), and three neutral-atom devices named like Pasqal's: `EMU_FREE`
 /// (exact, up to 12 atoms) and `EMU_SV` (exact, as many atoms as memory allows) with the
 /// permissive MockDevice spec, and `FRESNEL` with AnalogDevice's limits and a QPU-like timing
 /// model (a setup per job and 200 ms per run).
@@ -92,12 +136,23 @@ pub fn default_devices() -> Vec<DeviceSpec> {
         status: None,
         timing: None,
         config: None,
+        target: None,
     };
     let mut seeds: Vec<DeviceSpec> = (1..=4).map(|i| gate(format!("noop_{i}"), DriverKind::Noop, 127)).collect();
     seeds.push(gate("sim_statevector".into(), DriverKind::Statevector, 28));
+    seeds.push(DeviceSpec {
+        target: Some(serde_json::Value::String(HEAVY_HEX.into())),
+        timing: Some(HEAVYHEX_127_TIMING),
+        ..gate("heavyhex_127".into(), DriverKind::Statevector, 127)
+    });
     seeds.push(analog("EMU_FREE", 12, MOCK_DEVICE_SPEC, None));
     seeds.push(analog("EMU_SV", 26, MOCK_DEVICE_SPEC, None));
-    seeds.push(analog("FRESNEL", 25, ANALOG_DEVICE_SPEC, Some(Timing { setup_ms: 1000.0, per_shot_ms: 200.0 })));
+    seeds.push(analog(
+        "FRESNEL",
+        25,
+        ANALOG_DEVICE_SPEC,
+        Some(Timing { setup_ms: 1000.0, per_shot_ms: 200.0, ..Timing::default() }),
+    ));
     seeds
 }
 
@@ -166,6 +221,7 @@ fn check(d: &DeviceSpec) -> Result<(), (&'static str, String)> {
     if let Some(t) = &d.timing {
         t.validate().map_err(|m| ("timing", m))?;
     }
+    expand_target(d).map_err(|m| ("target", m))?;
     Ok(())
 }
 
@@ -178,7 +234,14 @@ fn request(d: &DeviceSpec) -> AddDevice {
         status: d.status.unwrap_or(DeviceStatus::Online),
         num_qubits: d.num_qubits,
         timing: d.timing.unwrap_or_default(),
-        config: serde_json::Value::Object(d.config.clone().unwrap_or_default()),
+        config: {
+            let mut config = d.config.clone().unwrap_or_default();
+            // `check` ran on every spec before (a bad target never gets here).
+            if let Ok(Some(t)) = expand_target(d) {
+                config.insert("target".into(), serde_json::to_value(t).unwrap_or_default());
+            }
+            serde_json::Value::Object(config)
+        },
     }
 }
 
@@ -278,10 +341,10 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].driver, DriverKind::Statevector);
         assert_eq!(d[0].status, Some(DeviceStatus::Paused));
-        assert_eq!(d[0].timing, Some(Timing { setup_ms: 5.0, per_shot_ms: 0.01 }));
+        assert_eq!(d[0].timing, Some(Timing { setup_ms: 5.0, per_shot_ms: 0.01, ..Timing::default() }));
         let r = request(&d[0]);
         assert_eq!(r.config, serde_json::json!({"seed": 7, "nested": {"on": true}}));
-        assert_eq!(r.timing, Timing { setup_ms: 5.0, per_shot_ms: 0.01 });
+        assert_eq!(r.timing, Timing { setup_ms: 5.0, per_shot_ms: 0.01, ..Timing::default() });
         assert_eq!(r.status, DeviceStatus::Paused);
         assert_eq!(d[1].kind, DeviceKind::Analog);
         assert_eq!((d[1].status, d[1].timing, &d[1].config), (None, None, &None));
@@ -330,12 +393,59 @@ mod tests {
                 ("noop_3".into(), DriverKind::Noop, 127),
                 ("noop_4".into(), DriverKind::Noop, 127),
                 ("sim_statevector".into(), DriverKind::Statevector, 28),
+                ("heavyhex_127".into(), DriverKind::Statevector, 127),
                 ("EMU_FREE".into(), DriverKind::Analog, 12),
                 ("EMU_SV".into(), DriverKind::Analog, 26),
                 ("FRESNEL".into(), DriverKind::Analog, 25),
             ]
         );
         assert!(default_devices().iter().all(|d| check(d).is_ok()));
+    }
+
+    #[test]
+    fn heavyhex_127_carries_a_generated_eagle_target_and_a_qpu_like_timing() {
+        let seeds = default_devices();
+        let d = seeds.iter().find(|d| d.name == "heavyhex_127").expect("seeded");
+        let r = request(d);
+        assert_eq!((r.kind, r.driver, r.num_qubits), (DeviceKind::Gate, DriverKind::Statevector, 127));
+        let t = Target::from_config(&r.config).expect("config.target").unwrap();
+        assert_eq!(t, target::eagle_like(127).unwrap());
+        assert_eq!(r.config["target"]["coupling_map"].as_array().unwrap().len(), 288);
+        assert_eq!(r.config["target"]["processor_type"]["family"], "Eagle");
+        assert!(r.timing.prep_ms > 0.0 && r.timing.prep_per_circuit_ms > 0.0 && r.timing.per_shot_ms > 0.0);
+    }
+
+    #[test]
+    fn a_devices_file_gives_a_target_as_shorthand_or_in_full() {
+        let base = "[[device]]\nname = \"hh\"\nkind = \"gate\"\ndriver = \"statevector\"\n";
+        let d = parse(Path::new("d.toml"), &format!("{base}num_qubits = 51\ntarget = \"heavy-hex\"\n")).unwrap();
+        let r = request(&d[0]);
+        assert_eq!(Target::from_config(&r.config).unwrap().unwrap(), target::eagle_like(51).unwrap());
+        let full = r#"
+            [device.target]
+            basis_gates = ["cz", "rx"]
+            coupling_map = [[0, 1], [1, 0]]
+            dt = 1e-9
+            processor_type = { family = "Toy", revision = 1 }
+            gates = { cz = { duration = 2e-7, error = 0.01 }, rx = { duration = 2e-8, error = 0.001 } }
+            qubits = { t1 = 1e-4, t2 = 5e-5, frequency = 5e9, readout_error = 0.02, readout_length = 1e-6 }
+        "#;
+        let d = parse(Path::new("d.toml"), &format!("{base}num_qubits = 2\n{full}")).unwrap();
+        let t = Target::from_config(&request(&d[0]).config).unwrap().unwrap();
+        assert_eq!((t.basis_gates.len(), t.coupling_map.len(), t.processor_type.family.as_str()), (2, 2, "Toy"));
+        let e = err(&format!("{base}num_qubits = 100\ntarget = \"heavy-hex\"\n"));
+        assert!(
+            e.contains("device `hh`: target: \"heavy-hex\" has 32, 51, 70, 89, 108, 127") && e.contains("not 100"),
+            "{e}"
+        );
+        let e = err(&format!("{base}num_qubits = 1\n{full}"));
+        assert!(e.contains("device `hh`: target: target.coupling_map has the pair [0, 1]"), "{e}");
+        let e = err(&format!("{base}num_qubits = 127\ntarget = \"eagle\"\n"));
+        assert!(e.contains("unknown target \"eagle\""), "{e}");
+        let e = err(&format!("{base}num_qubits = 127\ntarget = {{ basis_gates = [\"x\"] }}\n"));
+        assert!(e.contains("device `hh`: target: missing field"), "{e}");
+        let e = err(&format!("{base}num_qubits = 127\ntarget = \"heavy-hex\"\nconfig = {{ target = 1 }}\n"));
+        assert!(e.contains("give the target once"), "{e}");
     }
 
     #[test]

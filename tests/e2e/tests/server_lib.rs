@@ -115,8 +115,28 @@ async fn an_empty_database_without_a_file_gets_the_default_devices() {
     let seen = devices(&server).await;
     assert_eq!(
         seen.keys().collect::<Vec<_>>(),
-        ["EMU_FREE", "EMU_SV", "FRESNEL", "noop_1", "noop_2", "noop_3", "noop_4", "sim_statevector"]
+        ["EMU_FREE", "EMU_SV", "FRESNEL", "heavyhex_127", "noop_1", "noop_2", "noop_3", "noop_4", "sim_statevector"]
     );
+    let hh = &seen["heavyhex_127"];
+    assert_eq!((hh["driver"].as_str(), hh["num_qubits"].as_i64()), (Some("statevector"), Some(127)), "{hh}");
+    assert_eq!(hh["config"]["target"]["coupling_map"].as_array().map(Vec::len), Some(288), "{hh}");
+    assert_eq!(hh["config"]["target"]["basis_gates"], serde_json::json!(["ecr", "id", "rz", "sx", "x"]));
+    assert_eq!(hh["timing"]["prep_ms"], 150.0, "{hh}");
+    // A circuit laid out on 3 of its 127 qubits, in its basis, runs; one outside its basis fails.
+    let admin = server.client(ADMIN_TOKEN);
+    let isa = "OPENQASM 3.0;\ninclude \"stdgates.inc\";\ngate ecr _gate_q_0, _gate_q_1 {\n  s _gate_q_0;\n  \
+               sx _gate_q_1;\n  cx _gate_q_0, _gate_q_1;\n  x _gate_q_0;\n}\nbit[3] c;\nx $126;\necr $14, $0;\n\
+               c[0] = measure $0;\nc[1] = measure $14;\nc[2] = measure $126;\n";
+    let job =
+        |src: &str| json!({"device": "heavyhex_127", "program": "sampler", "payload": {"pubs": [[src, null, 100]]}});
+    let (done, result) = admin.run_job(job(isa), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    let counts = result["pub_results"][0]["data"]["c"]["counts"].as_object().unwrap().clone();
+    assert!(counts.keys().all(|k| k.starts_with('1')) && counts.values().filter_map(Value::as_u64).sum::<u64>() == 100);
+    let not_isa = "OPENQASM 3.0;\ninclude \"stdgates.inc\";\nbit[1] c;\nh $0;\nc[0] = measure $0;\n";
+    let (done, _) = admin.run_job(job(not_isa), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(done["reason"].as_str().unwrap_or_default().contains("gate 'h' on qubit(s) [0]"), "{done}");
     assert_eq!(seen["EMU_FREE"]["driver"], "analog");
     assert_eq!(seen["sim_statevector"]["num_qubits"], 28);
     assert_eq!(seen["noop_1"]["num_qubits"], 127);

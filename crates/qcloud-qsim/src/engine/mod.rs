@@ -256,6 +256,39 @@ fn op_qubits(op: &Op) -> Vec<usize> {
     }
 }
 
+/// Whether two unitary instruction lists on `n` (few) qubits have the same unitary up to a global
+/// phase. Lists that do not compile, or are not unitary, are not the same.
+pub fn same_unitary(n: usize, a: &[Instruction], b: &[Instruction]) -> bool {
+    if n > 6 {
+        return false;
+    }
+    let columns = |ins: &[Instruction]| -> Option<Vec<C>> {
+        let mut c = Circuit::new(n, 0);
+        c.instructions = ins.to_vec();
+        let prog = compile(&c, &HashMap::new(), CompileOptions::default()).ok()?;
+        if !prog.is_static() || prog.ops.iter().any(|op| matches!(op, Op::Measure { .. } | Op::Reset { .. })) {
+            return None;
+        }
+        let mut all = Vec::with_capacity(1 << (2 * n));
+        for basis in 0..1usize << n {
+            let mut sv = StateVector::zero(n);
+            sv.amps[0] = C::new(0.0, 0.0);
+            sv.amps[basis] = C::new(1.0, 0.0);
+            sv.apply_unitaries_unblocked(&prog.ops);
+            all.extend(sv.amps);
+        }
+        Some(all)
+    };
+    let (Some(ua), Some(ub)) = (columns(a), columns(b)) else { return false };
+    // The phase between them, from the largest entry of `b`.
+    let Some(k) = (0..ub.len()).max_by(|&i, &j| ub[i].norm().total_cmp(&ub[j].norm())) else { return false };
+    if ub[k].norm() < 1e-9 {
+        return false;
+    }
+    let phase = ua[k] / ub[k];
+    (phase.norm() - 1.0).abs() < 1e-9 && ua.iter().zip(&ub).all(|(x, y)| (x - phase * y).norm() < 1e-9)
+}
+
 /// A state vector of `n` qubits.
 #[derive(Debug, Clone)]
 pub struct StateVector {

@@ -29,6 +29,16 @@ pub struct PreparedEstimator {
 }
 
 impl PreparedEstimator {
+    /// Number of qubits each pub simulates: the qubits its circuit acts on.
+    pub fn simulated_qubits(&self) -> Vec<usize> {
+        self.pubs.iter().map(|p| p.circuit.num_qubits).collect()
+    }
+
+    /// Number of pubs (circuits).
+    pub fn num_pubs(&self) -> usize {
+        self.pubs.len()
+    }
+
     /// Number of circuit executions (distinct parameter points summed over pubs).
     pub fn executions(&self) -> u64 {
         self.pubs.iter().map(|p| p.points.len() as u64).sum()
@@ -66,13 +76,16 @@ pub fn prepare_estimator(payload: &Value, limits: &SimLimits) -> Result<Prepared
                 "pub {index} must be [circuit, observables, parameter_values?, precision?]"
             )));
         }
-        let circuit = input::read_circuit(index, &items[0], limits)?;
-        check_size(index, circuit.num_qubits, 1, limits)?;
+        let wide = input::read_circuit(index, &items[0], limits)?;
+        // Idle qubits are dropped before allocation; observables are read on the circuit's full
+        // width and act as on |0> on the dropped qubits.
+        let (circuit, map) = crate::compact::compact(&wide);
+        check_size(index, &wide, circuit.num_qubits, 1, limits)?;
         let bad = |e: SimError| match e {
             SimError::BadPayload(m) => SimError::BadPayload(format!("pub {index}: {m}")),
             other => other,
         };
-        let obs = input::observables(&items[1], circuit.num_qubits).map_err(bad)?;
+        let obs = input::observables(&items[1], &map).map_err(bad)?;
         let names = circuit.parameters();
         let (param_shape, points) = input::parameter_values(items.get(2), names.len(), &names).map_err(bad)?;
         let shape = input::broadcast(&param_shape, &obs.shape).ok_or_else(|| {

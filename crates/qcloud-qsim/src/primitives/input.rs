@@ -2,6 +2,7 @@
 //! broadcasting, observables.
 
 use super::{SimError, SimLimits};
+use crate::compact::QubitMap;
 use crate::error::ReadError;
 use crate::ir::Circuit;
 use base64::Engine as _;
@@ -315,21 +316,30 @@ pub struct PauliTerm {
 /// A sum of Pauli terms.
 pub type Observable = Vec<PauliTerm>;
 
-/// Parse a Pauli label (rightmost character = qubit 0) on `n` qubits.
-pub fn pauli_label(label: &str, n: usize) -> Result<(usize, usize, u32), SimError> {
-    let chars: Vec<char> = label.chars().collect();
-    if chars.len() != n {
+/// Parse a Pauli label (rightmost character = qubit 0) on the circuit's `map.compact.len()`
+/// qubits, onto the compact register of `map`. On a dropped (idle, so |0>) qubit `Z` and `I`
+/// are 1 and `X`/`Y` make the term vanish: `None`.
+pub fn pauli_label(label: &str, map: &QubitMap) -> Result<Option<(usize, usize, u32)>, SimError> {
+    let n = map.compact.len();
+    let count = label.chars().count();
+    if count != n {
         return Err(bad(format!(
-            "observable label '{}' has {} characters, the circuit has {n} qubits",
-            if label.len() > 80 { &label[..0] } else { label },
-            chars.len()
+            "observable label '{}' has {count} characters, the circuit has {n} qubits",
+            if label.len() > 80 { "..." } else { label },
         )));
     }
     let (mut x, mut z, mut ny) = (0usize, 0usize, 0u32);
-    for (k, ch) in chars.iter().rev().enumerate() {
-        let bit = 1usize << k;
+    let mut vanishes = false;
+    for (k, ch) in label.chars().rev().enumerate() {
+        if !matches!(ch, 'I' | 'X' | 'Y' | 'Z') {
+            return Err(bad(format!("observable label has '{ch}': labels use I, X, Y, Z")));
+        }
+        let Some(q) = map.compact.get(k).copied().flatten() else {
+            vanishes |= matches!(ch, 'X' | 'Y');
+            continue;
+        };
+        let bit = 1usize << q;
         match ch {
-            'I' => {}
             'X' => x |= bit,
             'Z' => z |= bit,
             'Y' => {
@@ -337,26 +347,26 @@ pub fn pauli_label(label: &str, n: usize) -> Result<(usize, usize, u32), SimErro
                 z |= bit;
                 ny += 1;
             }
-            _ => return Err(bad(format!("observable label has '{ch}': labels use I, X, Y, Z"))),
+            _ => {}
         }
     }
-    Ok((x, z, ny))
+    Ok((!vanishes).then_some((x, z, ny)))
 }
 
-/// Observables of a pub: a dict `{label: coeff}`, a label, or nested lists of those.
-pub fn observables(v: &Value, n: usize) -> Result<NdArray<Observable>, SimError> {
-    if n > 63 {
-        return Err(SimError::Unsupported(format!("observables on {n} qubits")));
+/// Observables of a pub: a dict `{label: coeff}`, a label, or nested lists of those; labels span
+/// the circuit's full width, terms act on the compact register of `map`.
+pub fn observables(v: &Value, map: &QubitMap) -> Result<NdArray<Observable>, SimError> {
+    if map.width > 63 {
+        return Err(SimError::Unsupported(format!("observables on {} qubits", map.width)));
     }
     let leaf = |v: &Value| -> Result<Observable, SimError> {
         match v {
             Value::String(s) => {
-                let (x, z, ny) = pauli_label(s, n)?;
-                Ok(vec![PauliTerm { x, z, ny, coeff: 1.0 }])
+                Ok(pauli_label(s, map)?.map(|(x, z, ny)| PauliTerm { x, z, ny, coeff: 1.0 }).into_iter().collect())
             }
-            Value::Object(map) => {
-                let mut out = Vec::with_capacity(map.len());
-                for (label, c) in map {
+            Value::Object(map_) => {
+                let mut out = Vec::with_capacity(map_.len());
+                for (label, c) in map_ {
                     let coeff = match c {
                         Value::Number(_) => c.as_f64(),
                         // [re, im] with im == 0 (Hermitian observables only).
@@ -365,8 +375,9 @@ pub fn observables(v: &Value, n: usize) -> Result<NdArray<Observable>, SimError>
                     }
                     .filter(|f| f.is_finite())
                     .ok_or_else(|| bad("observable coefficients must be finite real numbers"))?;
-                    let (x, z, ny) = pauli_label(label, n)?;
-                    out.push(PauliTerm { x, z, ny, coeff });
+                    if let Some((x, z, ny)) = pauli_label(label, map)? {
+                        out.push(PauliTerm { x, z, ny, coeff });
+                    }
                 }
                 Ok(out)
             }

@@ -33,6 +33,16 @@ impl PreparedSampler {
         self.pubs.iter().map(|p| p.points.len() as u64).sum()
     }
 
+    /// Number of qubits each pub simulates: the qubits its circuit acts on.
+    pub fn simulated_qubits(&self) -> Vec<usize> {
+        self.pubs.iter().map(|p| p.circuit.num_qubits).collect()
+    }
+
+    /// Number of pubs (circuits).
+    pub fn num_pubs(&self) -> usize {
+        self.pubs.len()
+    }
+
     /// Total shots over all pubs and points.
     pub fn total_shots(&self) -> u64 {
         self.pubs.iter().map(|p| p.shots.saturating_mul(p.points.len() as u64)).fold(0u64, u64::saturating_add)
@@ -63,9 +73,11 @@ pub fn prepare_sampler(payload: &Value, limits: &SimLimits) -> Result<PreparedSa
         if items.is_empty() || items.len() > 3 {
             return Err(SimError::BadPayload(format!("pub {index} must be [circuit, parameter_values?, shots?]")));
         }
-        let circuit = input::read_circuit(index, items[0], limits)?;
+        let wide = input::read_circuit(index, items[0], limits)?;
+        // Idle qubits are dropped before allocation; clbits (and so the result) are unchanged.
+        let (circuit, _) = crate::compact::compact(&wide);
         let copies = if circuit.needs_per_shot() { 2 } else { 1 };
-        check_size(index, circuit.num_qubits, copies, limits)?;
+        check_size(index, &wide, circuit.num_qubits, copies, limits)?;
         let names = circuit.parameters();
         let (shape, points) =
             input::parameter_values(items.get(1).copied(), names.len(), &names).map_err(|e| prefix(index, e))?;

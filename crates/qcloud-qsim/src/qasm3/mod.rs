@@ -194,6 +194,29 @@ impl Scope {
     }
 }
 
+/// Native gates that `stdgates.inc` lacks, by the name Qiskit's exporter defines them under.
+fn qiskit_native(name: &str) -> Option<Gate> {
+    use Gate::*;
+    Some(match name {
+        "ecr" => ECR,
+        "sxdg" => SXdg,
+        "iswap" => ISwap,
+        "dcx" => DCX,
+        "rzx" => RZX,
+        "rxx" => RXX,
+        "ryy" => RYY,
+        "rzz" => RZZ,
+        "cs" => CS,
+        "csdg" => CSdg,
+        "csx" => CSX,
+        "ccz" => CCZ,
+        "r" => R,
+        "xx_minus_yy" => XXMinusYY,
+        "xx_plus_yy" => XXPlusYY,
+        _ => return None,
+    })
+}
+
 /// Controls added by modifiers (outermost first) and the inverse flag, pushed down while
 /// inlining custom gates.
 #[derive(Clone, Default)]
@@ -214,6 +237,8 @@ struct Lowerer<'a> {
     emitted: usize,
     steps: usize,
     statements_seen: usize,
+    /// Custom gates found to be native gates (see [`Lowerer::recognized_native`]).
+    natives: HashMap<String, Option<Gate>>,
 }
 
 fn c(v: f64) -> ParamExpr {
@@ -276,7 +301,42 @@ impl<'a> Lowerer<'a> {
             emitted: 0,
             steps: 0,
             statements_seen: 0,
+            natives: HashMap::new(),
         }
+    }
+
+    /// A custom gate that is a native gate under its Qiskit name (Qiskit's exporter defines
+    /// `ecr`, `rzx`, `iswap`, ... in every file, since `stdgates.inc` lacks them): the native
+    /// gate when the definition has the same unitary (checked once per name, numerically, at
+    /// generic parameter values), so that a transpiled circuit keeps its basis gates.
+    fn recognized_native(&mut self, name: &str, def: &GateDef<'a>, depth: usize) -> Result<Option<Gate>, ReadError> {
+        if let Some(known) = self.natives.get(name) {
+            return Ok(known.clone());
+        }
+        let found = match qiskit_native(name) {
+            Some(g) if g.num_params() == def.params.len() && g.num_qubits() == Some(def.qubits.len()) => {
+                let n = def.qubits.len();
+                let targets: Vec<usize> = (0..n).collect();
+                let mut same = true;
+                for probe in [[0.37, 1.21, -0.83, 2.05], [-1.4, 0.52, 0.91, -2.3]] {
+                    let params: Vec<ParamExpr> = probe.iter().take(g.num_params()).map(|&v| c(v)).collect();
+                    let mut body = Vec::new();
+                    // In a branch scope a `gphase` of the body is dropped: phases are compared apart.
+                    let probe_scope = Scope { in_branch: true, ..Scope::default() };
+                    self.inline(def, &params, &targets, &Mods::default(), &probe_scope, &mut body, depth)?;
+                    let native =
+                        vec![Instruction { op: gate_op(g.clone(), params), qubits: targets.clone(), condition: None }];
+                    same &= crate::engine::same_unitary(n, &body, &native);
+                    if g.num_params() == 0 {
+                        break;
+                    }
+                }
+                same.then_some(g)
+            }
+            _ => None,
+        };
+        self.natives.insert(name.to_string(), found.clone());
+        Ok(found)
     }
 
     fn step(&mut self) -> Result<(), ReadError> {
@@ -1033,12 +1093,13 @@ impl<'a> Lowerer<'a> {
     /// Validate a gate definition: only gate calls on the gate's own qubits, of gates defined
     /// before it (so definitions cannot recurse).
     fn check_gate_def(&self, name: &str, params: &[String], qubits: &[String], body: &[Stmt]) -> Result<(), ReadError> {
-        if qubits.len() > self.limits.max_qubits || params.len() > MAX_GATE_PARAMS {
+        // A gate acts on at most 64 qubits (its controls are a 64-bit mask), however wide circuits are.
+        let max_gate_qubits = self.limits.max_qubits.min(64);
+        if qubits.len() > max_gate_qubits || params.len() > MAX_GATE_PARAMS {
             return Err(too_large(format!(
-                "gate '{name}' has {} parameters and {} qubits (limits: {MAX_GATE_PARAMS} and {})",
+                "gate '{name}' has {} parameters and {} qubits (limits: {MAX_GATE_PARAMS} and {max_gate_qubits})",
                 params.len(),
                 qubits.len(),
-                self.limits.max_qubits
             )));
         }
         let qubit_set: std::collections::HashSet<&String> = qubits.iter().collect();
@@ -1240,6 +1301,9 @@ impl<'a> Lowerer<'a> {
         check_arity(name, def.params.len(), def.qubits.len(), params.len(), targets.len(), line, col)?;
         if depth + 1 > self.limits.max_depth {
             return Err(too_large(format!("gate definitions nested deeper than {}", self.limits.max_depth)));
+        }
+        if let Some(gate) = self.recognized_native(name, &def, depth)? {
+            return self.native(gate, params.to_vec(), targets, mods, out);
         }
         self.inline(&def, params, targets, mods, scope, out, depth)
     }

@@ -77,6 +77,10 @@ impl PreparedSequence {
     pub fn atoms(&self) -> usize {
         self.model.n
     }
+    /// Bytes the engine allocates for this sequence.
+    pub fn memory_bytes(&self) -> u64 {
+        hamiltonian::engine::bytes_needed(self.model.n)
+    }
     pub fn duration_ns(&self) -> usize {
         self.model.drive.duration
     }

@@ -57,7 +57,8 @@ impl Driver for AnalogDriver {
             obj.entry("runs").or_insert(shots.into());
         }
         let p = qcloud_analog::prepare(&payload, &limits).map_err(analog_error)?;
-        Ok(Prepared::new(job.id, p.runs, 1, Box::new(p)))
+        let memory = p.memory_bytes();
+        Ok(Prepared::new(job.id, p.runs, 1, Box::new(p)).with_memory(memory))
     }
 
     async fn run(&self, job: Prepared, cancel: CancellationToken) -> Result<JobOutput, DriverError> {

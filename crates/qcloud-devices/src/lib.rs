@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analog;
+pub mod memory;
 pub mod noop;
 pub mod statevector;
 pub mod target;
@@ -48,13 +49,22 @@ pub struct Prepared {
     pub circuits: u64,
     /// When [`prepare`] started and ended the preparation (set by it, not by drivers).
     pub prepared: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Memory the run allocates (its state vector), reserved from the server's budget while it
+    /// runs; 0 for drivers that allocate little.
+    pub memory_bytes: u64,
     pub inner: Box<dyn Any + Send + Sync>,
 }
 
 impl Prepared {
     /// A prepared job of `shots` shots and `circuits` circuits.
     pub fn new(job_id: Uuid, shots: u64, circuits: u64, inner: Box<dyn Any + Send + Sync>) -> Self {
-        Prepared { job_id, shots, circuits, prepared: None, inner }
+        Prepared { job_id, shots, circuits, prepared: None, memory_bytes: 0, inner }
+    }
+
+    /// The same, allocating `bytes` when it runs.
+    pub fn with_memory(mut self, bytes: u64) -> Self {
+        self.memory_bytes = bytes;
+        self
     }
 }
 
@@ -63,6 +73,8 @@ impl Prepared {
 pub struct Validated {
     /// Shots per circuit the payload asks for (e.g. the Sampler pubs'), when the request gave none.
     pub shots: Option<u64>,
+    /// Memory the run will allocate, checked against the server's budget.
+    pub memory_bytes: u64,
 }
 
 /// What a driver returns.
@@ -109,7 +121,7 @@ pub trait Driver: Send + Sync {
     /// payloads.
     fn validate(&self, job: &JobSpec) -> Result<Validated, DriverError> {
         let p = self.prepare(job)?;
-        Ok(Validated { shots: job.shots.or(Some(p.shots).filter(|s| *s > 0)) })
+        Ok(Validated { shots: job.shots.or(Some(p.shots).filter(|s| *s > 0)), memory_bytes: p.memory_bytes })
     }
 
     fn prepare(&self, job: &JobSpec) -> Result<Prepared, DriverError>;
@@ -120,6 +132,8 @@ pub trait Driver: Send + Sync {
 #[derive(Clone)]
 pub struct Registry {
     drivers: HashMap<DriverKind, Arc<dyn Driver>>,
+    /// The memory budget of every job these drivers run (one per replica).
+    budget: memory::MemoryBudget,
 }
 
 impl Default for Registry {
@@ -128,13 +142,23 @@ impl Default for Registry {
         drivers.insert(DriverKind::Noop, Arc::new(noop::NoopDriver));
         drivers.insert(DriverKind::Statevector, Arc::new(statevector::StatevectorDriver));
         drivers.insert(DriverKind::Analog, Arc::new(analog::AnalogDriver));
-        Registry { drivers }
+        Registry { drivers, budget: memory::MemoryBudget::new(memory::MemoryBudget::machine_default_bytes()) }
     }
 }
 
 impl Registry {
     pub fn get(&self, kind: DriverKind) -> Option<Arc<dyn Driver>> {
         self.drivers.get(&kind).cloned()
+    }
+
+    /// The same drivers under a simulation memory budget of `bytes`.
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.budget = memory::MemoryBudget::new(bytes);
+        self
+    }
+
+    pub fn memory_budget(&self) -> &memory::MemoryBudget {
+        &self.budget
     }
 }
 
@@ -160,11 +184,18 @@ pub async fn execute(
     driver: &dyn Driver,
     prepared: Prepared,
     timing: &Timing,
+    budget: &memory::MemoryBudget,
     cancel: CancellationToken,
 ) -> (Result<JobOutput, DriverError>, f64) {
     let started = Instant::now();
     let occupancy = Duration::from_secs_f64(timing.occupancy_ms(prepared.shots) / 1000.0);
+    // The job's memory is reserved for its run; it waits here while other jobs hold the budget.
+    let reservation = match budget.reserve(prepared.memory_bytes, &cancel).await {
+        Ok(r) => r,
+        Err(e) => return (Err(e), started.elapsed().as_secs_f64()),
+    };
     let out = driver.run(prepared, cancel.clone()).await;
+    drop(reservation);
     if out.is_ok() && !occupancy.is_zero() {
         tokio::select! {
             _ = tokio::time::sleep(occupancy) => {}

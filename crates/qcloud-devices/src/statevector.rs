@@ -49,12 +49,12 @@ fn sampler_shots(payload: &serde_json::Value) -> Option<u64> {
 #[async_trait]
 impl Driver for StatevectorDriver {
     fn validate(&self, job: &JobSpec) -> Result<Validated, DriverError> {
-        self.prepare(job)?;
+        let prepared = self.prepare(job)?;
         let shots = match job.program.as_str() {
             "sampler" => job.shots.or_else(|| sampler_shots(&job.payload)),
             _ => job.shots,
         };
-        Ok(Validated { shots })
+        Ok(Validated { shots, memory_bytes: prepared.memory_bytes })
     }
 
     fn prepare(&self, job: &JobSpec) -> Result<Prepared, DriverError> {
@@ -103,7 +103,11 @@ impl Driver for StatevectorDriver {
                 )))
             }
         };
-        Ok(Prepared::new(job.id, shots, circuits, Box::new(program)))
+        let memory = match &program {
+            Program::Sampler(p) => p.memory_bytes(),
+            Program::Estimator(p) => p.memory_bytes(),
+        };
+        Ok(Prepared::new(job.id, shots, circuits, Box::new(program)).with_memory(memory))
     }
 
     async fn run(&self, job: Prepared, cancel: CancellationToken) -> Result<JobOutput, DriverError> {

@@ -109,6 +109,15 @@ fn check_size(
     Ok(())
 }
 
+/// Bytes of state vector for `simulated` qubits, `copies` times (saturating).
+pub fn state_bytes(simulated: usize, copies: u64) -> u64 {
+    if simulated >= 60 {
+        u64::MAX
+    } else {
+        (16u64 << simulated).saturating_mul(copies)
+    }
+}
+
 /// A seedable source for a job: the payload's seed, or a random one.
 fn job_rng(seed: Option<u64>) -> rand_chacha::ChaCha8Rng {
     use rand::SeedableRng;

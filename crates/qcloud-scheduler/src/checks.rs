@@ -37,7 +37,10 @@ impl ProgramCheck for DriverChecks {
             device: device_spec(device),
         };
         match driver.validate(&spec) {
-            Ok(v) => Ok(Checked { shots: v.shots.map(|s| s.min(i64::MAX as u64) as i64) }),
+            Ok(v) => match self.registry.memory_budget().refusal(v.memory_bytes) {
+                Some(why) => Err(CheckError::TooLarge(why)),
+                None => Ok(Checked { shots: v.shots.map(|s| s.min(i64::MAX as u64) as i64) }),
+            },
             Err(DriverError::Invalid(m)) => Err(CheckError::Invalid(m)),
             Err(DriverError::TooLarge(m)) => Err(CheckError::TooLarge(m)),
             Err(DriverError::Fault(m)) => Err(CheckError::Fault(m)),

@@ -146,7 +146,8 @@ async fn execute(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationTok
     };
     let max = job.max_execution.to_std().unwrap_or(Duration::from_millis(1)).max(Duration::from_millis(1));
     let timing = spec.device.timing;
-    let run = qcloud_devices::execute(driver.as_ref(), prepared, &timing, cancel.clone());
+    let run =
+        qcloud_devices::execute(driver.as_ref(), prepared, &timing, shared.registry.memory_budget(), cancel.clone());
     let (result, usage) = match tokio::time::timeout(max, run).await {
         Ok(r) => r,
         Err(_) => {

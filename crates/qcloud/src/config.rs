@@ -116,6 +116,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How long an idempotency key names its job, seconds.
     pub idempotency_window: f64,
+    /// Memory the simulations of this replica may hold at once, bytes; 0 = half of the machine's.
+    pub sim_memory_budget: u64,
     /// How long shutdown waits for running jobs before handing them back, seconds.
     pub shutdown_grace: f64,
     /// Log line format.
@@ -152,6 +154,7 @@ impl Default for Config {
             request_timeout: 60.0,
             max_connections: 4096,
             idempotency_window: 86_400.0,
+            sim_memory_budget: 0,
             shutdown_grace: 10.0,
             log_format: LogFormat::Text,
             log: None,
@@ -193,6 +196,7 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("request_timeout", &["QCLOUD_REQUEST_TIMEOUT"], Kind::Number),
     ("max_connections", &["QCLOUD_MAX_CONNECTIONS"], Kind::Number),
     ("idempotency_window", &["QCLOUD_IDEMPOTENCY_WINDOW"], Kind::Number),
+    ("sim_memory_budget", &["QCLOUD_SIM_MEMORY_BUDGET"], Kind::Number),
     ("shutdown_grace", &["QCLOUD_SHUTDOWN_GRACE"], Kind::Number),
     ("log_format", &["QCLOUD_LOG_FORMAT"], Kind::Text),
     ("log", &["QCLOUD_LOG", "RUST_LOG"], Kind::Text),
@@ -382,6 +386,11 @@ pub struct ServeFlags {
     #[arg(long, allow_negative_numbers = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_window: Option<f64>,
+    /// Memory the simulations of this replica may hold at once, bytes; 0 = half of the machine's
+    /// [env: QCLOUD_SIM_MEMORY_BUDGET] [default: 0]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_memory_budget: Option<u64>,
     /// How long shutdown waits for running jobs before handing them back, seconds
     /// [env: QCLOUD_SHUTDOWN_GRACE] [default: 10]
     #[arg(long, allow_negative_numbers = true)]

@@ -55,6 +55,15 @@ pub fn service_config(c: &Config) -> Result<ServiceConfig, ConfigError> {
     })
 }
 
+/// The drivers of a replica, under its simulation memory budget.
+fn registry(c: &Config) -> Registry {
+    let budget = match c.sim_memory_budget {
+        0 => qcloud_devices::memory::MemoryBudget::machine_default_bytes(),
+        b => b,
+    };
+    Registry::default().with_memory_budget(budget)
+}
+
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.001)).unwrap_or(Duration::MAX)
 }
@@ -89,7 +98,11 @@ fn scheduler_config(c: &Config) -> SchedulerConfig {
 
 /// Resolve the database (explicit, local, or private), connect, and run the migrations. The
 /// private Postgres, when one was started, runs as long as the returned handle lives.
-async fn connect(c: &Config, cfg: ServiceConfig) -> anyhow::Result<(Service, Option<pg::PrivatePostgres>)> {
+async fn connect(
+    c: &Config,
+    cfg: ServiceConfig,
+    registry: &Registry,
+) -> anyhow::Result<(Service, Option<pg::PrivatePostgres>)> {
     let local = pg::resolve(c.database_url.clone(), &c.data_dir).await?;
     let pool = PgPoolOptions::new()
         .max_connections(c.db_max_connections.max(1))
@@ -98,7 +111,7 @@ async fn connect(c: &Config, cfg: ServiceConfig) -> anyhow::Result<(Service, Opt
         .await
         .context("connecting to Postgres")?;
     qcloud_store::MIGRATOR.run(&pool).await.context("running migrations")?;
-    let checks = Arc::new(qcloud_scheduler::checks::DriverChecks::new(Registry::default()));
+    let checks = Arc::new(qcloud_scheduler::checks::DriverChecks::new(registry.clone()));
     Ok((Service::new(pool, cfg).with_program_check(checks), local.private))
 }
 
@@ -174,7 +187,8 @@ pub async fn launch(
         _ => None,
     };
     let addr = listener.local_addr().context("the listener has no local address")?;
-    let (svc, private_pg) = connect(&config, svc_cfg).await?;
+    let registry = registry(&config);
+    let (svc, private_pg) = connect(&config, svc_cfg, &registry).await?;
     if !config.no_seed {
         seed::seed(&svc, listed.as_deref()).await?;
     }
@@ -185,7 +199,7 @@ pub async fn launch(
         }
         None => svc.create_token("admin", "admin", true).await?,
     };
-    let scheduler = Scheduler::start(svc.clone(), Registry::default(), scheduler_config(&config)).await?;
+    let scheduler = Scheduler::start(svc.clone(), registry, scheduler_config(&config)).await?;
     let app = qcloud_api::router(svc.clone(), &api_config(&config));
     let stop = CancellationToken::new();
     let graceful = {
@@ -221,7 +235,7 @@ pub struct Db {
 impl Db {
     /// Connect to the configured database and run the migrations.
     pub async fn connect(config: &Config) -> anyhow::Result<Db> {
-        let (svc, private) = connect(config, ServiceConfig::default()).await?;
+        let (svc, private) = connect(config, ServiceConfig::default(), &registry(config)).await?;
         Ok(Db { svc, _private_pg: private })
     }
 

@@ -141,3 +141,41 @@ async fn batch_session_runs_every_circuit_once_in_order() {
     let s = admin.wait_session(&sid, LIMIT, |s| s["state"] == "closed").await.unwrap();
     assert_eq!(s["closed_reason"], "completed");
 }
+
+/// Issue 7: a server-wide memory budget for simulations. A job whose state vector can never fit is
+/// refused at submit with the budget named; jobs that fit run, one after another when together
+/// they would not.
+#[tokio::test]
+async fn the_simulation_memory_budget_refuses_what_cannot_fit() {
+    // 1 MiB: 16 x 2^16 bytes fit, 16 x 2^17 do not.
+    let t = Target::from_env_or_start(&["--sim-memory-budget", "1048576"]).await.unwrap();
+    if t.is_external() {
+        eprintln!("skipped against an external server: needs --sim-memory-budget");
+        return;
+    }
+    let admin = t.admin();
+    let dev = device(&admin, 20).await;
+    let ghz = |n: usize| {
+        let mut q = format!("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{n}];\ncreg c[{n}];\nh q[0];\n");
+        for i in 1..n {
+            q += &format!("cx q[0],q[{i}];\n");
+        }
+        q + "measure q -> c;\n"
+    };
+    let (s, body) = admin
+        .post("/v1/jobs", json!({"device": dev, "program": "sampler", "payload": {"pubs": [[ghz(17), null, 10]]}}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "too_large", "{body}");
+    let m = body["error"]["message"].as_str().unwrap();
+    assert!(m.contains("sim_memory_budget") && m.contains("1 MiB"), "{m}");
+    // What fits runs, twice in a row.
+    for _ in 0..2 {
+        let (job, result) =
+            run(&admin, json!({"device": dev, "program": "sampler", "payload": {"pubs": [[ghz(16), null, 10]]}})).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        let counts = result["pub_results"][0]["data"]["c"]["counts"].as_object().unwrap();
+        assert!(counts.keys().all(|k| k.chars().all(|c| c == '0') || k.chars().all(|c| c == '1')), "{counts:?}");
+    }
+}

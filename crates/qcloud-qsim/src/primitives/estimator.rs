@@ -34,6 +34,11 @@ impl PreparedEstimator {
         self.pubs.iter().map(|p| p.circuit.num_qubits).collect()
     }
 
+    /// The largest state this job allocates at once, in bytes (pubs run one after another).
+    pub fn memory_bytes(&self) -> u64 {
+        self.pubs.iter().map(|p| super::state_bytes(p.circuit.num_qubits, 1)).max().unwrap_or(0)
+    }
+
     /// Number of pubs (circuits).
     pub fn num_pubs(&self) -> usize {
         self.pubs.len()

@@ -38,6 +38,12 @@ impl PreparedSampler {
         self.pubs.iter().map(|p| p.circuit.num_qubits).collect()
     }
 
+    /// The largest state this job allocates at once, in bytes (pubs run one after another).
+    pub fn memory_bytes(&self) -> u64 {
+        let copies = |c: &Circuit| if c.needs_per_shot() { 2 } else { 1 };
+        self.pubs.iter().map(|p| super::state_bytes(p.circuit.num_qubits, copies(&p.circuit))).max().unwrap_or(0)
+    }
+
     /// Number of pubs (circuits).
     pub fn num_pubs(&self) -> usize {
         self.pubs.len()

@@ -138,6 +138,9 @@ impl Default for TokenCache {
 
 /// Longest a revocation waits for its notification to come back through this replica's listener.
 const ECHO_WAIT: Duration = Duration::from_secs(1);
+/// Then how long it gives the other replicas' listeners, which got the notification at the same
+/// moment, to act on it (their processes and tasks are scheduled too).
+const ECHO_SETTLE: Duration = Duration::from_millis(50);
 
 impl TokenCache {
     /// The cached principal of a token, if cached recently and not expired at `now`.
@@ -298,9 +301,9 @@ impl Service {
         qcloud_store::notify(&mut tx, channel::TOKENS, &id.to_string()).await?;
         tx.commit().await?;
         self.tokens.evict(id);
-        // Postgres hands a notification to every listener at commit; once ours has it back, the
-        // other replicas' listeners have it too: answer then, so that a client that revokes and
-        // then tries the token on another replica sees it refused.
+        // Postgres hands a notification to every listener at commit; once ours has it back (and a
+        // moment more), the other replicas' listeners have acted on it too: answer then, so that
+        // a client that revokes and then tries the token on another replica sees it refused.
         if self.token_cache_is_live() {
             let seen = tokio::time::timeout(ECHO_WAIT, async {
                 loop {
@@ -312,7 +315,9 @@ impl Service {
                 }
             })
             .await;
-            if !matches!(seen, Ok(true)) {
+            if matches!(seen, Ok(true)) {
+                tokio::time::sleep(ECHO_SETTLE).await;
+            } else {
                 warn!("the revocation's notification did not come back in time");
             }
         }

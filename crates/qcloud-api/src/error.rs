@@ -47,11 +47,16 @@ pub const RETRY_AFTER_SECONDS: u32 = 1;
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
+        let retry_after = self.details.as_ref().and_then(|d| d.get("retry_after_seconds")).and_then(|v| v.as_u64());
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, details: self.details } };
         let mut resp = (status, Json(body)).into_response();
         // Every 503 is a passing state (the database is away or busy): say when to come back.
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        // A rate limit says how long to wait.
+        if let (StatusCode::TOO_MANY_REQUESTS, Some(s)) = (status, retry_after) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }

@@ -127,7 +127,9 @@ impl FromRequestParts<AppState> for Caller {
                     "the Authorization header must be 'Bearer <token>'",
                 )
             })?;
-        Ok(Caller(state.svc.authenticate(token).await?))
+        let who = state.svc.authenticate(token).await?;
+        state.limiter.check(&who)?;
+        Ok(Caller(who))
     }
 }
 

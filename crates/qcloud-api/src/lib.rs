@@ -7,15 +7,18 @@
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod ratelimit;
 pub mod v1;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use error::ApiError;
 use qcloud_service::Service;
+pub use ratelimit::RateLimit;
+use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
@@ -30,6 +33,8 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Longest wait for the next piece of a request body (a client that stops sending gets 408).
     pub body_timeout: Duration,
+    /// Requests per caller.
+    pub rate_limit: RateLimit,
 }
 
 impl Default for ApiConfig {
@@ -38,6 +43,7 @@ impl Default for ApiConfig {
             max_body_bytes: 16 << 20,
             request_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -45,6 +51,8 @@ impl Default for ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub svc: Service,
+    /// Rate limits per caller, checked by the [`extract::Caller`] extractor.
+    pub limiter: Arc<ratelimit::Limiter>,
 }
 
 /// The whole HTTP application.
@@ -60,6 +68,8 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/jobs/{id}", get(v1::jobs::get))
         .route("/jobs/{id}/result", get(v1::jobs::result))
         .route("/jobs/{id}/cancel", post(v1::jobs::cancel))
+        .route("/tokens", get(v1::tokens::list).post(v1::tokens::create))
+        .route("/tokens/{id}", delete(v1::tokens::revoke))
         .route("/openapi.yaml", get(openapi::serve_yaml))
         .route("/openapi.json", get(openapi::serve_json));
     Router::new()
@@ -68,7 +78,7 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(AppState { svc })
+        .with_state(AppState { svc, limiter: Arc::new(ratelimit::Limiter::new(cfg.rate_limit)) })
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(RequestBodyTimeoutLayer::new(cfg.body_timeout))
         .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.request_timeout))

@@ -7,6 +7,7 @@ use crate::v1;
 use crate::v1::devices::{DevicePatch, DeviceView, NewDeviceRequest};
 use crate::v1::jobs::{JobResult, JobView, NewJobRequest};
 use crate::v1::sessions::{NewSessionRequest, SessionView};
+use crate::v1::tokens::{NewTokenRequest, NewTokenResponse, TokenView};
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,16 +24,18 @@ use utoipa::{Modify, OpenApi};
         v1::devices::list, v1::devices::get, v1::devices::create, v1::devices::update,
         v1::sessions::create, v1::sessions::list, v1::sessions::get, v1::sessions::close, v1::sessions::cancel,
         v1::jobs::submit, v1::jobs::list, v1::jobs::get, v1::jobs::result, v1::jobs::cancel,
+        v1::tokens::list, v1::tokens::create, v1::tokens::revoke,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, DeviceView, NewDeviceRequest, DevicePatch, SessionView, NewSessionRequest,
-        JobView, NewJobRequest, JobResult,
+        JobView, NewJobRequest, JobResult, TokenView, NewTokenRequest, NewTokenResponse,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "devices", description = "Devices: simulators and QPUs"),
         (name = "sessions", description = "Exclusive work on one device: dedicated sessions and batches"),
         (name = "jobs", description = "Jobs and their results"),
+        (name = "tokens", description = "API tokens (admin)"),
     )
 )]
 pub struct ApiDoc;

@@ -35,6 +35,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/jobs/{id}"),
     ("GET", "/v1/jobs/{id}/result"),
     ("POST", "/v1/jobs/{id}/cancel"),
+    ("GET", "/v1/tokens"),
+    ("POST", "/v1/tokens"),
+    ("DELETE", "/v1/tokens/{id}"),
 ];
 
 /// Routes under `/v1` that are deliberately not in the document: the document itself.

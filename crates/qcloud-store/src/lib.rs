@@ -57,6 +57,8 @@ pub mod channel {
     pub const RUN: &str = "qcloud_run";
     /// A running job should stop (payload: job id).
     pub const CANCEL: &str = "qcloud_cancel";
+    /// A token was revoked (payload: token id): every replica drops it from its token cache.
+    pub const TOKENS: &str = "qcloud_tokens";
 }
 
 /// What every listing shares: a tag, a creation range, the keyset cursor and the page size.

@@ -120,6 +120,12 @@ pub struct Config {
     pub sim_memory_budget: u64,
     /// How long shutdown waits for running jobs before handing them back, seconds.
     pub shutdown_grace: f64,
+    /// Requests per second per caller (token principal); 0: no limit.
+    pub rate_limit_per_second: f64,
+    /// Requests a caller may send at once before the per-second rate applies.
+    pub rate_limit_burst: u32,
+    /// Rate-limit admins too.
+    pub rate_limit_admins: bool,
     /// Log line format.
     pub log_format: LogFormat,
     /// Log filter (`RUST_LOG` syntax).
@@ -156,6 +162,9 @@ impl Default for Config {
             idempotency_window: 86_400.0,
             sim_memory_budget: 0,
             shutdown_grace: 10.0,
+            rate_limit_per_second: 50.0,
+            rate_limit_burst: 100,
+            rate_limit_admins: false,
             log_format: LogFormat::Text,
             log: None,
         }
@@ -198,6 +207,9 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("idempotency_window", &["QCLOUD_IDEMPOTENCY_WINDOW"], Kind::Number),
     ("sim_memory_budget", &["QCLOUD_SIM_MEMORY_BUDGET"], Kind::Number),
     ("shutdown_grace", &["QCLOUD_SHUTDOWN_GRACE"], Kind::Number),
+    ("rate_limit_per_second", &["QCLOUD_RATE_LIMIT_PER_SECOND"], Kind::Number),
+    ("rate_limit_burst", &["QCLOUD_RATE_LIMIT_BURST"], Kind::Number),
+    ("rate_limit_admins", &["QCLOUD_RATE_LIMIT_ADMINS"], Kind::Flag),
     ("log_format", &["QCLOUD_LOG_FORMAT"], Kind::Text),
     ("log", &["QCLOUD_LOG", "RUST_LOG"], Kind::Text),
 ];
@@ -302,8 +314,8 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// A first admin token (at least 16 characters), registered at start; without it a new admin
-    /// token is made and printed [env: QCLOUD_ADMIN_TOKEN]
+    /// An admin token to register at start (at least 16 characters); without it, a database with no
+    /// admin token gets one, printed once [env: QCLOUD_ADMIN_TOKEN]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
@@ -396,6 +408,20 @@ pub struct ServeFlags {
     #[arg(long, allow_negative_numbers = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<f64>,
+    /// Requests per second per caller (fractions allowed); 0 turns rate limiting off
+    /// [env: QCLOUD_RATE_LIMIT_PER_SECOND] [default: 50]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_second: Option<f64>,
+    /// Requests a caller may send at once before the per-second rate applies
+    /// [env: QCLOUD_RATE_LIMIT_BURST] [default: 100]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_burst: Option<u32>,
+    /// Rate-limit admin tokens too (they are not limited by default) [env: QCLOUD_RATE_LIMIT_ADMINS]
+    #[arg(long, action = clap::ArgAction::SetTrue)]
+    #[serde(skip_serializing_if = "is_false")]
+    pub rate_limit_admins: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -505,6 +531,15 @@ impl Config {
         if !self.shutdown_grace.is_finite() || self.shutdown_grace < 0.0 {
             return Err(invalid("shutdown_grace", format!("must be 0 or more seconds, got {}", self.shutdown_grace)));
         }
+        if !self.rate_limit_per_second.is_finite() || self.rate_limit_per_second < 0.0 {
+            return Err(invalid(
+                "rate_limit_per_second",
+                format!("must be 0 (off) or more requests per second, got {}", self.rate_limit_per_second),
+            ));
+        }
+        if self.rate_limit_burst == 0 {
+            return Err(invalid("rate_limit_burst", "must be at least 1".into()));
+        }
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1".into()));
         }
@@ -598,6 +633,18 @@ mod tests {
         assert_eq!(cfg.listen, "127.0.0.1:8080");
         assert_eq!(cfg.workers, 256);
         assert_eq!(cfg.lease_ms, 10_000);
+        assert_eq!((cfg.rate_limit_per_second, cfg.rate_limit_burst, cfg.rate_limit_admins), (50.0, 100, false));
+    }
+
+    #[test]
+    fn rate_limits_from_file_environment_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), CONFIG_FILE, "rate_limit_per_second = 0.5\nrate_limit_burst = 3\n");
+        let env = [("QCLOUD_RATE_LIMIT_ADMINS", "yes")];
+        let cfg = Config::load(&flags(&["--rate-limit-burst", "7"]), &machine(dir.path(), &env)).unwrap();
+        assert_eq!((cfg.rate_limit_per_second, cfg.rate_limit_burst, cfg.rate_limit_admins), (0.5, 7, true));
+        let cfg = Config::load(&flags(&["--rate-limit-per-second", "0"]), &machine(dir.path(), &[])).unwrap();
+        assert_eq!(cfg.rate_limit_per_second, 0.0, "0 is off, not an error");
     }
 
     #[test]
@@ -664,6 +711,10 @@ mod tests {
         assert!(e.starts_with("log: not a valid filter"), "{e}");
         let e = Config::load(&flags(&["--shutdown-grace", "-1"]), &m).unwrap_err().to_string();
         assert_eq!(e, "shutdown_grace: must be 0 or more seconds, got -1");
+        let e = Config::load(&flags(&["--rate-limit-per-second", "-1"]), &m).unwrap_err().to_string();
+        assert_eq!(e, "rate_limit_per_second: must be 0 (off) or more requests per second, got -1");
+        let e = Config::load(&flags(&["--rate-limit-burst", "0"]), &m).unwrap_err().to_string();
+        assert_eq!(e, "rate_limit_burst: must be at least 1");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod http;
+pub mod output;
 mod pg;
 pub mod seed;
 pub mod telemetry;
@@ -16,10 +17,11 @@ pub mod telemetry;
 pub use config::{Config, ConfigError, Flags, LogFormat, Machine};
 
 use anyhow::Context;
-use qcloud_api::ApiConfig;
+use qcloud_api::{ApiConfig, RateLimit};
 use qcloud_core::rules::{SessionTtls, TtlPolicy};
 use qcloud_devices::Registry;
 use qcloud_scheduler::{Scheduler, SchedulerConfig};
+use qcloud_service::auth::{IssuedToken, NewToken, TokenView, FIRST_ADMIN_PROJECT, FIRST_ADMIN_USER};
 pub use qcloud_service::devices::AddDevice;
 use qcloud_service::devices::UpdateDevice;
 pub use qcloud_service::{DeviceKind, DeviceStatus, DriverKind};
@@ -28,6 +30,7 @@ use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -73,6 +76,11 @@ fn api_config(c: &Config) -> ApiConfig {
         max_body_bytes: c.max_body_bytes,
         request_timeout: secs(c.request_timeout),
         body_timeout: secs(c.body_timeout),
+        rate_limit: RateLimit {
+            per_second: c.rate_limit_per_second,
+            burst: c.rate_limit_burst,
+            admins: c.rate_limit_admins,
+        },
     }
 }
 
@@ -119,7 +127,10 @@ async fn connect(
 /// without either leaves its tasks to the runtime.
 pub struct Server {
     addr: SocketAddr,
-    admin_token: String,
+    admin_token: Option<String>,
+    admin_token_new: bool,
+    admin_token_file: Option<PathBuf>,
+    token_watch: JoinHandle<()>,
     replica_id: Uuid,
     stop: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
@@ -139,9 +150,21 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// The admin token: the configured one, or the one made at start.
-    pub fn admin_token(&self) -> &str {
-        &self.admin_token
+    /// The admin token this start knows: the configured one (`QCLOUD_ADMIN_TOKEN`), or the one
+    /// made because the database had no admin token; `None` when the database had one already
+    /// (make another with `qcloud tokens create --admin`).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// Whether [`Server::admin_token`] was made by this start (and so is shown this once).
+    pub fn admin_token_is_new(&self) -> bool {
+        self.admin_token_new
+    }
+
+    /// The file (mode 0600, in the data folder) the admin token made by this start was written to.
+    pub fn admin_token_file(&self) -> Option<&Path> {
+        self.admin_token_file.as_deref()
     }
 
     /// This replica's id (its leader-lease and job-lease owner).
@@ -155,6 +178,7 @@ impl Server {
     /// closes, and a private Postgres is stopped.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let http = (&mut self.http).await;
+        self.token_watch.abort();
         info!("HTTP stopped; draining the scheduler");
         self.scheduler.shutdown().await;
         self.svc.pool().close().await;
@@ -192,13 +216,21 @@ pub async fn launch(
     if !config.no_seed {
         seed::seed(&svc, listed.as_deref()).await?;
     }
-    let admin_token = match &config.admin_token {
-        Some(t) => {
-            svc.register_token(t, "admin", "admin", true).await.context("registering QCLOUD_ADMIN_TOKEN")?;
-            t.clone()
-        }
-        None => svc.create_token("admin", "admin", true).await?,
+    if let Some(t) = &config.admin_token {
+        svc.register_token(t, FIRST_ADMIN_PROJECT, FIRST_ADMIN_USER, true)
+            .await
+            .context("registering QCLOUD_ADMIN_TOKEN")?;
+    }
+    // One admin token for a database that has none (the configured one counts); later starts
+    // make none.
+    let made = svc.ensure_first_admin_token().await.context("making the first admin token")?;
+    let admin_token_file = match &made {
+        Some(t) => write_admin_token_file(&config.data_dir, t)?,
+        None => None,
     };
+    let admin_token_new = made.is_some();
+    let admin_token = made.or_else(|| config.admin_token.clone());
+    let token_watch = svc.start_token_watch().await.context("listening for token revocations")?;
     let scheduler = Scheduler::start(svc.clone(), registry, scheduler_config(&config)).await?;
     let app = qcloud_api::router(svc.clone(), &api_config(&config));
     let stop = CancellationToken::new();
@@ -211,11 +243,52 @@ pub async fn launch(
     let limits = http_limits(&config);
     let http = tokio::spawn(http::serve(listener, app, limits, graceful));
     info!(%addr, "serving");
-    Ok(Server { addr, admin_token, replica_id: scheduler.replica_id(), stop, http, scheduler, svc, private_pg })
+    Ok(Server {
+        addr,
+        admin_token,
+        admin_token_new,
+        admin_token_file,
+        token_watch,
+        replica_id: scheduler.replica_id(),
+        stop,
+        http,
+        scheduler,
+        svc,
+        private_pg,
+    })
 }
 
-/// A device as `qcloud devices list` shows it.
-#[derive(Debug, Clone, PartialEq)]
+/// Name of the file, in the data folder, that holds the admin token made on first start.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Write the first admin token to `data_dir/admin-token`, readable by its owner only, when the
+/// data folder exists (a private Postgres made it, or the operator did). `None`: no folder.
+fn write_admin_token_file(data_dir: &Path, token: &str) -> anyhow::Result<Option<PathBuf>> {
+    use std::io::Write;
+    if !data_dir.is_dir() {
+        return Ok(None);
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    let mut f = open.open(&path).with_context(|| format!("writing the admin token to {}", path.display()))?;
+    // A file that existed keeps its mode through open(): set it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(f, "{token}").with_context(|| format!("writing the admin token to {}", path.display()))?;
+    Ok(Some(path))
+}
+
+/// A device as `qcloud devices list` shows it (its `--output json` shape: the field names).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeviceLine {
     pub name: String,
     pub kind: String,
@@ -242,6 +315,21 @@ impl Db {
     /// A new token (shown once; stored hashed).
     pub async fn create_token(&self, project: &str, user: &str, admin: bool) -> anyhow::Result<String> {
         Ok(self.svc.create_token(project, user, admin).await?)
+    }
+
+    /// Make a token: the token (shown once; stored hashed) and its view.
+    pub async fn issue_token(&self, cmd: NewToken) -> anyhow::Result<IssuedToken> {
+        Ok(self.svc.issue_token(cmd).await?)
+    }
+
+    /// Every token, newest first.
+    pub async fn tokens(&self) -> anyhow::Result<Vec<TokenView>> {
+        Ok(self.svc.list_tokens().await?)
+    }
+
+    /// Revoke a token: refused at once by every running replica.
+    pub async fn revoke_token(&self, id: Uuid) -> anyhow::Result<TokenView> {
+        Ok(self.svc.revoke_token(id).await?)
     }
 
     pub async fn devices(&self) -> anyhow::Result<Vec<DeviceLine>> {

@@ -10,8 +10,11 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use qcloud::config::{CommonFlags, ServeFlags};
+use qcloud::output::{self, OutputFormat, TokenLine};
 use qcloud::{AddDevice, Config, Db, DeviceKind, DeviceStatus, DriverKind, Flags, Machine};
+use qcloud_service::auth::NewToken;
 use qcloud_service::validate;
+use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(name = "qcloud", version, about = "A self-hosted QPU cloud: devices, sessions, batches and jobs on Postgres")]
@@ -45,8 +48,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DevicesCommand {
-    /// List devices.
-    List,
+    /// List devices (an aligned table, or `--output json`).
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
     /// Add a device.
     Add {
         name: String,
@@ -79,9 +85,23 @@ enum TokensCommand {
         project: String,
         #[arg(long)]
         user: String,
+        /// An admin token (manages devices and tokens).
         #[arg(long)]
         admin: bool,
+        /// Lifetime, e.g. 30d, 12h, 90min, "1week 2days" [default: until revoked].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+        /// table: the token alone on a line; json: the token and its fields.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
     },
+    /// List tokens: id, project, user, admin, state, times (never the tokens themselves).
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Revoke a token by id: every running replica refuses it at once.
+    Revoke { id: Uuid },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,12 +129,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Devices { command } => devices(&config, command).await,
-        Command::Tokens { command: TokensCommand::Create { project, user, admin } } => {
-            let db = Db::connect(&config).await?;
-            println!("{}", db.create_token(&project, &user, admin).await?);
-            db.close().await;
-            Ok(())
-        }
+        Command::Tokens { command } => tokens(&config, command).await,
         Command::Openapi => Ok(()),
     }
 }
@@ -126,10 +141,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let token_given = config.admin_token.is_some();
     let server = qcloud::launch(config, listener, shutdown_signal()).await?;
     println!("qcloud listening on {}", server.url());
-    if token_given {
-        println!("admin token: the one given in QCLOUD_ADMIN_TOKEN / --admin-token");
-    } else {
-        println!("admin token: {}", server.admin_token());
+    match (server.admin_token(), server.admin_token_is_new()) {
+        (Some(token), true) => {
+            println!("admin token (shown once; stored hashed): {token}");
+            if let Some(path) = server.admin_token_file() {
+                println!("admin token written to {} (mode 0600)", path.display());
+            }
+        }
+        _ if token_given => println!("admin token: the one given in QCLOUD_ADMIN_TOKEN / --admin-token"),
+        _ => println!(
+            "admin token: the database has one already; make another with \
+             `qcloud tokens create --project admin --user NAME --admin`"
+        ),
     }
     println!("replica: {}", server.replica_id());
     server.wait().await
@@ -156,22 +179,11 @@ async fn shutdown_signal() {
 async fn devices(config: &Config, command: DevicesCommand) -> anyhow::Result<()> {
     let db = Db::connect(config).await?;
     match command {
-        DevicesCommand::List => {
-            println!(
-                "{:<24} {:<7} {:<12} {:<8} {:>7} {:>7}  held by",
-                "name", "kind", "driver", "status", "qubits", "queue"
-            );
-            for d in db.devices().await? {
-                println!(
-                    "{:<24} {:<7} {:<12} {:<8} {:>7} {:>7}  {}",
-                    d.name,
-                    d.kind,
-                    d.driver,
-                    d.status,
-                    d.num_qubits,
-                    d.queue_length,
-                    d.held_by_session.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
-                );
+        DevicesCommand::List { output } => {
+            let devices = db.devices().await?;
+            match output {
+                OutputFormat::Table => println!("{}", output::devices_table(&devices)),
+                OutputFormat::Json => println!("{}", output::json(&devices)),
             }
         }
         DevicesCommand::Add { name, driver, kind, num_qubits, timing, config } => {
@@ -191,6 +203,37 @@ async fn devices(config: &Config, command: DevicesCommand) -> anyhow::Result<()>
         DevicesCommand::Resume { name } => {
             db.set_device_status(&name, DeviceStatus::Online).await?;
             println!("resumed {name}");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<()> {
+    let db = Db::connect(config).await?;
+    let now = chrono::Utc::now();
+    match command {
+        TokensCommand::Create { project, user, admin, expires_in, output } => {
+            let issued = db.issue_token(NewToken { project, user, admin, expires_in }).await?;
+            match output {
+                OutputFormat::Table => println!("{}", issued.token),
+                OutputFormat::Json => {
+                    let mut v = serde_json::to_value(TokenLine::new(issued.view, now))?;
+                    v["token"] = issued.token.into();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+            }
+        }
+        TokensCommand::List { output } => {
+            let lines: Vec<TokenLine> = db.tokens().await?.into_iter().map(|t| TokenLine::new(t, now)).collect();
+            match output {
+                OutputFormat::Table => println!("{}", output::tokens_table(&lines)),
+                OutputFormat::Json => println!("{}", output::json(&lines)),
+            }
+        }
+        TokensCommand::Revoke { id } => {
+            let t = db.revoke_token(id).await?;
+            println!("revoked token {} ({} in {})", t.id, t.user, t.project);
         }
     }
     db.close().await;

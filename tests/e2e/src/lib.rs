@@ -95,12 +95,18 @@ pub fn qcloud_bin() -> PathBuf {
     target.join("debug").join("qcloud")
 }
 
-/// The flags every harness-started server gets before the test's own.
-fn base_flags(db: &TestDb) -> Vec<String> {
-    ["--database-url", &db.url, "--admin-token", ADMIN_TOKEN, "--db-max-connections", "8"]
+/// The flags every harness-started server gets before the test's own. Rate limiting is off
+/// unless the test sets it: the suites poll every 20 ms from several tasks with one user token,
+/// which is not the traffic the limit is for (`tests/tokens.rs` tests the limit).
+fn base_flags(db: &TestDb, extra: &[&str]) -> Vec<String> {
+    let mut flags: Vec<String> = ["--database-url", &db.url, "--admin-token", ADMIN_TOKEN, "--db-max-connections", "8"]
         .iter()
         .map(|s| s.to_string())
-        .collect()
+        .collect();
+    if !extra.contains(&"--rate-limit-per-second") {
+        flags.extend(["--rate-limit-per-second".to_string(), "0".to_string()]);
+    }
+    flags
 }
 
 /// How an in-process server is told to stop.
@@ -125,7 +131,7 @@ impl Server {
     /// Start a server on `db` with extra flags of `qcloud serve` (e.g. `["--interactive-ttl",
     /// "1"]`); nothing is read from the environment or a settings file.
     pub async fn start(db: &TestDb, extra: &[&str]) -> anyhow::Result<Server> {
-        let mut flags = base_flags(db);
+        let mut flags = base_flags(db, extra);
         flags.extend(extra.iter().map(|s| s.to_string()));
         Server::launch(qcloud::Config::from_flags(flags)?).await
     }
@@ -251,7 +257,7 @@ impl Process {
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0"])
-            .args(base_flags(db))
+            .args(base_flags(db, extra))
             .args(extra)
             .env("RUST_LOG", std::env::var("QCLOUD_E2E_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
             .stdout(Stdio::piped())

@@ -4,6 +4,7 @@
 pub mod devices;
 pub mod jobs;
 pub mod sessions;
+pub mod tokens;
 
 use chrono::{DateTime, Utc};
 use qcloud_service::list::{Cursor, ListWindow};

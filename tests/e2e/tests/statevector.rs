@@ -96,7 +96,7 @@ async fn circuits_that_cannot_run_fail_with_a_clear_reason() {
     assert!(job["reason"].as_str().unwrap().contains("circuit"), "{job}");
 
     let (s, body) = admin.post("/v1/jobs", json!({"device": dev, "program": "noop", "payload": {}})).await.unwrap();
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "unknown_program");
 }
 

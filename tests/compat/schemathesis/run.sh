@@ -106,6 +106,11 @@ cd "$WORK"
     --request-timeout 30 \
     --report junit --report-dir "$WORK/report" \
     "$@" || status=$?
+# What the run made (the stateful phase follows the links: devices, then sessions and jobs on them).
+made="$(psql "$SERVER_URL" -qAtX -c "SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM sessions),
+    (SELECT count(*) FROM jobs), (SELECT count(*) FROM jobs WHERE status IN ('completed', 'failed', 'canceled'))" 2>/dev/null || true)"
+IFS='|' read -r n_devices n_sessions n_jobs n_ended <<<"${made:-?|?|?|?}"
+say "the run left $n_devices devices, $n_sessions sessions, $n_jobs jobs ($n_ended of them ended) in its database"
 if grep -q 'panicked' "$WORK/server.log"; then
     say "the server panicked:"; grep -n -A5 'panicked' "$WORK/server.log" >&2
     status=1

@@ -169,11 +169,7 @@ fn timing_is_a_closed_object_with_the_validated_range() {
         assert!(!at(min - 1e-9) && !at(max + 1.0), "{key}: past the bounds is refused");
     }
     for schema in ["NewDeviceRequest", "DevicePatch", "DeviceView"] {
-        assert_eq!(
-            d["components"]["schemas"][schema]["properties"]["timing"].to_string().contains("Timing"),
-            true,
-            "{schema}"
-        );
+        assert!(d["components"]["schemas"][schema]["properties"]["timing"].to_string().contains("Timing"), "{schema}");
     }
 }
 

@@ -4,10 +4,12 @@
 //! `/v1/openapi.yaml`, kept equal to `openapi.yaml` by a test).
 #![forbid(unsafe_code)]
 
+mod de;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod ratelimit;
+pub mod schema;
 pub mod v1;
 
 use axum::extract::{DefaultBodyLimit, State};

@@ -53,6 +53,9 @@ pub struct TtlError {
     pub got: f64,
 }
 
+/// The shortest TTL a request may ask for, in seconds (one millisecond).
+pub const MIN_TTL_S: f64 = 0.001;
+
 impl TtlPolicy {
     /// The TTLs of a new session: the request's values (in seconds) where given, validated against
     /// the server limits, else the server defaults.
@@ -65,14 +68,12 @@ impl TtlPolicy {
         ) -> Result<Duration, TtlError> {
             let Some(s) = asked else { return Ok(default) };
             let max_s = max.num_milliseconds() as f64 / 1000.0;
-            if !s.is_finite() || s <= 0.0 || s > max_s {
-                return Err(TtlError { field, min_s: 0.001, max_s, got: s });
+            // The bounds are the values themselves (at least 1 ms), not their rounding, so that the
+            // rule is the one the API's schema states (`minimum: 0.001`).
+            if !s.is_finite() || s < MIN_TTL_S || s > max_s {
+                return Err(TtlError { field, min_s: MIN_TTL_S, max_s, got: s });
             }
-            let ms = (s * 1000.0).round() as i64;
-            if ms < 1 {
-                return Err(TtlError { field, min_s: 0.001, max_s, got: s });
-            }
-            Ok(Duration::milliseconds(ms))
+            Ok(Duration::milliseconds(((s * 1000.0).round() as i64).max(1)))
         }
         Ok(SessionTtls {
             max_ttl: pick("max_ttl", max_ttl_s, self.default.max_ttl, self.max_max_ttl)?,
@@ -425,6 +426,24 @@ mod tests {
         assert_eq!(ttl.max_ttl, Duration::seconds(2));
         assert_eq!(ttl.interactive_ttl, Duration::milliseconds(500));
         assert_eq!(p.resolve(None, None).unwrap(), p.default);
+    }
+
+    /// The bounds apply to the value asked for, not to its rounding: the API's schema says
+    /// `minimum: 0.001`, so 0.0009 is refused (it used to round up to 1 ms and pass) and 0.001 is
+    /// the shortest TTL taken; the largest is the limit itself.
+    #[test]
+    fn ttl_bounds_are_the_values_the_schema_states() {
+        let p = TtlPolicy::default();
+        for below in [0.0009, 0.000_5, 1e-300, 0.0] {
+            let e = p.resolve(Some(below), None).unwrap_err();
+            assert_eq!((e.field, e.min_s), ("max_ttl", MIN_TTL_S), "{below}");
+            assert!(p.resolve(None, Some(below)).is_err(), "{below}");
+        }
+        assert_eq!(p.resolve(Some(MIN_TTL_S), None).unwrap().max_ttl, Duration::milliseconds(1));
+        assert_eq!(p.resolve(None, Some(0.0015)).unwrap().interactive_ttl, Duration::milliseconds(2));
+        let max_s = p.max_max_ttl.num_seconds() as f64;
+        assert_eq!(p.resolve(Some(max_s), None).unwrap().max_ttl, p.max_max_ttl);
+        assert!(p.resolve(Some(max_s + 0.001), None).is_err());
     }
 
     #[test]

@@ -205,9 +205,11 @@ impl Service {
                 let s = qcloud_store::sessions::get(&mut conn, &who.project, sid)
                     .await?
                     .ok_or_else(|| ServiceError::not_found("session", sid))?;
+                // 409, not 400: the request is well formed (the schema cannot know which device a
+                // session runs on); it conflicts with the session it names.
                 if let Some(d) = dev {
                     if *d != s.device {
-                        return Err(ServiceError::invalid(
+                        return Err(ServiceError::conflict(
                             "device_mismatch",
                             format!("session {sid} runs on device '{}', not '{d}'", s.device),
                         ));
@@ -224,8 +226,10 @@ impl Service {
             .await?
             .ok_or_else(|| ServiceError::not_found("device", &device_name))?;
         let driver = device.driver;
+        // 409 like a device mismatch: which programs a device runs is the device's state, not a
+        // rule the request's schema can state.
         if !driver.accepts_program(&req.program) {
-            return Err(ServiceError::invalid(
+            return Err(ServiceError::conflict(
                 "unknown_program",
                 format!(
                     "device '{}' ({} driver) does not run program '{}'; it runs: {}",

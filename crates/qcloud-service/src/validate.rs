@@ -20,13 +20,23 @@ pub fn opt_enum_field<T: std::str::FromStr<Err = qcloud_core::UnknownValue>>(
     v.map(|v| enum_field(field, v)).transpose()
 }
 
-/// Most tags on a job or session, and the longest tag.
+// The rules below are also stated in the API's schema (`openapi.yaml`), as these patterns and
+// bounds: the two must say the same, or a generated request the schema calls valid is refused
+// (or one it calls invalid is taken). Lengths count characters (Unicode scalar values), as JSON
+// Schema's `minLength` / `maxLength` do, not bytes.
+
+/// Any text the server stores or compares in a query: no NUL (Postgres refuses it).
+pub const TEXT_PATTERN: &str = r"^[^\u0000]*$";
+
+/// Most tags on a job or session, and the longest tag (in characters).
 pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_LEN: usize = 128;
+/// One tag: 1 to [`MAX_TAG_LEN`] characters, no NUL.
+pub const TAG_PATTERN: &str = r"^[^\u0000]{1,128}$";
 
 pub fn tags(tags: &[String]) -> Result<()> {
     tags.iter().try_for_each(|t| text("tags", t))?;
-    if tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > MAX_TAG_LEN) {
+    if tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.chars().count() > MAX_TAG_LEN) {
         return Err(ServiceError::invalid(
             "invalid_field",
             format!("tags: at most {MAX_TAGS} tags of 1 to {MAX_TAG_LEN} characters"),
@@ -53,8 +63,16 @@ pub fn opt_text(field: &str, v: Option<&str>) -> Result<()> {
     v.map_or(Ok(()), |v| text(field, v))
 }
 
+/// The largest magnitude of a number in a stored JSON value (payloads, configs). Postgres keeps a
+/// `jsonb` number as an exact decimal and gives it back written out in full (`1e308` comes back
+/// as 309 digits); serde_json reads such a long number back imprecisely and, near `f64::MAX`, as
+/// out of range, so a device config holding `-1.7976931348623157e308` made every later read of
+/// the device a 500. Well inside the range, every number reads back.
+pub const MAX_JSON_NUMBER: f64 = 1e300;
+
 /// [`text`] for every key and string of a JSON value, at any depth (an explicit stack: a value
-/// built in process may be deeper than the parser's recursion limit).
+/// built in process may be deeper than the parser's recursion limit); and every number within
+/// [`MAX_JSON_NUMBER`].
 pub fn json_text(field: &str, v: &serde_json::Value) -> Result<()> {
     use serde_json::Value;
     let mut stack = vec![v];
@@ -68,7 +86,15 @@ pub fn json_text(field: &str, v: &serde_json::Value) -> Result<()> {
                     stack.push(item);
                 }
             }
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            Value::Number(n) => {
+                if n.as_f64().is_none_or(|f| !(-MAX_JSON_NUMBER..=MAX_JSON_NUMBER).contains(&f)) {
+                    return Err(ServiceError::invalid(
+                        "invalid_field",
+                        format!("{field}: numbers must be between -1e300 and 1e300, got {n}"),
+                    ));
+                }
+            }
+            Value::Null | Value::Bool(_) => {}
         }
     }
     Ok(())
@@ -110,25 +136,44 @@ pub fn payload(payload: &serde_json::Value, cfg: &ServiceConfig) -> Result<usize
     Ok(len)
 }
 
+/// Idempotency keys: 1 to 255 visible ASCII characters (`!` to `~`; no space, which HTTP may
+/// trim from a header's ends).
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
 pub fn idempotency_key(key: Option<&str>) -> Result<()> {
     match key {
-        Some(k) if k.is_empty() || k.len() > 255 => {
-            Err(ServiceError::invalid("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"))
+        Some(k) if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Err(ServiceError::invalid(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            ))
         }
         _ => Ok(()),
     }
 }
 
-/// Device names: 1 to 64 characters of `A-Z a-z 0-9 _ . -` (the schema checks the same).
+/// Device names: 1 to 64 characters of `A-Z a-z 0-9 _ . -`, the first a letter or digit (so that
+/// no name is `.` or `..`, which a URL path would resolve away).
+pub const DEVICE_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$";
+
 pub fn device_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-        return Err(ServiceError::invalid("invalid_field", "name: 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'"));
+    let ok = name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(ServiceError::invalid(
+            "invalid_field",
+            "name: 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-', starting with a letter or digit",
+        ));
     }
     Ok(())
 }
 
+/// Most qubits (or atoms) a device may declare.
+pub const MAX_NUM_QUBITS: i32 = 100_000;
+
 pub fn num_qubits(n: i32) -> Result<()> {
-    if !(0..=100_000).contains(&n) {
+    if !(0..=MAX_NUM_QUBITS).contains(&n) {
         return Err(ServiceError::invalid("invalid_field", "num_qubits must be between 0 and 100000"));
     }
     Ok(())
@@ -207,6 +252,15 @@ mod tests {
         assert!(tags(&vec!["t".to_string(); 32]).is_ok());
     }
 
+    /// The schema's `maxLength: 128` counts characters: 128 two-byte characters (256 bytes) are
+    /// a valid tag, 129 are not (the byte count refused the first).
+    #[test]
+    fn tag_length_counts_characters_not_bytes() {
+        assert!(tags(&["é".repeat(128)]).is_ok());
+        assert!(tags(&["😀".repeat(128)]).is_ok());
+        assert_eq!(code(tags(&["é".repeat(129)])), "invalid_field");
+    }
+
     #[test]
     fn shots_and_execution_times_are_in_range() {
         let cfg = ServiceConfig::default();
@@ -232,8 +286,14 @@ mod tests {
         assert!(idempotency_key(None).is_ok() && idempotency_key(Some("k")).is_ok());
         assert_eq!(code(idempotency_key(Some(""))), "invalid_idempotency_key");
         assert_eq!(code(idempotency_key(Some(&"k".repeat(256)))), "invalid_idempotency_key");
-        assert!(device_name("sim_statevector-2.a").is_ok());
-        for bad in ["", "a b", "a/b", &"d".repeat(65)] {
+        assert!(idempotency_key(Some(&"!~".repeat(127))).is_ok());
+        // The schema's pattern `^[!-~]{1,255}$`: no space, tab or other control character.
+        for bad in ["a b", " k", "k\t", "k\u{7f}"] {
+            assert_eq!(code(idempotency_key(Some(bad))), "invalid_idempotency_key", "{bad:?}");
+        }
+        assert!(device_name("sim_statevector-2.a").is_ok() && device_name("EMU_FREE").is_ok());
+        assert!(device_name("0").is_ok() && device_name(&"d".repeat(64)).is_ok());
+        for bad in ["", "a b", "a/b", &"d".repeat(65), ".", "..", "_x", "-x", ".hidden", "é"] {
             assert_eq!(code(device_name(bad)), "invalid_field", "{bad:?}");
         }
         assert!(name("project", "proj-a").is_ok());
@@ -277,6 +337,15 @@ mod tests {
         assert_eq!(code(json_text("payload", &deep)), "invalid_field");
         assert_eq!(code(tags(&["ok".into(), "b\u{0}".into()])), "invalid_field");
         assert_eq!(code(device_name("a\u{0}b")), "invalid_field");
+    }
+
+    #[test]
+    fn json_numbers_the_database_cannot_give_back_are_refused() {
+        assert!(json_text("config", &json!({"a": [1e300, -1e300, 5e-324, u64::MAX, i64::MIN]})).is_ok());
+        for bad in [json!(-1.7976931348623157e308), json!({"a": [1e301]}), json!({"k": {"x": f64::MAX}})] {
+            let e = json_text("config", &bad).unwrap_err();
+            assert!(e.to_string().starts_with("config: numbers must be between"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -23,12 +23,12 @@
 //! | POST /v1/jobs, no Content-Type                              | 415    | unsupported_media_type   |
 //! | POST /v1/jobs, unknown device                               | 404    | not_found                |
 //! | POST /v1/sessions, unknown device                           | 404    | not_found                |
-//! | POST /v1/jobs, program the device does not run (sampler)    | 400    | unknown_program          |
+//! | POST /v1/jobs, program the device does not run (sampler)    | 409    | unknown_program          |
 //! | POST /v1/jobs, session of another project                   | 404    | not_found                |
 //! | POST /v1/jobs, session id that does not exist               | 404    | not_found                |
 //! | POST /v1/jobs, closed session                               | 409    | session_closed           |
 //! | POST /v1/jobs, session that stopped accepting (draining)    | 409    | session_not_accepting    |
-//! | POST /v1/jobs, device differs from the session's device     | 400    | device_mismatch          |
+//! | POST /v1/jobs, device differs from the session's device     | 409    | device_mismatch          |
 //! | POST /v1/sessions, max_ttl -1 / 0 / 1e12                    | 400    | invalid_ttl              |
 //! | POST /v1/sessions, interactive_ttl -5 / 0 / 1e308           | 400    | invalid_ttl              |
 //! | POST /v1/sessions, max_ttl "NaN" (a string)                 | 400    | invalid_body             |
@@ -604,7 +604,6 @@ async fn payloads_are_checked_at_submit() {
     let cases = [
         (json!({"device": noop, "program": "noop", "payload": {"duration_ms": 1, "bogus": 1}}), "invalid_payload"),
         (json!({"device": noop, "program": "noop", "payload": {"duration_ms": 3_600_001}}), "invalid_payload"),
-        (json!({"device": noop, "program": "noop", "payload": [1, 2]}), "invalid_payload"),
         (json!({"device": sv, "program": "sampler", "payload": {"pubs": 5}}), "invalid_payload"),
         (json!({"device": sv, "program": "sampler", "payload": {"pubs": [[bell, null, 0]]}}), "invalid_payload"),
         (json!({"device": sv, "program": "sampler", "payload": {"pubs": [[bell, null, 1e12]]}}), "too_large"),
@@ -1088,8 +1087,8 @@ async fn bad_job_submissions_are_4xx_and_store_nothing() {
         ("session_id not a UUID", with("session_id", json!("abc")), StatusCode::BAD_REQUEST, "invalid_body"),
         ("unknown field", with("colour", json!("red")), StatusCode::BAD_REQUEST, "invalid_body"),
         ("unknown device", with("device", json!(nodev)), StatusCode::NOT_FOUND, "not_found"),
-        ("unknown program", with("program", json!("sampler")), StatusCode::BAD_REQUEST, "unknown_program"),
-        ("empty program", with("program", json!("")), StatusCode::BAD_REQUEST, "unknown_program"),
+        ("unknown program", with("program", json!("sampler")), StatusCode::CONFLICT, "unknown_program"),
+        ("empty program", with("program", json!("")), StatusCode::CONFLICT, "unknown_program"),
         ("unknown session", with("session_id", json!(uuid::Uuid::new_v4())), StatusCode::NOT_FOUND, "not_found"),
         ("shots 0", with("shots", json!(0)), StatusCode::BAD_REQUEST, "invalid_field"),
         ("shots negative", with("shots", json!(-1)), StatusCode::BAD_REQUEST, "invalid_field"),
@@ -1234,10 +1233,10 @@ async fn submissions_to_closed_non_accepting_and_mismatched_sessions_are_refused
         .post("/v1/jobs", json!({"session_id": open, "device": other, "program": "noop", "payload": {}}))
         .await
         .unwrap();
-    assert_err(&r, StatusCode::BAD_REQUEST, "device_mismatch", "device differs from the session's");
+    assert_err(&r, StatusCode::CONFLICT, "device_mismatch", "device differs from the session's");
     // Program check applies to the session's device too.
     let r = c.post("/v1/jobs", json!({"session_id": open, "program": "estimator", "payload": {}})).await.unwrap();
-    assert_err(&r, StatusCode::BAD_REQUEST, "unknown_program", "unknown program in a session");
+    assert_err(&r, StatusCode::CONFLICT, "unknown_program", "unknown program in a session");
 
     for sid in [&closed, &draining, &open] {
         let n = job_ids(&c, &format!("session_id={sid}")).await.len();

@@ -101,7 +101,7 @@ async fn circuits_that_cannot_run_are_refused_at_submit_with_a_clear_reason() {
     assert!(body["error"]["message"].as_str().unwrap().contains("circuit"), "{body}");
 
     let (s, body) = admin.post("/v1/jobs", json!({"device": dev, "program": "noop", "payload": {}})).await.unwrap();
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "unknown_program");
     let (_, page) = admin.get(&format!("/v1/jobs?device={dev}")).await.unwrap();
     assert_eq!(page["items"].as_array().map(Vec::len), Some(0), "nothing stored: {page}");

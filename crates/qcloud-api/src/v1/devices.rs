@@ -2,6 +2,9 @@
 
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Admin, ApiJson, ApiPath, Caller};
+use crate::schema::{
+    DeviceKindSchema, DeviceNameSchema, DeviceStatusSchema, DriverKindSchema, JsonObjectSchema, TimingSchema,
+};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,19 +20,25 @@ use uuid::Uuid;
 /// A device as clients see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeviceView {
+    #[schema(value_type = DeviceNameSchema)]
     pub name: String,
-    #[schema(value_type = String, example = "gate")]
+    #[schema(value_type = DeviceKindSchema)]
     pub kind: DeviceKind,
-    #[schema(value_type = String, example = "noop")]
+    #[schema(value_type = DriverKindSchema)]
     pub driver: DriverKind,
-    #[schema(value_type = String, example = "online")]
+    /// The programs the device runs (a job's `program`); empty for an agent device, which takes
+    /// whatever its hardware does.
+    pub programs: Vec<String>,
+    #[schema(value_type = DeviceStatusSchema)]
     pub status: DeviceStatus,
+    #[schema(minimum = 0, maximum = 100000)]
     pub num_qubits: i32,
-    #[schema(value_type = Object)]
+    #[schema(value_type = TimingSchema)]
     pub timing: Timing,
-    #[schema(value_type = Object)]
+    #[schema(value_type = JsonObjectSchema)]
     pub config: serde_json::Value,
     /// Jobs waiting for this device.
+    #[schema(minimum = 0)]
     pub queue_length: i64,
     /// The active session that holds the device, if any; null for a session of another project
     /// (admins see every session).
@@ -44,6 +53,7 @@ impl From<svc::DeviceView> for DeviceView {
             name: d.name,
             kind: d.kind,
             driver: d.driver,
+            programs: d.driver.programs().unwrap_or_default().iter().map(|p| p.to_string()).collect(),
             status: d.status,
             num_qubits: d.num_qubits,
             timing: d.timing,
@@ -60,17 +70,24 @@ impl From<svc::DeviceView> for DeviceView {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeviceRequest {
+    #[schema(value_type = DeviceNameSchema)]
     pub name: String,
-    /// gate | analog (default: gate).
+    /// Default: gate.
+    #[schema(value_type = Option<DeviceKindSchema>)]
     pub kind: Option<String>,
-    /// noop | statevector | analog | agent.
+    #[schema(value_type = DriverKindSchema)]
     pub driver: String,
-    /// online | paused | offline (default: online).
+    /// Default: online.
+    #[schema(value_type = Option<DeviceStatusSchema>)]
     pub status: Option<String>,
+    #[schema(minimum = 0, maximum = 100000)]
+    #[serde(deserialize_with = "crate::de::integer")]
     pub num_qubits: i32,
-    #[schema(value_type = Option<Object>)]
+    /// Default: zero setup and per-shot time.
+    #[schema(value_type = Option<TimingSchema>)]
     pub timing: Option<serde_json::Value>,
-    #[schema(value_type = Option<Object>)]
+    /// Default: `{}`.
+    #[schema(value_type = Option<JsonObjectSchema>)]
     pub config: Option<serde_json::Value>,
 }
 
@@ -93,11 +110,13 @@ impl NewDeviceRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePatch {
-    /// online | paused | offline.
+    #[schema(value_type = Option<DeviceStatusSchema>)]
     pub status: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    /// Replaces the timing model (absent keys are 0).
+    #[schema(value_type = Option<TimingSchema>)]
     pub timing: Option<serde_json::Value>,
-    #[schema(value_type = Option<Object>)]
+    /// Replaces the config.
+    #[schema(value_type = Option<JsonObjectSchema>)]
     pub config: Option<serde_json::Value>,
 }
 
@@ -113,15 +132,17 @@ impl DevicePatch {
 
 /// List devices.
 #[utoipa::path(get, path = "/v1/devices", operation_id = "list_devices", tag = "devices", security(("bearer" = [])),
-    responses((status = 200, body = [DeviceView]), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = [DeviceView])))]
 pub async fn list(State(s): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Vec<DeviceView>>> {
     Ok(Json(s.svc.list_devices(&who).await?.into_iter().map(DeviceView::from).collect()))
 }
 
 /// One device.
 #[utoipa::path(get, path = "/v1/devices/{name}", operation_id = "get_device", tag = "devices", security(("bearer" = [])),
-    params(("name" = String, Path, description = "Device name")),
-    responses((status = 200, body = DeviceView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("name" = DeviceNameSchema, Path, description = "Device name")),
+    responses((status = 200, body = DeviceView),
+        (status = 400, body = ErrorBody, description = "The name holds a NUL character"),
+        (status = 404, body = ErrorBody, description = "No such device")))]
 pub async fn get(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -132,8 +153,9 @@ pub async fn get(
 
 /// Add a device (admin).
 #[utoipa::path(post, path = "/v1/devices", operation_id = "create_device", tag = "devices", security(("bearer" = [])), request_body = NewDeviceRequest,
-    responses((status = 201, body = DeviceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = DeviceView),
+        (status = 403, body = ErrorBody, description = "Not an admin token"),
+        (status = 409, body = ErrorBody, description = "A device of that name exists (`device_exists`)")))]
 pub async fn create(
     State(s): State<AppState>,
     _a: Admin,
@@ -144,9 +166,10 @@ pub async fn create(
 
 /// Change a device's status, timing or config (admin).
 #[utoipa::path(patch, path = "/v1/devices/{name}", operation_id = "update_device", tag = "devices", security(("bearer" = [])), request_body = DevicePatch,
-    params(("name" = String, Path, description = "Device name")),
-    responses((status = 200, body = DeviceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("name" = DeviceNameSchema, Path, description = "Device name")),
+    responses((status = 200, body = DeviceView),
+        (status = 403, body = ErrorBody, description = "Not an admin token"),
+        (status = 404, body = ErrorBody, description = "No such device")))]
 pub async fn update(
     State(s): State<AppState>,
     _a: Admin,

@@ -3,6 +3,7 @@
 use super::{seconds, window, Page};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::schema::{self, DeviceNameSchema, JobStatusSchema, JsonObjectSchema, PrioritySchema};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,24 +16,34 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// `POST /v1/jobs`.
+/// `POST /v1/jobs`. Give `device`, `session_id` or both (then the device must be the session's).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewJobRequest {
     /// The device; taken from the session when `session_id` is given.
+    #[schema(value_type = Option<DeviceNameSchema>)]
     pub device: Option<String>,
     pub session_id: Option<Uuid>,
-    /// What the device runs: `noop` on noop devices, `sampler` / `estimator` on statevector ones.
+    /// What the device runs (one of its `programs`): `noop` on noop devices, `sampler` /
+    /// `estimator` on statevector ones, `pulser` on analog ones. Another is refused with 409
+    /// `unknown_program`.
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub program: String,
-    /// The program's input.
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
+    /// The program's input: a JSON object.
+    #[schema(value_type = JsonObjectSchema)]
+    pub payload: serde_json::Map<String, serde_json::Value>,
+    #[schema(minimum = 1, maximum = 10000000)]
+    #[serde(default, deserialize_with = "crate::de::opt_integer")]
     pub shots: Option<i64>,
     #[serde(default)]
+    #[schema(schema_with = schema::tags)]
     pub tags: Vec<String>,
-    /// low | medium | high (default: the session's, else medium).
+    /// Default: the session's, else medium.
+    #[schema(value_type = Option<PrioritySchema>)]
     pub priority: Option<String>,
-    /// Rule 10: maximum execution time in seconds (IBM `cost`).
+    /// Rule 10: maximum execution time in seconds (IBM `cost`), more than 0 and at most one day
+    /// (default 3 h).
+    #[schema(exclusive_minimum = 0, maximum = 86400)]
     pub max_execution_time: Option<f64>,
 }
 
@@ -43,7 +54,7 @@ impl NewJobRequest {
             device: self.device,
             session_id: self.session_id,
             program: self.program,
-            payload: self.payload,
+            payload: serde_json::Value::Object(self.payload),
             shots: self.shots,
             tags: self.tags,
             max_execution_time: self.max_execution_time,
@@ -59,16 +70,17 @@ pub struct JobView {
     pub device: String,
     pub session_id: Option<Uuid>,
     pub program: String,
-    #[schema(value_type = String, example = "queued")]
+    #[schema(value_type = JobStatusSchema)]
     pub status: JobStatus,
     /// Why the job failed or was canceled.
     pub reason: Option<String>,
     pub reason_code: Option<String>,
     /// 1-based position in the device's queue, while queued.
+    #[schema(minimum = 1)]
     pub queue_position: Option<i64>,
     pub shots: Option<i64>,
     pub tags: Vec<String>,
-    #[schema(value_type = String)]
+    #[schema(value_type = PrioritySchema)]
     pub priority: Priority,
     pub user: String,
     pub created_at: DateTime<Utc>,
@@ -113,13 +125,24 @@ impl From<svc::JobView> for JobView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct JobQuery {
+    /// Only jobs of this status.
+    #[param(value_type = Option<JobStatusSchema>)]
     pub status: Option<String>,
+    /// Only jobs on this device.
+    #[param(pattern = r"^[^\u0000]*$")]
     pub device: Option<String>,
+    /// Only jobs of this session.
     pub session_id: Option<Uuid>,
+    /// Only jobs with this tag.
+    #[param(pattern = r"^[^\u0000]*$")]
     pub tag: Option<String>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    #[param(pattern = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -145,10 +168,13 @@ pub struct JobResult {
 /// Submit a job to a device or a session. With an `Idempotency-Key` header, a repeated request
 /// returns the job the first one created (200 instead of 201).
 #[utoipa::path(post, path = "/v1/jobs", operation_id = "submit_job", tag = "jobs", security(("bearer" = [])), request_body = NewJobRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same job")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", max_length = 255, min_length = 1,
+        description = "Same key, same job: 1 to 255 visible ASCII characters")),
     responses((status = 201, body = JobView), (status = 200, body = JobView, description = "Replay of an earlier request with the same Idempotency-Key"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 403, body = ErrorBody, description = "The project's quota of device seconds is used up (`quota_exceeded`)"),
+        (status = 404, body = ErrorBody, description = "No such device or session"),
+        (status = 409, body = ErrorBody, description = "The session is closed or accepts no jobs (`session_closed`, `session_not_accepting`), the device is not the session's (`device_mismatch`), or the device does not run the program (`unknown_program`)"),
+        (status = 422, body = ErrorBody, description = "The Idempotency-Key was used before with a different request (`idempotency_key_reused`)")))]
 pub async fn submit(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -168,7 +194,7 @@ pub async fn submit(
 /// One job.
 #[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody, description = "No such job")))]
 pub async fn get(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -180,8 +206,8 @@ pub async fn get(
 /// The result of a completed job.
 #[utoipa::path(get, path = "/v1/jobs/{id}/result", operation_id = "get_job_result", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "The job has not completed")))]
+    responses((status = 200, body = JobResult), (status = 404, body = ErrorBody, description = "No such job"),
+        (status = 409, body = ErrorBody, description = "The job has not completed (`job_not_finished`, `job_has_no_result`)")))]
 pub async fn result(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -194,8 +220,8 @@ pub async fn result(
 /// Cancel a job: a queued job at once, a running one when its driver stops.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody, description = "No such job"),
+        (status = 409, body = ErrorBody, description = "The job has finished (`job_finished`)")))]
 pub async fn cancel(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -206,7 +232,8 @@ pub async fn cancel(
 
 /// The project's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
-    responses((status = 200, body = Page<JobView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Page<JobView>),
+        (status = 400, body = ErrorBody, description = "A query parameter is malformed or out of range")))]
 pub async fn list(
     State(s): State<AppState>,
     Caller(who): Caller,

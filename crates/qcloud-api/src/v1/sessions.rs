@@ -3,6 +3,9 @@
 use super::{seconds, window, Page};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::schema::{
+    self, ClosedReasonSchema, DeviceNameSchema, IdlePolicySchema, PrioritySchema, SessionModeSchema, SessionStateSchema,
+};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,18 +23,26 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSessionRequest {
+    #[schema(value_type = DeviceNameSchema)]
     pub device: String,
-    /// dedicated | batch.
+    #[schema(value_type = SessionModeSchema)]
     pub mode: String,
-    /// Seconds from the first activation until the session closes (default: server's, IBM 8 h).
+    /// Seconds from the first activation until the session closes, 0.001 to the server's limit
+    /// (default limit one day; default value: the server's, IBM 8 h).
+    #[schema(minimum = 0.001, maximum = 86400)]
     pub max_ttl: Option<f64>,
-    /// Seconds an active session with no job keeps the device (default: server's, IBM 60 s).
+    /// Seconds an active session with no job keeps the device, 0.001 to the server's limit
+    /// (default limit one day; default value: the server's, IBM 60 s).
+    #[schema(minimum = 0.001, maximum = 86400)]
     pub interactive_ttl: Option<f64>,
-    /// deactivate | time_out (default: deactivate).
+    /// Default: deactivate.
+    #[schema(value_type = Option<IdlePolicySchema>)]
     pub idle_policy: Option<String>,
-    /// low | medium | high (default: medium).
+    /// Default: medium.
+    #[schema(value_type = Option<PrioritySchema>)]
     pub priority: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schema::tags)]
     pub tags: Vec<String>,
 }
 
@@ -54,20 +65,21 @@ impl NewSessionRequest {
 pub struct SessionView {
     pub id: Uuid,
     pub device: String,
-    #[schema(value_type = String, example = "dedicated")]
+    #[schema(value_type = SessionModeSchema)]
     pub mode: SessionMode,
-    #[schema(value_type = String, example = "active")]
+    #[schema(value_type = SessionStateSchema)]
     pub state: SessionState,
-    #[schema(value_type = Option<String>)]
+    /// Why the session closed; null while it is open.
+    #[schema(value_type = Option<ClosedReasonSchema>)]
     pub closed_reason: Option<ClosedReason>,
     pub accepting_jobs: bool,
     /// Seconds.
     pub max_ttl: f64,
     /// Seconds.
     pub interactive_ttl: f64,
-    #[schema(value_type = String)]
+    #[schema(value_type = IdlePolicySchema)]
     pub idle_policy: IdlePolicy,
-    #[schema(value_type = String)]
+    #[schema(value_type = PrioritySchema)]
     pub priority: Priority,
     pub tags: Vec<String>,
     pub user: String,
@@ -79,7 +91,8 @@ pub struct SessionView {
     pub last_job_completed: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub usage_seconds: f64,
-    /// Number of jobs per status.
+    /// Number of jobs per status (a status with none is absent).
+    #[schema(schema_with = schema::job_counts)]
     pub jobs: BTreeMap<String, i64>,
 }
 
@@ -115,15 +128,25 @@ impl From<svc::SessionView> for SessionView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SessionQuery {
+    /// Only sessions in this state.
+    #[param(value_type = Option<SessionStateSchema>)]
     pub state: Option<String>,
+    /// Only sessions on this device.
+    #[param(pattern = r"^[^\u0000]*$")]
     pub device: Option<String>,
+    /// Only sessions of this mode.
+    #[param(value_type = Option<SessionModeSchema>)]
     pub mode: Option<String>,
+    /// Only sessions with this tag.
+    #[param(pattern = r"^[^\u0000]*$")]
     pub tag: Option<String>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
     /// Opaque cursor from a previous page's `next_cursor`.
+    #[param(pattern = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -140,8 +163,7 @@ impl SessionQuery {
 
 /// Open a session on a device.
 #[utoipa::path(post, path = "/v1/sessions", operation_id = "create_session", tag = "sessions", security(("bearer" = [])), request_body = NewSessionRequest,
-    responses((status = 201, body = SessionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = SessionView), (status = 404, body = ErrorBody, description = "No such device")))]
 pub async fn create(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -153,7 +175,7 @@ pub async fn create(
 /// One session.
 #[utoipa::path(get, path = "/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody, description = "No such session")))]
 pub async fn get(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -164,7 +186,8 @@ pub async fn get(
 
 /// The project's sessions, newest first.
 #[utoipa::path(get, path = "/v1/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = [])), params(SessionQuery),
-    responses((status = 200, body = Page<SessionView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Page<SessionView>),
+        (status = 400, body = ErrorBody, description = "A query parameter is malformed or out of range")))]
 pub async fn list(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -176,7 +199,7 @@ pub async fn list(
 /// Close: accept no new jobs; queued and running jobs finish, then the session closes.
 #[utoipa::path(post, path = "/v1/sessions/{id}/close", operation_id = "close_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody, description = "No such session")))]
 pub async fn close(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -188,7 +211,7 @@ pub async fn close(
 /// Cancel: queued jobs are canceled, the running job finishes, the session closes now.
 #[utoipa::path(post, path = "/v1/sessions/{id}/cancel", operation_id = "cancel_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody, description = "No such session")))]
 pub async fn cancel(
     State(s): State<AppState>,
     Caller(who): Caller,

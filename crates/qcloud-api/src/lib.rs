@@ -1,11 +1,13 @@
 //! qcloud-api: the HTTP front door. Axum routers for the native API `/v1` (devices, sessions,
-//! jobs), health and readiness probes, bearer-token authentication, one JSON error format, request
+//! jobs), the IBM Quantum facade `/ibm` (Qiskit Runtime, IAM, Global Search/Catalog), health and
+//! readiness probes, bearer-token authentication, one JSON error format, request
 //! limits, and the OpenAPI description generated from the handlers (served at
 //! `/v1/openapi.yaml`, kept equal to `openapi.yaml` by a test).
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod extract;
+pub mod ibm;
 pub mod openapi;
 pub mod v1;
 
@@ -60,6 +62,7 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1", v1)
+        .nest("/ibm", ibm::router(svc.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState { svc })

@@ -316,7 +316,7 @@ pub fn job_state(status: JobStatus, reason: Option<&str>, reason_code: Option<&s
 pub fn reason_number(code: &str) -> i64 {
     match code {
         "max_execution_time" => REASON_RAN_TOO_LONG,
-        "invalid" | "invalid_program" | "too_large" | "unknown_program" => 1517,
+        "invalid_input" | "too_large" | "no_driver" => 1517,
         "session_canceled" | "canceled" => 1300,
         "session_max_ttl" => 1306,
         _ => 1500,
@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(job_state(JobStatus::Queued, None, None), json!({"status": "Queued"}));
         assert_eq!(job_state(JobStatus::Completed, None, None)["status"], "Completed");
         assert_eq!(job_state(JobStatus::Canceled, None, None)["status"], "Cancelled");
-        let failed = job_state(JobStatus::Failed, Some("bad circuit"), Some("invalid"));
+        let failed = job_state(JobStatus::Failed, Some("bad circuit"), Some("invalid_input"));
         assert_eq!(failed, json!({"status": "Failed", "reason": "bad circuit", "reason_code": 1517}));
         let timeout = job_state(JobStatus::Failed, Some("ran 2 s"), Some("max_execution_time"));
         assert_eq!((timeout["status"].clone(), timeout["reason_code"].clone()), (json!("Cancelled"), json!(1305)));

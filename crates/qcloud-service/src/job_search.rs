@@ -121,3 +121,53 @@ impl Service {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::AddDevice;
+    use crate::jobs::SubmitJob;
+    use crate::{DriverKind, ServiceConfig};
+    use serde_json::json;
+
+    #[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+    async fn search_counts_filters_pages_and_tags(pool: qcloud_store::PgPool) {
+        let svc = Service::new(pool, ServiceConfig::default());
+        svc.add_device(AddDevice::new("n1", DriverKind::Noop, 5)).await.unwrap();
+        let who = svc.authenticate(&svc.create_token("p", "u", false).await.unwrap()).await.unwrap();
+        let other = svc.authenticate(&svc.create_token("q", "v", false).await.unwrap()).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let tags = if i % 2 == 0 { vec!["even".to_string(), "x".to_string()] } else { vec!["odd".to_string()] };
+            let cmd = SubmitJob { tags, ..SubmitJob::to_device("n1", "noop", json!({})) };
+            ids.push(svc.submit_job(&who, cmd).await.unwrap().0.id);
+        }
+        svc.submit_job(&other, SubmitJob::to_device("n1", "noop", json!({}))).await.unwrap();
+        let all = svc.search_jobs(&who, SearchJobs::default()).await.unwrap();
+        assert_eq!(all.count, 5);
+        assert_eq!(all.items.iter().map(|j| j.id).collect::<Vec<_>>(), ids.iter().rev().copied().collect::<Vec<_>>());
+        let even = svc
+            .search_jobs(&who, SearchJobs { tags: vec!["even".into(), "x".into()], ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(even.count, 3);
+        let page = SearchJobs { limit: Some(2), offset: Some(4), ascending: true, ..Default::default() };
+        let page = svc.search_jobs(&who, page).await.unwrap();
+        assert_eq!((page.count, page.items.len(), page.items[0].id), (5, 1, ids[4]));
+        assert_eq!(
+            svc.search_jobs(&who, SearchJobs { pending: Some(false), ..Default::default() }).await.unwrap().count,
+            0
+        );
+        assert!(svc.search_jobs(&who, SearchJobs { offset: Some(-1), ..Default::default() }).await.is_err());
+        // Tags: replaced; another project's job is not found.
+        let j = svc.update_job_tags(&who, ids[1], vec!["new".into()]).await.unwrap();
+        assert_eq!(j.tags, vec!["new".to_string()]);
+        assert!(matches!(svc.update_job_tags(&other, ids[1], vec![]).await, Err(ServiceError::NotFound { .. })));
+        // Delete: refused while queued, done once canceled.
+        assert!(matches!(svc.delete_job(&who, ids[0]).await, Err(ServiceError::Conflict { .. })));
+        svc.cancel_job(&who, crate::jobs::CancelJob { id: ids[0] }).await.unwrap();
+        svc.delete_job(&who, ids[0]).await.unwrap();
+        assert!(matches!(svc.get_job(&who, ids[0]).await, Err(ServiceError::NotFound { .. })));
+        assert_eq!(svc.search_jobs(&who, SearchJobs::default()).await.unwrap().count, 4);
+    }
+}

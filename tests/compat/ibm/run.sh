@@ -26,4 +26,4 @@ export QCLOUD_BIN
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 command -v psql >/dev/null || { echo "tests/compat/ibm: psql is needed to make a fresh database" >&2; exit 1; }
 cd "$HERE"
-exec "$PY" -m pytest -q -p no:cacheprovider -rfE "$HERE/test_ibm.py" "$@"
+exec "$PY" -m pytest -q -p no:cacheprovider -rfE "$HERE/test_ibm.py" "$HERE/test_qrmi.py" "$@"

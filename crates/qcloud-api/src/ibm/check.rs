@@ -104,6 +104,73 @@ fn check_observables(i: usize, v: &Value, n: usize) -> Result<Vec<usize>, String
     Ok(shape(v, &|x| !x.is_array()))
 }
 
+/// Observables written for the whole backend (labels of `width` > `n` characters, as
+/// `apply_layout` makes them) on a circuit that names only its `n` lowest physical qubits
+/// (OpenQASM 3 with `$k` qubits), labels at most the backend's `width`: the extra qubits are never touched, so they stay in |0>, where
+/// `I` and `Z` are +1 and `X` and `Y` average to 0. Terms are rewritten on `n` qubits exactly so.
+fn fit_observables(v: &mut Value, n: usize, width: usize) {
+    fn fit_dict(m: &serde_json::Map<String, Value>, n: usize) -> Value {
+        let mut out = serde_json::Map::new();
+        for (label, coeff) in m {
+            let chars: Vec<char> = label.chars().collect();
+            if chars.len() <= n {
+                out.insert(label.clone(), coeff.clone());
+                continue;
+            }
+            let (high, low) = chars.split_at(chars.len() - n);
+            if high.iter().any(|c| matches!(c, 'X' | 'Y')) {
+                continue;
+            }
+            let key: String = low.iter().collect();
+            let add = coeff.as_f64().unwrap_or(0.0);
+            let sum = out.get(&key).and_then(Value::as_f64).unwrap_or(0.0) + add;
+            out.insert(key, serde_json::json!(sum));
+        }
+        if out.is_empty() {
+            out.insert("I".repeat(n), serde_json::json!(0.0));
+        }
+        Value::Object(out)
+    }
+    match v {
+        Value::String(label) if label.chars().count() > n && label.chars().count() <= width => {
+            let mut m = serde_json::Map::new();
+            m.insert(label.clone(), serde_json::json!(1.0));
+            *v = fit_dict(&m, n);
+        }
+        Value::Object(m) if m.keys().any(|k| k.chars().count() > n) && m.keys().all(|k| k.chars().count() <= width) => {
+            *v = fit_dict(m, n)
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| fit_observables(x, n, width)),
+        _ => {}
+    }
+}
+
+/// Rewrite estimator observables that span more qubits than their OpenQASM circuit names (see
+/// [`fit_observables`]); other pubs are left as they are.
+pub fn fit_pubs(program: &str, payload: &mut Value, max_qubits: usize) {
+    if program != "estimator" {
+        return;
+    }
+    let Some(pubs) = payload.get_mut("pubs").and_then(Value::as_array_mut) else { return };
+    for (i, pb) in pubs.iter_mut().enumerate() {
+        let Some(items) = pb.as_array_mut() else { continue };
+        // Only circuits on physical qubits (`$k`): a circuit that declares its own register
+        // has a width of its own, and a longer label is a caller mistake.
+        let physical = items
+            .first()
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()));
+        if !physical || items.len() < 2 {
+            continue;
+        }
+        if let Ok(c) = read_circuit(i, &items[0], max_qubits) {
+            if c.num_qubits > 0 {
+                fit_observables(&mut items[1], c.num_qubits, max_qubits);
+            }
+        }
+    }
+}
+
 /// Check the pubs of a translated payload for `program` against devices of `max_qubits`.
 pub fn pubs(program: &str, payload: &Value, max_qubits: usize) -> Result<(), String> {
     let pubs = payload.get("pubs").and_then(Value::as_array).ok_or("params.pubs must be a list")?;
@@ -145,6 +212,17 @@ mod tests {
         pubs("sampler", &json!({"pubs": [[BELL, [], 100]]}), 5).unwrap();
         pubs("sampler", &json!({"pubs": [[ROT, [[0.1], [0.2]], 100]]}), 5).unwrap();
         pubs("estimator", &json!({"pubs": [[ROT, [{"Z": 1.0}, {"X": 1.0}], [[0.1], [0.2]], 0.0]]}), 5).unwrap();
+    }
+
+    #[test]
+    fn backend_wide_observables_fit_circuits_on_physical_qubits() {
+        let phys = "OPENQASM 3.0;\ninclude \"stdgates.inc\";\nh $0;\ncx $0, $1;\n";
+        let mut p = json!({"pubs": [[phys, {"IIIZZ": 1.0, "IZIII": 0.5, "XIIII": 2.0, "IIIXX": -1.0}, [], 0.0],
+                                    [phys, [["IIIZZ"], ["IIXII"]], [], 0.0]]});
+        fit_pubs("estimator", &mut p, 5);
+        assert_eq!(p["pubs"][0][1], json!({"ZZ": 1.0, "II": 0.5, "XX": -1.0}));
+        assert_eq!(p["pubs"][1][1], json!([[{"ZZ": 1.0}], [{"II": 0.0}]]));
+        pubs("estimator", &p, 5).unwrap();
     }
 
     #[test]

@@ -59,6 +59,10 @@ fn job_id(id: &str) -> IbmResult<Uuid> {
     id.parse().map_err(|_| IbmError::not_found("job", id))
 }
 
+fn cost_seconds(d: chrono::Duration) -> i64 {
+    (d.num_milliseconds() + 999).div_euclid(1000)
+}
+
 /// IBM's job document: a pure function of the job (and, unless excluded, its params).
 pub fn view(j: &JobView, params: Option<&Value>) -> Value {
     let state = translate::job_state(j.status, j.reason.as_deref(), j.reason_code.as_deref());
@@ -75,9 +79,10 @@ pub fn view(j: &JobView, params: Option<&Value>) -> Value {
         "private": false,
         "runtime": "",
         "user_id": j.user,
-        "cost": j.max_execution.num_milliseconds() as f64 / 1000.0,
+        // Whole seconds: IBM's schema (and QRMI's models) type these as integers.
+        "cost": cost_seconds(j.max_execution),
         "estimated_running_time_seconds": null,
-        "estimated_max_running_time_seconds": j.max_execution.num_milliseconds() as f64 / 1000.0,
+        "estimated_max_running_time_seconds": cost_seconds(j.max_execution),
         "usage": {"quantum_seconds": j.usage_seconds, "seconds": j.usage_seconds},
         "bss": {"seconds": j.usage_seconds},
         "queue_position": j.queue_position,
@@ -111,7 +116,8 @@ pub async fn submit(
         (None, None) => return Err(IbmError::bad_request("'backend' is required outside a session")),
     };
     let device = super::backends::backend(&s, &c, &backend).await?;
-    let t = translate::job_params(program, &b.params).map_err(IbmError::bad_request)?;
+    let mut t = translate::job_params(program, &b.params).map_err(IbmError::bad_request)?;
+    check::fit_pubs(program, &mut t.payload, device.num_qubits.max(0) as usize);
     check::pubs(program, &t.payload, device.num_qubits.max(0) as usize).map_err(IbmError::bad_request)?;
     if let Some(cost) = b.cost {
         if !cost.is_finite() || cost <= 0.0 {
@@ -177,7 +183,9 @@ pub async fn results(c: IbmCaller, State(s): State<IbmState>, IbmPath(id): IbmPa
             let body = translate::job_result(&j.program, &r.result).map_err(|e| {
                 IbmError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("result of job {id}: {e}"))
             })?;
-            Ok(Json(body).into_response())
+            // Raw text, as IBM serves it: the Python client reads the text and decodes it itself,
+            // QRMI's generated client takes a text/plain body verbatim as a string.
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.to_string()).into_response())
         }
         JobStatus::Failed | JobStatus::Canceled => {
             let text = j.reason.unwrap_or_else(|| format!("job {id} is {}", j.status));
@@ -300,6 +308,7 @@ pub fn search_query(raw: &str) -> IbmResult<(SearchJobs, bool)> {
 /// `GET /jobs`: `{"jobs": [...], "count": total}`.
 pub async fn list(c: IbmCaller, State(s): State<IbmState>, RawQuery(raw): RawQuery) -> IbmResult<Json<Value>> {
     let (q, exclude_params) = search_query(raw.as_deref().unwrap_or(""))?;
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(qcloud_service::validate::DEFAULT_PAGE));
     let page = s.svc.search_jobs(&c.who, q).await?;
     let mut jobs = Vec::with_capacity(page.items.len());
     for j in &page.items {
@@ -310,7 +319,7 @@ pub async fn list(c: IbmCaller, State(s): State<IbmState>, RawQuery(raw): RawQue
             jobs.push(view(j, Some(payload.get("ibm_params").unwrap_or(&payload))));
         }
     }
-    Ok(Json(json!({"jobs": jobs, "count": page.count, "limit": page.items.len()})))
+    Ok(Json(json!({"jobs": jobs, "count": page.count, "offset": offset, "limit": limit})))
 }
 
 #[cfg(test)]

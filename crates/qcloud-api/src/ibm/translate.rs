@@ -91,8 +91,12 @@ pub fn job_params(program: &str, params: &Value) -> Result<Translated, String> {
     let mut total_shots: u64 = 0;
     match program {
         "sampler" => {
-            let default_shots = positive_int(options.get("default_shots").unwrap_or(&Value::Null), "default_shots")?
-                .unwrap_or(DEFAULT_SHOTS);
+            // The schema's top-level `shots` (QRMI sends it), else the client's option, else IBM's.
+            let default_shots = match positive_int(p.get("shots").unwrap_or(&Value::Null), "shots")? {
+                Some(n) => n,
+                None => positive_int(options.get("default_shots").unwrap_or(&Value::Null), "default_shots")?
+                    .unwrap_or(DEFAULT_SHOTS),
+            };
             for (i, pb) in pubs.iter().enumerate() {
                 let items = match pb {
                     Value::Array(a) if (1..=3).contains(&a.len()) => a.as_slice(),
@@ -109,10 +113,13 @@ pub fn job_params(program: &str, params: &Value) -> Result<Translated, String> {
             out.insert("shots".into(), json!(default_shots));
         }
         "estimator" => {
-            let default_precision = match options.get("default_precision") {
-                None | Some(Value::Null) => DEFAULT_PRECISION,
-                Some(v) => v.as_f64().filter(|p| p.is_finite() && *p >= 0.0).ok_or("default_precision must be >= 0")?,
-            };
+            let default_precision =
+                match p.get("precision").filter(|v| !v.is_null()).or(options.get("default_precision")) {
+                    None | Some(Value::Null) => DEFAULT_PRECISION,
+                    Some(v) => {
+                        v.as_f64().filter(|p| p.is_finite() && *p >= 0.0).ok_or("default_precision must be >= 0")?
+                    }
+                };
             for (i, pb) in pubs.iter().enumerate() {
                 let Value::Array(items) = pb else {
                     return Err(format!("pub {i} must be [circuit, observables, parameter_values?, precision?]"));
@@ -434,6 +441,9 @@ mod tests {
         assert_eq!(t.shots, Some(2100));
         let t = job_params("sampler", &json!({"pubs": [["OPENQASM 3.0; qubit[1] q;"]]})).unwrap();
         assert_eq!(t.payload["pubs"][0][2], json!(DEFAULT_SHOTS));
+        // A bare QASM string as a pub and the schema's top-level shots, as QRMI sends them.
+        let t = job_params("sampler", &json!({"pubs": ["OPENQASM 3.0; qubit[1] q;"], "shots": 77})).unwrap();
+        assert_eq!(t.payload["pubs"][0], json!(["OPENQASM 3.0; qubit[1] q;", [], 77]));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! qcloud-api: the HTTP front door. Axum routers for the native API `/v1` (devices, sessions,
-//! jobs), health and readiness probes, bearer-token authentication, one JSON error format, request
+//! jobs), the IBM Quantum facade `/ibm` (Qiskit Runtime, IAM, Global Search/Catalog), health and
+//! readiness probes, bearer-token authentication, one JSON error format, request
 //! limits, and the OpenAPI description generated from the handlers (served at
 //! `/v1/openapi.yaml`, kept equal to `openapi.yaml` by a test).
 #![forbid(unsafe_code)]
@@ -7,6 +8,7 @@
 mod de;
 pub mod error;
 pub mod extract;
+pub mod ibm;
 pub mod openapi;
 pub mod ratelimit;
 pub mod schema;
@@ -78,6 +80,7 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1", v1)
+        .nest("/ibm", ibm::router(svc.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState { svc, limiter: Arc::new(ratelimit::Limiter::new(cfg.rate_limit)) })

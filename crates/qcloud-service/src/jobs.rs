@@ -132,7 +132,7 @@ pub struct JobResult {
     pub result: serde_json::Value,
 }
 
-fn job_view(row: Job, queue_position: Option<i64>) -> JobView {
+pub(crate) fn job_view(row: Job, queue_position: Option<i64>) -> JobView {
     JobView {
         id: row.id,
         device: row.device,

@@ -11,9 +11,11 @@ pub mod checks;
 pub mod config;
 pub mod devices;
 pub mod error;
+pub mod job_search;
 pub mod jobs;
 pub mod list;
 pub mod pipeline;
+pub mod projects;
 pub mod sessions;
 pub mod validate;
 
@@ -24,6 +26,7 @@ pub use error::{Result, ServiceError};
 /// The domain vocabulary the commands and views are written in, so front doors and the scheduler
 /// need no other crate for it.
 pub use qcloud_core::rules::SessionTtls;
+pub use qcloud_core::views;
 pub use qcloud_core::{
     ClosedReason, DeviceKind, DeviceStatus, DriverKind, IdlePolicy, JobStatus, Priority, SessionMode, SessionState,
     Timing, UnknownValue,

@@ -5,8 +5,10 @@
 #![forbid(unsafe_code)]
 
 pub mod devices;
+pub mod job_search;
 pub mod jobs;
 pub mod lease;
+pub mod projects;
 pub mod sessions;
 pub mod tokens;
 

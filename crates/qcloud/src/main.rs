@@ -155,7 +155,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
     }
     println!("replica: {}", server.replica_id());
+    print_qiskit_settings(&server.url());
     server.wait().await
+}
+
+/// What a Qiskit user exports to reach this server with the unmodified qiskit-ibm-runtime client
+/// (the IBM facade under `/ibm`; README section "Qiskit").
+fn print_qiskit_settings(url: &str) {
+    let url = url.trim_end_matches('/');
+    println!("Qiskit (qiskit-ibm-runtime): export these, then QiskitRuntimeService() connects here:");
+    println!("  export IAM_URL={url}/ibm GLOBAL_SEARCH_URL={url}/ibm GLOBAL_CATALOG_URL={url}/ibm/catalog");
+    println!("  export QISKIT_IBM_URL={url}/ibm/experimental/api/v1 QISKIT_IBM_CHANNEL=ibm_quantum_platform");
+    println!("  export QISKIT_IBM_TOKEN=<a qcloud token: qcloud tokens create --project P --user U>");
 }
 
 async fn shutdown_signal() {

@@ -147,7 +147,9 @@ mod tests {
         let mut job = spec(serde_json::Value::Null);
         job.shots = Some(10);
         let timing = Timing { setup_ms: 5.0, per_shot_ms: 1.0, ..Timing::default() };
-        let (out, secs) = crate::execute(&d, d.prepare(&job).unwrap(), &timing, CancellationToken::new()).await;
+        let budget = crate::memory::MemoryBudget::new(1 << 30);
+        let (out, secs) =
+            crate::execute(&d, d.prepare(&job).unwrap(), &timing, &budget, CancellationToken::new()).await;
         assert!(out.is_ok());
         assert!(secs >= 0.015, "occupancy 15 ms, took {secs}");
     }

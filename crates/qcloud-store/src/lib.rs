@@ -7,6 +7,7 @@
 pub mod devices;
 pub mod jobs;
 pub mod lease;
+pub mod pasqal;
 pub mod sessions;
 pub mod tokens;
 

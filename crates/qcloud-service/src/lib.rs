@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod batches;
 pub mod config;
 pub mod devices;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod jobs;
 pub mod list;
 pub mod pipeline;
 pub mod sessions;
+pub mod users;
 pub mod validate;
 
 pub use auth::Principal;

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod pasqal;
 pub mod v1;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -60,6 +61,7 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1", v1)
+        .nest("/pasqal", pasqal::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState { svc })

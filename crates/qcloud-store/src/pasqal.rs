@@ -22,10 +22,7 @@ pub struct ProjectRow {
 }
 
 pub async fn project(conn: &mut PgConnection, project: &str) -> sqlx::Result<Option<ProjectRow>> {
-    sqlx::query_as("SELECT id, name, created_at FROM projects WHERE name = $1")
-        .bind(project)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as("SELECT id, name, created_at FROM projects WHERE name = $1").bind(project).fetch_optional(conn).await
 }
 
 /// Create or replace a user's password hash.
@@ -115,8 +112,13 @@ pub struct BatchFilter {
 const IS_BATCH: &str = " AND s.mode = 'batch' AND s.default_program ? 'sequence_builder'";
 
 /// A page of batches of `project`, newest first, and the total matching.
-pub async fn list_batches(conn: &mut PgConnection, project: &str, f: &BatchFilter) -> sqlx::Result<(Vec<Session>, i64)> {
-    let mut q = QueryBuilder::<Postgres>::new("SELECT s.*, count(*) OVER () AS total FROM sessions s WHERE s.project = ");
+pub async fn list_batches(
+    conn: &mut PgConnection,
+    project: &str,
+    f: &BatchFilter,
+) -> sqlx::Result<(Vec<Session>, i64)> {
+    let mut q =
+        QueryBuilder::<Postgres>::new("SELECT s.*, count(*) OVER () AS total FROM sessions s WHERE s.project = ");
     q.push_bind(project.to_owned()).push(IS_BATCH);
     if !f.ids.is_empty() {
         q.push(" AND s.id = ANY(").push_bind(f.ids.clone()).push(")");

@@ -207,7 +207,8 @@ async fn cancel_batches(State(s): State<AppState>, PCaller(who): PCaller, header
     let dto: CancelBatchesDto = decode_json(&headers, &body)?;
     let ids = dto.batch_ids.iter().map(|i| uuid_of("batch id", i)).collect::<PResult<Vec<_>>>()?;
     let (done, errors) = s.svc.cancel_batches(&who, &ids).await?;
-    let errors: serde_json::Map<String, Value> = errors.into_iter().map(|(id, m)| (id.to_string(), Value::String(m))).collect();
+    let errors: serde_json::Map<String, Value> =
+        errors.into_iter().map(|(id, m)| (id.to_string(), Value::String(m))).collect();
     Ok(ok(json!({"batches": done.iter().map(|b| views::batch(b, false)).collect::<Vec<_>>(), "errors": errors})))
 }
 
@@ -231,11 +232,17 @@ async fn set_tags(
     Ok(ok(views::batch(&b, true)))
 }
 
-async fn cancel_jobs(State(s): State<AppState>, PCaller(who): PCaller, Path(id): Path<String>, Pairs(q): Pairs) -> PResult {
+async fn cancel_jobs(
+    State(s): State<AppState>,
+    PCaller(who): PCaller,
+    Path(id): Path<String>,
+    Pairs(q): Pairs,
+) -> PResult {
     let id = uuid_of("batch id", &id)?;
     let sel: JobSelection = query::selection(&q, &["id", "min_runs", "max_runs", "start_date", "end_date"])?;
     let (done, errors) = s.svc.cancel_batch_jobs(&who, id, sel).await?;
-    let errors: serde_json::Map<String, Value> = errors.into_iter().map(|(id, m)| (id.to_string(), Value::String(m))).collect();
+    let errors: serde_json::Map<String, Value> =
+        errors.into_iter().map(|(id, m)| (id.to_string(), Value::String(m))).collect();
     Ok(ok(json!({"jobs": done.iter().map(views::job).collect::<Vec<_>>(), "errors": errors})))
 }
 
@@ -349,8 +356,9 @@ async fn oauth_token(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "give username and password");
     };
     match s.svc.login(user, password).await {
-        Ok(token) => Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": LOGIN_EXPIRES_IN}))
-            .into_response(),
+        Ok(token) => {
+            Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": LOGIN_EXPIRES_IN})).into_response()
+        }
         Err(ServiceError::Unauthenticated(m)) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_grant", &m),
         Err(e) => PasqalError::from(e).into_response(),
     }

@@ -109,8 +109,21 @@ pub fn selection(q: &[(String, String)], allowed: &[&str]) -> PResult<JobSelecti
 }
 
 const BATCH_KEYS: &[&str] = &[
-    "id", "project_id", "user_id", "device_type", "status", "open", "complete", "queue_priority", "tag",
-    "start_date", "end_date", "offset", "limit", "order_by", "order_by_direction",
+    "id",
+    "project_id",
+    "user_id",
+    "device_type",
+    "status",
+    "open",
+    "complete",
+    "queue_priority",
+    "tag",
+    "start_date",
+    "end_date",
+    "offset",
+    "limit",
+    "order_by",
+    "order_by_direction",
 ];
 
 pub fn batch_filters(q: &[(String, String)]) -> PResult<ListBatches> {
@@ -122,7 +135,8 @@ pub fn batch_filters(q: &[(String, String)]) -> PResult<ListBatches> {
             "user_id" => f.users.push(v.clone()),
             "device_type" => f.devices.push(v.clone()),
             "status" => f.states.push(
-                status::parse_batch(v).ok_or_else(|| PasqalError::bad(format!("status='{v}' is not a batch status")))?,
+                status::parse_batch(v)
+                    .ok_or_else(|| PasqalError::bad(format!("status='{v}' is not a batch status")))?,
             ),
             "open" => f.open = Some(parse_bool(k, v)?),
             "complete" => f.open = Some(!parse_bool(k, v)?),
@@ -149,8 +163,20 @@ pub fn batch_filters(q: &[(String, String)]) -> PResult<ListBatches> {
 }
 
 const JOB_KEYS: &[&str] = &[
-    "id", "project_id", "batch_id", "user_id", "status", "min_runs", "max_runs", "errors", "start_date", "end_date",
-    "offset", "limit", "order_by", "order_by_direction",
+    "id",
+    "project_id",
+    "batch_id",
+    "user_id",
+    "status",
+    "min_runs",
+    "max_runs",
+    "errors",
+    "start_date",
+    "end_date",
+    "offset",
+    "limit",
+    "order_by",
+    "order_by_direction",
 ];
 
 pub fn job_filters(q: &[(String, String)]) -> PResult<ListBatchJobs> {

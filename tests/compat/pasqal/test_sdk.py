@@ -28,8 +28,8 @@ def sdk_for(server, who):
 
 def test_closed_batch_two_jobs_counters_sum_to_runs(server, alice):
     sdk = sdk_for(server, alice)
-    b = sdk.create_batch(SEQ, [{"runs": 200, "variables": {"omega_max": 6.0}},
-                               {"runs": 50, "variables": {"omega_max": 8.0}}], device_type="EMU_FREE", wait=True)
+    b = sdk.create_batch(SEQ, [{"runs": 200, "variables": {"omega_max": 2.0}},
+                               {"runs": 50, "variables": {"omega_max": 1.5}}], device_type="EMU_FREE", wait=True)
     assert b.status == "DONE"
     jobs = b.ordered_jobs
     assert [j.runs for j in jobs] == [200, 50]
@@ -44,9 +44,9 @@ def test_closed_batch_two_jobs_counters_sum_to_runs(server, alice):
 
 def test_open_batch_add_jobs_then_close(server, alice):
     sdk = sdk_for(server, alice)
-    b = sdk.create_batch(SEQ, [{"runs": 20, "variables": {"omega_max": 5.0}}], device_type="EMU_FREE", open=True)
+    b = sdk.create_batch(SEQ, [{"runs": 20, "variables": {"omega_max": 1.0}}], device_type="EMU_FREE", open=True)
     assert b.open
-    b.add_jobs([{"runs": 30, "variables": {"omega_max": 6.0}}], wait=True)
+    b.add_jobs([{"runs": 30, "variables": {"omega_max": 2.0}}], wait=True)
     b.refresh()
     assert b.status in ("PENDING", "RUNNING")
     b.close(wait=True)
@@ -58,7 +58,7 @@ def test_open_batch_add_jobs_then_close(server, alice):
 
 def test_idle_open_batch_times_out(server, alice):
     sdk = sdk_for(server, alice)
-    b = sdk.create_batch(SEQ, [{"runs": 10, "variables": {"omega_max": 5.0}}], device_type="EMU_FREE",
+    b = sdk.create_batch(SEQ, [{"runs": 10, "variables": {"omega_max": 1.0}}], device_type="EMU_FREE",
                          open=True, wait=True)
     import time
     for _ in range(40):
@@ -68,12 +68,12 @@ def test_idle_open_batch_times_out(server, alice):
         time.sleep(0.5)
     assert b.status == "TIMED_OUT"
     with pytest.raises(BaseException):
-        b.add_jobs([{"runs": 10, "variables": {"omega_max": 5.0}}])
+        b.add_jobs([{"runs": 10, "variables": {"omega_max": 1.0}}])
 
 
 def test_filters_pagination_tags_rebatch_cancel(server, alice):
     sdk = sdk_for(server, alice)
-    made = [sdk.create_batch(SEQ, [{"runs": 10 + i, "variables": {"omega_max": 5.0}}], device_type="EMU_FREE",
+    made = [sdk.create_batch(SEQ, [{"runs": 10 + i, "variables": {"omega_max": 1.0}}], device_type="EMU_FREE",
                              tags=["suite-f"], wait=True) for i in range(3)]
     ids = [b.id for b in made]
     page = sdk.get_batches(BatchFilters(id=ids), PaginationParams(offset=1, limit=1))
@@ -108,7 +108,7 @@ def test_filters_pagination_tags_rebatch_cancel(server, alice):
 def test_cancel_jobs_by_ids_and_dates(server, alice):
     sdk = sdk_for(server, alice)
     # FRESNEL is slow (QPU-like timing), so later jobs are still pending when canceled.
-    b = sdk.create_batch(SEQ, [{"runs": 5, "variables": {"omega_max": 5.0}} for _ in range(4)],
+    b = sdk.create_batch(SEQ, [{"runs": 5, "variables": {"omega_max": 1.0}} for _ in range(4)],
                          device_type="FRESNEL", open=True)
     jids = [j.id for j in b.ordered_jobs]
     r = sdk.cancel_jobs(b.id, CancelJobFilters(id=[jids[3]]))
@@ -131,7 +131,7 @@ def test_password_login(server):
                        headers={"Authorization": f"Bearer {t['access_token']}"}).json()["data"][0]["id"]
     sdk = SDK(username="bob@example.com", password="correct horse", project_id=pid,
               endpoints=Endpoints(core=f"{u}/pasqal/core-fast", account=f"{u}/pasqal/account"), auth_config=conf)
-    b = sdk.create_batch(SEQ, [{"runs": 10, "variables": {"omega_max": 5.0}}], device_type="EMU_FREE", wait=True)
+    b = sdk.create_batch(SEQ, [{"runs": 10, "variables": {"omega_max": 1.0}}], device_type="EMU_FREE", wait=True)
     assert sum(b.ordered_jobs[0].result.values()) == 10
     bad = requests.post(f"{u}/pasqal/oauth/token", data={"username": "bob@example.com", "password": "wrong pw"})
     assert bad.status_code == 401
@@ -140,7 +140,7 @@ def test_password_login(server):
 def test_other_project_is_404_and_bad_input_is_4xx(server, alice):
     u = server["url"] + "/pasqal/core-fast"
     sdk = sdk_for(server, alice)
-    b = sdk.create_batch(SEQ, [{"runs": 5, "variables": {"omega_max": 5.0}}], device_type="EMU_FREE", wait=True)
+    b = sdk.create_batch(SEQ, [{"runs": 5, "variables": {"omega_max": 1.0}}], device_type="EMU_FREE", wait=True)
     eve = server["token"]("eve", "eve")
     h = {"Authorization": f"Bearer {eve}"}
     assert requests.get(f"{u}/api/v2/batches/{b.id}", headers=h).status_code == 404

@@ -747,12 +747,9 @@ impl Service {
         let mut out = Vec::with_capacity(rows.len());
         for j in rows {
             let sid = j.session_id.unwrap_or_default();
-            if !seqs.contains_key(&sid) {
+            if let std::collections::hash_map::Entry::Vacant(e) = seqs.entry(sid) {
                 let s = qcloud_store::sessions::get(&mut conn, &who.project, sid).await?;
-                seqs.insert(
-                    sid,
-                    s.and_then(|s| seq_str(s.default_program.as_ref().and_then(|d| d.get("sequence_builder")))),
-                );
+                e.insert(s.and_then(|s| seq_str(s.default_program.as_ref().and_then(|d| d.get("sequence_builder")))));
             }
             let bs = seqs.get(&sid).cloned().flatten();
             out.push(job_view(j, own, bs.as_deref()));

@@ -12,6 +12,7 @@ pub mod ibm;
 pub mod openapi;
 pub mod ratelimit;
 pub mod schema;
+pub mod pasqal;
 pub mod v1;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -81,6 +82,7 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/readyz", get(readyz))
         .nest("/v1", v1)
         .nest("/ibm", ibm::router(svc.clone()))
+        .nest("/pasqal", pasqal::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState { svc, limiter: Arc::new(ratelimit::Limiter::new(cfg.rate_limit)) })

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod checks;
+pub mod batches;
 pub mod config;
 pub mod devices;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod list;
 pub mod pipeline;
 pub mod projects;
 pub mod sessions;
+pub mod users;
 pub mod validate;
 
 pub use auth::Principal;

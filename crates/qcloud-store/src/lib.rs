@@ -9,6 +9,7 @@ pub mod job_search;
 pub mod jobs;
 pub mod lease;
 pub mod projects;
+pub mod pasqal;
 pub mod sessions;
 pub mod tokens;
 

@@ -332,6 +332,11 @@ impl Db {
         Ok(self.svc.revoke_token(id).await?)
     }
 
+    /// Create a user with a password (the Pasqal OAuth password grant), or reset its password.
+    pub async fn set_user_password(&self, user: &str, project: &str, password: &str) -> anyhow::Result<()> {
+        Ok(self.svc.set_user_password(user, project, password).await?)
+    }
+
     pub async fn devices(&self) -> anyhow::Result<Vec<DeviceLine>> {
         Ok(self
             .svc

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Manage users who log in with a password (Pasqal's username/password flow).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Print the OpenAPI description of the native API (what `openapi.yaml` holds).
     Openapi,
 }
@@ -104,6 +109,20 @@ enum TokensCommand {
     Revoke { id: Uuid },
 }
 
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user with a password in a project (or reset the password of an existing user).
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        user: String,
+        /// The password (at least 8 characters).
+        #[arg(long, env = "QCLOUD_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
@@ -130,6 +149,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Devices { command } => devices(&config, command).await,
         Command::Tokens { command } => tokens(&config, command).await,
+        Command::Users { command: UsersCommand::Create { project, user, password } } => {
+            let db = Db::connect(&config).await?;
+            db.set_user_password(&user, &project, &password).await?;
+            println!("user {user} can log in to project {project}");
+            db.close().await;
+            Ok(())
+        }
         Command::Openapi => Ok(()),
     }
 }
@@ -156,6 +182,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     println!("replica: {}", server.replica_id());
     print_qiskit_settings(&server.url());
+    let url = server.url();
+    println!("Pulser / pasqal-cloud: Endpoints(core=\"{url}/pasqal/core-fast\", account=\"{url}/pasqal/account\"),");
+    println!("  a TokenProvider returning a qcloud token (`qcloud tokens create`), project_id from");
+    println!("  GET {url}/pasqal/account/api/v1/projects; or log in with TokenProviderConf(token_endpoint=\"{url}/pasqal/oauth/token\")");
     server.wait().await
 }
 

@@ -461,8 +461,20 @@ impl Service {
             }
             let payload =
                 json!({"sequence": sequence, "runs": runs, "variables": spec.variables.clone().unwrap_or(Value::Null)});
-            validate::payload(&payload, &self.cfg)?;
+            let payload_bytes = validate::payload(&payload, &self.cfg)?;
             validate::json_text("variables", &payload["variables"])?;
+            // The analog driver's own checks (a sequence Pulser would refuse, too many atoms for
+            // the device, missing variables), as for every submitted job: a 4xx now, nothing stored.
+            if let Some(check) = &self.checks {
+                crate::checks::run(check, &device, "pulser", &payload, Some(runs), payload_bytes).await.map_err(
+                    |e| match e {
+                        ServiceError::Invalid { code, message } => {
+                            ServiceError::invalid(code, format!("jobs[{i}]: {message}"))
+                        }
+                        other => other,
+                    },
+                )?;
+            }
             let inserted = qcloud_store::jobs::insert(
                 tx,
                 NewJob {
@@ -477,6 +489,7 @@ impl Service {
                     tags: &[],
                     priority: s.priority,
                     idempotency_key: None,
+                    request_hash: None,
                     max_execution: max_exec,
                 },
             )

@@ -10,9 +10,9 @@ pub mod error;
 pub mod extract;
 pub mod ibm;
 pub mod openapi;
+pub mod pasqal;
 pub mod ratelimit;
 pub mod schema;
-pub mod pasqal;
 pub mod v1;
 
 use axum::extract::{DefaultBodyLimit, State};

@@ -7,8 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod checks;
 pub mod batches;
+pub mod checks;
 pub mod config;
 pub mod devices;
 pub mod error;

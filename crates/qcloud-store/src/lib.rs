@@ -8,8 +8,8 @@ pub mod devices;
 pub mod job_search;
 pub mod jobs;
 pub mod lease;
-pub mod projects;
 pub mod pasqal;
+pub mod projects;
 pub mod sessions;
 pub mod tokens;
 

@@ -134,9 +134,10 @@ async fn an_empty_database_without_a_file_gets_the_default_devices() {
     let counts = result["pub_results"][0]["data"]["c"]["counts"].as_object().unwrap().clone();
     assert!(counts.keys().all(|k| k.starts_with('1')) && counts.values().filter_map(Value::as_u64).sum::<u64>() == 100);
     let not_isa = "OPENQASM 3.0;\ninclude \"stdgates.inc\";\nbit[1] c;\nh $0;\nc[0] = measure $0;\n";
-    let (done, _) = admin.run_job(job(not_isa), Duration::from_secs(60)).await.unwrap();
-    assert_eq!(done["status"], "failed", "{done}");
-    assert!(done["reason"].as_str().unwrap_or_default().contains("gate 'h' on qubit(s) [0]"), "{done}");
+    // Refused at submit (issue 7), naming the gate.
+    let (s, body) = admin.post("/v1/jobs", job(not_isa)).await.unwrap();
+    assert_eq!(s, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("gate 'h' on qubit(s) [0]"), "{body}");
     assert_eq!(seen["EMU_FREE"]["driver"], "analog");
     assert_eq!(seen["sim_statevector"]["num_qubits"], 28);
     assert_eq!(seen["noop_1"]["num_qubits"], 127);

@@ -68,7 +68,7 @@ enum_schema!(
     "Whether the device takes new work: paused and offline devices get none (their running job finishes)."
 );
 
-/// Largest `setup_ms` / `per_shot_ms` of a timing model (`Timing::validate`): one day.
+/// Largest `setup_ms` / `per_shot_ms` / `prep_ms` / `prep_per_circuit_ms` of a timing model (`Timing::validate`): one day.
 pub const MAX_TIMING_MS: f64 = 86_400_000.0;
 
 /// The timing model, a closed object: each key optional (0 when absent), 0 to one day in ms.
@@ -91,6 +91,11 @@ impl utoipa::PartialSchema for TimingSchema {
             ))
             .property("setup_ms", ms("Fixed time per job, in milliseconds (default 0)."))
             .property("per_shot_ms", ms("Time per shot, in milliseconds (default 0)."))
+            .property("prep_ms", ms("Classical preparation per job before it takes the device, in milliseconds (default 0)."))
+            .property(
+                "prep_per_circuit_ms",
+                ms("Classical preparation per circuit (pub), in milliseconds (default 0)."),
+            )
             .additional_properties(Some(AdditionalProperties::FreeForm(false)))
             .into()
     }

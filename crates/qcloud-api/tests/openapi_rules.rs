@@ -144,7 +144,7 @@ fn bounds_and_patterns_are_the_servers() {
     }
 }
 
-/// `timing` is closed: its two keys, each 0 to one day in ms, exactly the range `Timing::validate`
+/// `timing` is closed: its four keys, each 0 to one day in ms, exactly the range `Timing::validate`
 /// takes.
 #[test]
 fn timing_is_a_closed_object_with_the_validated_range() {
@@ -152,16 +152,17 @@ fn timing_is_a_closed_object_with_the_validated_range() {
     let t = resolve(&d, &d["components"]["schemas"]["Timing"]);
     assert_eq!(t["additionalProperties"], json!(false));
     let keys: Vec<&String> = t["properties"].as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["per_shot_ms", "setup_ms"]);
-    for key in ["setup_ms", "per_shot_ms"] {
+    assert_eq!(keys, ["per_shot_ms", "prep_ms", "prep_per_circuit_ms", "setup_ms"]);
+    for key in ["setup_ms", "per_shot_ms", "prep_ms", "prep_per_circuit_ms"] {
         let (min, max) =
             (t["properties"][key]["minimum"].as_f64().unwrap(), t["properties"][key]["maximum"].as_f64().unwrap());
         let at = |v: f64| {
             let mut timing = Timing::default();
-            if key == "setup_ms" {
-                timing.setup_ms = v
-            } else {
-                timing.per_shot_ms = v
+            match key {
+                "setup_ms" => timing.setup_ms = v,
+                "per_shot_ms" => timing.per_shot_ms = v,
+                "prep_ms" => timing.prep_ms = v,
+                _ => timing.prep_per_circuit_ms = v,
             }
             timing.validate().is_ok()
         };

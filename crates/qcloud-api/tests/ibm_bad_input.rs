@@ -29,7 +29,9 @@ struct Ctx {
 }
 
 async fn setup(pool: sqlx::PgPool) -> Ctx {
-    let svc = Service::new(pool, ServiceConfig::default());
+    // The server's submit-time checks: every payload goes through its driver's `validate`.
+    let checks = std::sync::Arc::new(qcloud_scheduler::checks::DriverChecks::new(qcloud_devices::Registry::default()));
+    let svc = Service::new(pool, ServiceConfig::default()).with_program_check(checks);
     svc.add_device(AddDevice::new("sv", DriverKind::Statevector, 5)).await.unwrap();
     let mut analog = AddDevice::new("atoms", DriverKind::Analog, 10);
     analog.kind = DeviceKind::Analog;

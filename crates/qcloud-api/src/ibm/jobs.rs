@@ -118,7 +118,6 @@ pub async fn submit(
     let device = super::backends::backend(&s, &c, &backend).await?;
     let mut t = translate::job_params(program, &b.params).map_err(IbmError::bad_request)?;
     check::fit_pubs(program, &mut t.payload, device.num_qubits.max(0) as usize);
-    check::pubs(program, &t.payload, device.num_qubits.max(0) as usize).map_err(IbmError::bad_request)?;
     if let Some(cost) = b.cost {
         if !cost.is_finite() || cost <= 0.0 {
             return Err(IbmError::bad_request(
@@ -134,6 +133,10 @@ pub async fn submit(
         ..SubmitJob::to_device(device.name, program, t.payload)
     };
     let (j, _) = s.svc.submit_job(&c.who, cmd).await.map_err(|e| match e {
+        // The driver's submit-time checks (a circuit that does not parse, parameter values or
+        // observables that do not fit it, a circuit wider than the backend): IBM's 400, the
+        // driver's message.
+        ServiceError::Invalid { code: "invalid_payload" | "too_large", message } => IbmError::bad_request(message),
         ServiceError::Conflict { code: code @ ("session_closed" | "session_not_accepting"), message } => {
             IbmError::new(StatusCode::CONFLICT, code, format!("{message}: the session is closed; start a new one"))
         }

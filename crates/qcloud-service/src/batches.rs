@@ -100,6 +100,13 @@ pub struct BatchJobView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// A batch job built from its spec and checked by its driver, ready to insert.
+#[derive(Debug)]
+struct ReadyJob {
+    payload: Value,
+    runs: i64,
+}
+
 /// Which jobs a rebatch copies or a cancel-jobs cancels (all ANDed; empty = all).
 #[derive(Debug, Clone, Default)]
 pub struct JobSelection {
@@ -396,27 +403,29 @@ impl Service {
             .ok_or_else(|| ServiceError::invalid("unknown_device_type", "no analog device is served here"))
     }
 
-    /// Insert the jobs of a batch whose session row is locked (in the caller's transaction).
-    async fn insert_batch_jobs(
+    /// Build the jobs of a batch on `device_name` (whose session carries `default_program`) and
+    /// put each through its driver's submit-time checks. Reading only, before any transaction,
+    /// as `submit_job` does: parsing a sequence holds no lock, and a refusal stores nothing.
+    async fn check_batch_jobs(
         &self,
-        tx: &mut PgConnection,
+        conn: &mut PgConnection,
         who: &Principal,
-        s: &Session,
+        device_name: &str,
+        default_program: Option<&Value>,
         specs: &[BatchJobSpec],
-        parents: Option<&[Uuid]>,
-    ) -> Result<()> {
+    ) -> Result<Vec<ReadyJob>> {
         if specs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let dp = s.default_program.clone().unwrap_or(Value::Null);
-        let batch_seq = seq_str(dp.get("sequence_builder"));
+        let batch_seq = seq_str(default_program.and_then(|d| d.get("sequence_builder")));
         let default_runs =
-            default_num_shots(dp.get("backend_configuration").and_then(Value::as_str)).unwrap_or(DEFAULT_RUNS);
-        let (device, quota) = qcloud_store::devices::get_with_quota(tx, &s.device, &who.project)
+            default_num_shots(default_program.and_then(|d| d.get("backend_configuration")).and_then(Value::as_str))
+                .unwrap_or(DEFAULT_RUNS);
+        let (device, quota) = qcloud_store::devices::get_with_quota(conn, device_name, &who.project)
             .await?
-            .ok_or_else(|| ServiceError::not_found("device", &s.device))?;
+            .ok_or_else(|| ServiceError::not_found("device", device_name))?;
         if let Some(quota) = quota {
-            let used = qcloud_store::tokens::usage(tx, &who.project).await?;
+            let used = qcloud_store::tokens::usage(conn, &who.project).await?;
             if used >= quota {
                 return Err(ServiceError::QuotaExceeded(format!(
                     "project '{}' used {used:.1} of its {quota:.1} device seconds",
@@ -424,8 +433,7 @@ impl Service {
                 )));
             }
         }
-        let max_exec = validate::max_execution(None, &self.cfg)?;
-        let mut wake = false;
+        let mut ready = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let sequence = match (&spec.sequence, &batch_seq) {
                 (Some(own), _) => {
@@ -475,17 +483,37 @@ impl Service {
                     },
                 )?;
             }
+            ready.push(ReadyJob { payload, runs });
+        }
+        Ok(ready)
+    }
+
+    /// Insert checked jobs into a batch whose session row is locked (in the caller's transaction).
+    async fn insert_batch_jobs(
+        &self,
+        tx: &mut PgConnection,
+        who: &Principal,
+        s: &Session,
+        jobs: &[ReadyJob],
+        parents: Option<&[Uuid]>,
+    ) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let max_exec = validate::max_execution(None, &self.cfg)?;
+        let mut wake = false;
+        for (i, job) in jobs.iter().enumerate() {
             let inserted = qcloud_store::jobs::insert(
                 tx,
                 NewJob {
                     id: Uuid::new_v4(),
                     project: &who.project,
                     user: &who.user,
-                    device: &device.name,
+                    device: &s.device,
                     session_id: Some(s.id),
                     program: "pulser",
-                    payload: &payload,
-                    shots: Some(runs),
+                    payload: &job.payload,
+                    shots: Some(job.runs),
                     tags: &[],
                     priority: s.priority,
                     idempotency_key: None,
@@ -501,7 +529,7 @@ impl Service {
             }
         }
         if wake {
-            qcloud_store::notify(tx, qcloud_store::channel::WAKE, &device.name).await?;
+            qcloud_store::notify(tx, qcloud_store::channel::WAKE, &s.device).await?;
         }
         Ok(())
     }
@@ -529,20 +557,25 @@ impl Service {
             }
         };
         let ttls = self.cfg.ttl.resolve(None, None).map_err(|e| ServiceError::invalid("invalid_ttl", e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
-        let own = self.own_project_uuid(&mut tx, who).await?;
+        // Everything that only reads, the jobs' checks included, before the transaction.
+        let mut conn = self.pool.acquire().await?;
+        let own = self.own_project_uuid(&mut conn, who).await?;
         match req.project_id {
             Some(p) if p == own => {}
             Some(p) => return Err(ServiceError::not_found("project", p)),
             None => return Err(ServiceError::invalid("missing_field", "project_id is required")),
         }
-        let device = self.batch_device(&mut tx, req.device_type.as_deref(), &probe).await?;
+        let device = self.batch_device(&mut conn, req.device_type.as_deref(), &probe).await?;
         let default_program = json!({
             "sequence_builder": req.sequence_builder,
             "configuration": req.configuration,
             "backend_configuration": req.backend_configuration,
         });
         validate::json_text("configuration", &default_program)?;
+        let ready = self.check_batch_jobs(&mut conn, who, &device, Some(&default_program), &req.jobs).await?;
+        drop(conn);
+
+        let mut tx = self.pool.begin().await?;
         let row = qcloud_store::sessions::insert(
             &mut tx,
             NewSession {
@@ -561,11 +594,11 @@ impl Service {
         )
         .await?;
         let id = row.id;
-        if !req.jobs.is_empty() {
+        if !ready.is_empty() {
             let row = qcloud_store::sessions::submit_into(&mut tx, id, &who.project)
                 .await?
                 .ok_or_else(|| ServiceError::not_found("batch", id))?;
-            self.insert_batch_jobs(&mut tx, who, &row, &req.jobs, None).await?;
+            self.insert_batch_jobs(&mut tx, who, &row, &ready, None).await?;
         }
         if !req.open {
             qcloud_store::sessions::stop_accepting(&mut tx, id).await?;
@@ -582,14 +615,26 @@ impl Service {
         if jobs.is_empty() {
             return Err(ServiceError::invalid("missing_jobs", "give at least one job"));
         }
+        let closed = || ServiceError::conflict("batch_closed", format!("batch {id} is closed and takes no more jobs"));
+        // The jobs are checked before the transaction (a closed batch is refused before that).
+        let mut conn = self.pool.acquire().await?;
+        let s = qcloud_store::sessions::get(&mut conn, &who.project, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("batch", id))?;
+        if !s.state.is_open() || !s.accepting_jobs {
+            return Err(closed());
+        }
+        let ready = self.check_batch_jobs(&mut conn, who, &s.device, s.default_program.as_ref(), &jobs).await?;
+        drop(conn);
+
         let mut tx = self.pool.begin().await?;
         let s = qcloud_store::sessions::submit_into(&mut tx, id, &who.project)
             .await?
             .ok_or_else(|| ServiceError::not_found("batch", id))?;
         if !s.state.is_open() || !s.accepting_jobs {
-            return Err(ServiceError::conflict("batch_closed", format!("batch {id} is closed and takes no more jobs")));
+            return Err(closed());
         }
-        self.insert_batch_jobs(&mut tx, who, &s, &jobs, None).await?;
+        self.insert_batch_jobs(&mut tx, who, &s, &ready, None).await?;
         self.settle_session(&mut tx, id).await?;
         tx.commit().await?;
         self.get_batch(who, id).await
@@ -631,23 +676,39 @@ impl Service {
     /// A new closed batch with copies of the selected jobs of a closed batch (parents recorded).
     #[instrument(skip_all, fields(session_id = %id))]
     pub async fn rebatch(&self, who: &Principal, id: Uuid, sel: JobSelection) -> Result<BatchView> {
-        let mut tx = self.pool.begin().await?;
-        let old = self.load_batch(&mut tx, who, id).await?;
+        // The copies are built and checked before the transaction (a batch that no longer
+        // accepts jobs never does again, so what is read here still holds in it).
+        let mut conn = self.pool.acquire().await?;
+        let old = self.load_batch(&mut conn, who, id).await?;
         if old.state.is_open() && old.accepting_jobs {
             return Err(ServiceError::conflict(
                 "batch_open",
                 format!("batch {id} is still open; close it before a rebatch"),
             ));
         }
-        let jobs = qcloud_store::pasqal::session_jobs(&mut tx, id).await?;
+        let jobs = qcloud_store::pasqal::session_jobs(&mut conn, id).await?;
         let chosen: Vec<&Job> = jobs.iter().filter(|j| sel.matches(j)).collect();
         if chosen.is_empty() {
             return Err(ServiceError::invalid("no_jobs_selected", format!("no job of batch {id} matches the filters")));
         }
-        let s = qcloud_store::sessions::get(&mut tx, &who.project, id)
+        let s = qcloud_store::sessions::get(&mut conn, &who.project, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("batch", id))?;
+        let batch_seq = seq_str(s.default_program.as_ref().and_then(|d| d.get("sequence_builder")));
+        let specs: Vec<BatchJobSpec> = chosen
+            .iter()
+            .map(|j| BatchJobSpec {
+                runs: j.shots,
+                variables: j.payload.get("variables").filter(|v| !v.is_null()).cloned(),
+                sequence: seq_str(j.payload.get("sequence")).filter(|q| Some(q) != batch_seq.as_ref()),
+            })
+            .collect();
+        let parents: Vec<Uuid> = chosen.iter().map(|j| j.id).collect();
+        let ready = self.check_batch_jobs(&mut conn, who, &s.device, s.default_program.as_ref(), &specs).await?;
+        drop(conn);
         let ttls = self.cfg.ttl.resolve(None, None).map_err(|e| ServiceError::invalid("invalid_ttl", e.to_string()))?;
+
+        let mut tx = self.pool.begin().await?;
         let row = qcloud_store::sessions::insert(
             &mut tx,
             NewSession {
@@ -670,17 +731,7 @@ impl Service {
         let row = qcloud_store::sessions::submit_into(&mut tx, new_id, &who.project)
             .await?
             .ok_or_else(|| ServiceError::not_found("batch", new_id))?;
-        let batch_seq = seq_str(s.default_program.as_ref().and_then(|d| d.get("sequence_builder")));
-        let specs: Vec<BatchJobSpec> = chosen
-            .iter()
-            .map(|j| BatchJobSpec {
-                runs: j.shots,
-                variables: j.payload.get("variables").filter(|v| !v.is_null()).cloned(),
-                sequence: seq_str(j.payload.get("sequence")).filter(|q| Some(q) != batch_seq.as_ref()),
-            })
-            .collect();
-        let parents: Vec<Uuid> = chosen.iter().map(|j| j.id).collect();
-        self.insert_batch_jobs(&mut tx, who, &row, &specs, Some(&parents)).await?;
+        self.insert_batch_jobs(&mut tx, who, &row, &ready, Some(&parents)).await?;
         qcloud_store::sessions::stop_accepting(&mut tx, new_id).await?;
         self.settle_session(&mut tx, new_id).await?;
         tx.commit().await?;

@@ -118,7 +118,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/status", get(job_status))
         .route("/api/v2/jobs/{id}/cancel", patch(cancel_job))
         .route("/api/v1/jobs/{id}/results_link", get(results_link))
+        .route("/api/v1/batches/{id}/full_results", get(full_results))
+        .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/specs", get(device_specs))
+        .route("/api/v1/devices/specs/{device_type}", get(device_spec))
         .route("/api/v1/devices/public-specs", get(public_specs));
     Router::new()
         .nest("/core-fast", core)
@@ -300,6 +303,18 @@ async fn result_file(State(s): State<AppState>, Path(token): Path<String>) -> PR
     Ok(Json(views::result_document(r)).into_response())
 }
 
+/// `GET /batches/{id}/full_results` (QRMI reads it; the SDK does not): the result document of
+/// every finished job of the batch, by job id, as the results links serve them.
+async fn full_results(State(s): State<AppState>, PCaller(who): PCaller, Path(id): Path<String>) -> PResult {
+    let b = s.svc.get_batch(&who, uuid_of("batch id", &id)?).await?;
+    let mut out = serde_json::Map::new();
+    for j in b.jobs.iter().filter(|j| j.status == qcloud_service::JobStatus::Completed) {
+        let r = s.svc.job_result(&who, j.id).await?;
+        out.insert(j.id.to_string(), views::result_document(r.result));
+    }
+    Ok(ok(Value::Object(out)))
+}
+
 async fn analog_specs(s: &AppState) -> PResult<Vec<(String, String)>> {
     let devices = s.svc.list_devices(&Principal::operator()).await?;
     Ok(devices
@@ -309,6 +324,36 @@ async fn analog_specs(s: &AppState) -> PResult<Vec<(String, String)>> {
             Some((d.name, spec.to_string()))
         })
         .collect())
+}
+
+/// `GET /devices` (no token, as Pasqal serves it; QRMI's `is_accessible` reads `availability`):
+/// every served analog device with its status (`UP`, `PAUSED`, `DOWN`) and `availability`
+/// `ACTIVE` (a device qcloud serves is not retired), optionally `?device_type=` one of them.
+async fn devices(State(s): State<AppState>, Pairs(q): Pairs) -> PResult {
+    let mut wanted = Vec::new();
+    for (k, v) in q {
+        match k.as_str() {
+            "device_type" => wanted.push(v),
+            other => return Err(PasqalError::bad(format!("unknown filter '{other}': devices filter on device_type"))),
+        }
+    }
+    let data: Vec<Value> = s
+        .svc
+        .list_devices(&Principal::operator())
+        .await?
+        .into_iter()
+        .filter(|d| d.kind == qcloud_service::DeviceKind::Analog && (wanted.is_empty() || wanted.contains(&d.name)))
+        .map(|d| json!({"device_type": d.name, "status": status::device(d.status), "availability": "ACTIVE"}))
+        .collect();
+    Ok(ok(Value::Array(data)))
+}
+
+/// `GET /devices/specs/{device_type}` (authenticated): one device's Pulser spec.
+async fn device_spec(State(s): State<AppState>, PCaller(_who): PCaller, Path(t): Path<String>) -> PResult {
+    let (n, spec) = analog_specs(&s).await?.into_iter().find(|(n, _)| *n == t).ok_or_else(|| {
+        PasqalError::new(StatusCode::NOT_FOUND, "not_found", format!("device_type '{t}' is not served here"))
+    })?;
+    Ok(ok(json!({"device_type": n, "specs": spec})))
 }
 
 async fn device_specs(State(s): State<AppState>, PCaller(_who): PCaller) -> PResult {

@@ -4,6 +4,8 @@
 # scripts/test or tests/compat/ibm/run.sh): job mode (20 sequential Bell jobs, 1024 shots), a Batch of 20 and a
 # Session of 10 sequential jobs (QCLOUD_BIN picks another build). Prints wall times, per-job overhead and the client's expected poll wait.
 #   bench/ibm/run.sh [DRIVER ARGS...]       e.g. --jobs 50
+#   bench/ibm/run.sh --batch-vs-session [ARGS...]   Batch faster than Session: batch_vs_session.py instead
+#                                                   (heavyhex_127's QPU-like timing, 50 circuits)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PY="${QCLOUD_COMPAT_PYTHON:-$ROOT/tests/compat/.venv/bin/python}"
@@ -29,4 +31,9 @@ trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$LOG" && break; sleep 0.1; done
 URL="$(grep -o 'http://[0-9.:]*' "$LOG" | head -1)"
 TOKEN="$("$BIN" tokens create --project bench --user bench | tail -1)"
-"$PY" "$ROOT/bench/ibm/driver.py" --url "$URL" --token "$TOKEN" "$@"
+SCRIPT=driver.py
+if [ "${1:-}" = "--batch-vs-session" ]; then
+    SCRIPT=batch_vs_session.py
+    shift
+fi
+"$PY" "$ROOT/bench/ibm/$SCRIPT" --url "$URL" --token "$TOKEN" "$@"

@@ -17,6 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BACKEND = "ibm_sim"
 # The same with a QPU-like occupancy per job (0.3 s + 0.5 ms per shot): cancel, close, time-out and TTL tests.
 SLOW_BACKEND = "ibm_slow"
+# The seeded IBM-shaped QPU (127-qubit heavy-hex target, QPU-like timing), as devices.toml declares it.
+HEAVY_HEX = "heavyhex_127"
 ADMIN_TOKEN = "ibm-compat-admin-token-0123456789"
 
 

@@ -16,7 +16,7 @@ from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_ibm_runtime import Batch, EstimatorV2, QiskitRuntimeService, SamplerV2, Session
 from qiskit_ibm_runtime.exceptions import RuntimeJobMaxTimeoutError, RuntimeJobNotFound
 
-from conftest import BACKEND, SLOW_BACKEND
+from conftest import BACKEND, HEAVY_HEX, SLOW_BACKEND
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -75,7 +75,7 @@ def test_connect_with_crn_by_name_without_instance_and_by_environment(server, to
     assert by_name.instances()[0]["crn"] == crn
     b = by_env.backend(BACKEND)
     assert b.configuration().simulator is False and b.num_qubits == 5
-    assert by_env.least_busy(simulator=False, operational=True).name in {BACKEND, SLOW_BACKEND}
+    assert by_env.least_busy(simulator=False, operational=True).name in {BACKEND, SLOW_BACKEND, HEAVY_HEX}
     # A job through the environment-only service.
     counts = SamplerV2(mode=b).run([isa(b, bell())], shots=200).result()[0].data.c.get_counts()
     assert set(counts) <= {"00", "11"} and sum(counts.values()) == 200
@@ -113,6 +113,59 @@ def test_batch_of_fifty_random_circuits_matches_exact_probabilities(backend):
     details = wait_for(lambda: (d := batch.details())["state"] == "closed" and d, what="the batch to close")
     assert details["accepting_jobs"] is False and details["usage_time"] >= 0
     assert Batch.from_id(batch.session_id, service=backend.service).details()["mode"] == "batch"
+
+
+# --- the seeded 127-qubit heavy-hex device --------------------------------------------------------------------------
+
+
+def test_heavy_hex_backend_transpiles_and_runs_with_correct_counts(service):
+    b = service.backend(HEAVY_HEX)
+    conf = b.configuration()
+    assert b.num_qubits == 127 and conf.simulator is False
+    assert set(conf.basis_gates) >= {"ecr", "rz", "sx", "x"}
+    # Heavy-hex: 144 couplers, degree at most 3 (the coupling map lists both directions or one).
+    edges = {tuple(sorted(e)) for e in conf.coupling_map}
+    assert len(edges) == 144
+    assert max(sum(q in e for e in edges) for q in range(127)) == 3
+    assert service.least_busy(simulator=False, operational=True).name in {BACKEND, SLOW_BACKEND, HEAVY_HEX}
+    assert HEAVY_HEX in {x.name for x in service.backends(simulator=False, min_num_qubits=100)}
+    qc = QuantumCircuit(3, 3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.cx(1, 2)
+    qc.measure([0, 1, 2], [0, 1, 2])
+    circ = generate_preset_pass_manager(optimization_level=1, backend=b, seed_transpiler=3).run(qc)
+    # An ISA circuit on the device's 127 qubits, in its basis.
+    assert circ.num_qubits == 127
+    assert set(circ.count_ops()) <= set(conf.basis_gates) | {"measure", "barrier"}
+    counts = SamplerV2(mode=b).run([circ], shots=400).result()[0].data.c.get_counts()
+    assert sum(counts.values()) == 400 and set(counts) <= {"000", "111"} and min(counts.values()) > 120
+    # Estimator with observables laid out on the 127 qubits.
+    ghz = generate_preset_pass_manager(optimization_level=1, backend=b, seed_transpiler=3).run(
+        qc.remove_final_measurements(inplace=False))
+    obs = [SparsePauliOp(p).apply_layout(ghz.layout) for p in ("ZZI", "IZZ", "XXX", "ZII")]
+    evs = EstimatorV2(mode=b).run([(ghz, obs)]).result()[0].data.evs
+    assert np.allclose(evs, [1.0, 1.0, 1.0, 0.0], atol=0.1), evs
+
+
+def test_batch_class_example_on_the_heavy_hex_device(service):
+    """The Batch class example on heavyhex_127 (its QPU-like timing: about 2.1 s of device time per job here)."""
+    b = service.backend(HEAVY_HEX)
+    circuits = [random_circuit(3, 4, measure=True, seed=200 + i) for i in range(50)]
+    exact = [Statevector(c.remove_final_measurements(inplace=False)).probabilities_dict() for c in circuits]
+    isa_circuits = generate_preset_pass_manager(optimization_level=1, backend=b, seed_transpiler=0).run(circuits)
+    assert all(c.num_qubits == 127 for c in isa_circuits)
+    partitions = [isa_circuits[i:i + 10] for i in range(0, 50, 10)]
+    with Batch(backend=b) as batch:
+        sampler = SamplerV2()
+        jobs = [sampler.run(p, shots=2000) for p in partitions]
+    results = [r for j in jobs for r in j.result()]
+    assert len(results) == 50
+    for k, (res, probs) in enumerate(zip(results, exact)):
+        counts = res.data.c.get_counts()
+        assert sum(counts.values()) == 2000
+        assert tvd(counts, probs) < 0.08, (k, counts, probs)
+    assert all(j.session_id == batch.session_id for j in jobs)
 
 
 # --- Session ------------------------------------------------------------------------------------------------------
@@ -166,7 +219,10 @@ def test_session_context_manager_and_from_id(backend, service):
 def test_session_cancel_fails_the_queued_jobs(slow_backend):
     session = Session(backend=slow_backend)
     sampler = SamplerV2(mode=session)
-    jobs = [sampler.run([isa(slow_backend, bell())], shots=4096) for _ in range(4)]
+    circ = isa(slow_backend, bell())
+    # The first job holds the device for about 10 s (0.5 ms per shot), so that on a loaded machine it is still
+    # running when the other three have been submitted.
+    jobs = [sampler.run([circ], shots=20000 if k == 0 else 4096) for k in range(4)]
     wait_for(lambda: jobs[0].status() == "RUNNING", what="the first job to run")
     session.cancel()
     statuses = [wait_for(lambda j=j: j.status() if j.status() in ("DONE", "CANCELLED", "ERROR") else None,

@@ -20,6 +20,8 @@ p.add_argument("--backend", default="ibm_sim")
 p.add_argument("--jobs", type=int, default=20)
 p.add_argument("--session-jobs", type=int, default=10)
 p.add_argument("--shots", type=int, default=1024)
+p.add_argument("--trace", action="store_true",
+               help="also print the HTTP calls of one job in job mode and one in a session, with their timing")
 a = p.parse_args()
 os.environ.update(IAM_URL=f"{a.url}/ibm", GLOBAL_SEARCH_URL=f"{a.url}/ibm", GLOBAL_CATALOG_URL=f"{a.url}/ibm/catalog")
 svc = QiskitRuntimeService(channel="ibm_quantum_platform", token=a.token, url=f"{a.url}/ibm/api/v1",
@@ -63,3 +65,45 @@ with Session(backend=backend) as session:
     for _ in range(a.session_jobs):
         check(s.run([isa], shots=a.shots).result())
 row("Session (sequential)", a.session_jobs, time.perf_counter() - t, 0.05)
+
+
+if a.trace:
+    import requests
+    from datetime import datetime
+
+    calls = []
+    _request = requests.Session.request
+
+    def traced(self, method, url, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return _request(self, method, url, *args, **kwargs)
+        finally:
+            calls.append((t, time.perf_counter(), method, url.split("/api/v1", 1)[-1].split("?")[0]))
+
+    requests.Session.request = traced
+
+    def server_times(job_id):
+        v = _request(requests.Session(), "GET", f"{a.url}/v1/jobs/{job_id}",
+                     headers={"Authorization": f"Bearer {a.token}"}).json()
+        return {k: datetime.fromisoformat(v[k].replace("Z", "+00:00")) for k in ("created_at", "started_at",
+                                                                                 "finished_at")}
+
+    def trace(name, mode):
+        calls.clear()
+        t0 = time.perf_counter()
+        w0 = datetime.now().astimezone()
+        job = SamplerV2(mode=mode).run([isa], shots=a.shots)
+        check(job.result())
+        end = time.perf_counter()
+        print(f"\n{name}: {1000 * (end - t0):.1f} ms")
+        for s_, e_, m, path in calls:
+            print(f"  {1000 * (s_ - t0):8.1f} ms  +{1000 * (e_ - s_):6.1f} ms  {m:<6} {path}")
+        st = server_times(job.job_id())
+        for k, v in st.items():
+            print(f"  {1000 * (v - w0).total_seconds():8.1f} ms  server {k}")
+
+    trace("one job in job mode", backend)
+    with Session(backend=backend) as session:
+        SamplerV2(mode=session).run([isa], shots=a.shots).result()
+        trace("one job in a session (after a first)", session)

@@ -168,6 +168,12 @@ def test_other_project_is_404_and_bad_input_is_4xx(server, alice):
     link = requests.get(f"{u}/api/v1/jobs/{b.ordered_jobs[0].id}/results_link", headers=ha).json()["data"]["results_link"]
     assert sum(requests.get(link).json()["counter"].values()) == 5
     assert requests.get(link[:-3] + "abc").status_code == 404
+    # An expired link is 404 too (its expiry moved into the past in the suite's database).
+    subprocess.run(["psql", server["env"]["DATABASE_URL"], "-qc",
+                    f"UPDATE result_links SET expires_at = now() - interval '1 second' "
+                    f"WHERE job_id = '{b.ordered_jobs[0].id}'"], check=True)
+    r = requests.get(link)
+    assert r.status_code == 404 and r.json()["status"] == "fail"
 
 
 def test_device_specs_deserialize_in_pulser(server, alice):

@@ -40,6 +40,9 @@ pub struct ApiConfig {
     pub body_timeout: Duration,
     /// Requests per caller.
     pub rate_limit: RateLimit,
+    /// How long the IBM facade may hold a status poll of an unfinished job for the job to change
+    /// state (see `ibm::jobs::get`); zero answers at once.
+    pub ibm_status_hold: Duration,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +52,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             rate_limit: RateLimit::default(),
+            ibm_status_hold: ibm::jobs::STATUS_HOLD,
         }
     }
 }
@@ -81,7 +85,7 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1", v1)
-        .nest("/ibm", ibm::router(svc.clone()))
+        .nest("/ibm", ibm::router(svc.clone(), cfg))
         .nest("/pasqal", pasqal::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -81,6 +81,7 @@ fn api_config(c: &Config) -> ApiConfig {
             burst: c.rate_limit_burst,
             admins: c.rate_limit_admins,
         },
+        ..ApiConfig::default()
     }
 }
 

@@ -16,7 +16,7 @@ pub mod check;
 pub mod crn;
 pub mod error;
 mod identity;
-mod jobs;
+pub mod jobs;
 pub mod npy;
 mod sessions;
 pub mod target;
@@ -38,11 +38,13 @@ pub struct IbmState {
     pub svc: Service,
     key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
     project_ids: Arc<Mutex<HashMap<String, Uuid>>>,
+    /// Longest hold of a status poll (`jobs::get`).
+    pub status_hold: std::time::Duration,
 }
 
 impl IbmState {
-    pub fn new(svc: Service) -> Self {
-        IbmState { svc, key: Arc::default(), project_ids: Arc::default() }
+    pub fn new(svc: Service, status_hold: std::time::Duration) -> Self {
+        IbmState { svc, key: Arc::default(), project_ids: Arc::default(), status_hold }
     }
 
     /// The HS256 secret of the facade's tokens.
@@ -89,7 +91,7 @@ fn runtime() -> Router<IbmState> {
 }
 
 /// The facade, to nest under `/ibm`.
-pub fn router(svc: Service) -> Router<AppState> {
+pub fn router(svc: Service, cfg: &crate::ApiConfig) -> Router<AppState> {
     Router::new()
         .route("/identity/token", post(identity::token))
         .route("/v3/resources/search", post(identity::search))
@@ -99,7 +101,7 @@ pub fn router(svc: Service) -> Router<AppState> {
         .nest("/experimental", runtime())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(IbmState::new(svc))
+        .with_state(IbmState::new(svc, cfg.ibm_status_hold))
 }
 
 async fn not_found() -> IbmError {

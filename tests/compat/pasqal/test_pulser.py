@@ -92,9 +92,13 @@ def test_open_batch_takes_jobs_one_run_at_a_time_then_closes(server, alice):
     sdk = sdk_for(server, alice)
     b = sdk.get_batch(batch_id)
     for _ in range(50):
-        if b.status == "DONE":
+        if b.status in ("DONE", "TIMED_OUT"):
             break
         import time
         time.sleep(0.1)
         b = sdk.get_batch(batch_id)
-    assert b.status == "DONE" and not b.open and len(b.ordered_jobs) == 2
+    # The suite's server times an idle open batch out after 3 s (QCLOUD_INTERACTIVE_TTL, for the time-out test);
+    # on a loaded machine the SDK's 2 s + 4 s polling back-off after the last job can outlast it before the
+    # context manager closes the batch: both end the batch with every job done.
+    assert b.status in ("DONE", "TIMED_OUT") and not b.open, b.status
+    assert [j.status for j in b.ordered_jobs] == ["DONE", "DONE"]

@@ -40,8 +40,8 @@ pub struct ApiConfig {
     pub body_timeout: Duration,
     /// Requests per caller.
     pub rate_limit: RateLimit,
-    /// How long the IBM facade may hold a status poll of an unfinished job for the job to change
-    /// state (see `ibm::jobs::get`); zero answers at once.
+    /// How long the IBM facade may hold a status poll of an unfinished job for the job to finish
+    /// (see `ibm::jobs::get`); zero answers at once.
     pub ibm_status_hold: Duration,
 }
 

@@ -1,5 +1,5 @@
 //! The IBM facade holds the client's status poll of an unfinished job (`GET /jobs/{id}?exclude_params=true`)
-//! until the job's status changes, up to `ApiConfig::ibm_status_hold`, and answers with the state at that moment.
+//! until the job is finished, up to `ApiConfig::ibm_status_hold`, and answers with the state at that moment.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};

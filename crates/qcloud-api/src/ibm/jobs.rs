@@ -163,10 +163,12 @@ fn truthy(v: Option<&str>) -> IbmResult<bool> {
 /// [`get`]): less than the client's poll interval in job mode (0.5 s).
 pub const STATUS_HOLD: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The job again once its status differs from `j`'s, or `j`'s status at the end of `hold`. The
-/// job is re-read with a growing pause (2, 4, 8, 16, then 20 ms): a short job that ends just
-/// after the poll arrived is answered within milliseconds of its end, not a poll interval later.
-async fn held(s: &IbmState, c: &IbmCaller, j: JobView, hold: std::time::Duration) -> IbmResult<JobView> {
+/// The job again once it is finished (completed, failed or cancelled), or as it is at the end of
+/// `hold`. The job is re-read with a growing pause (2, 4, 8, 16, then 20 ms): a short job that
+/// ends just after the poll arrived is answered within milliseconds of its end, not a poll
+/// interval later. (Not at its start: the client's `result()` waits for a final state, and a
+/// poll answered at `RUNNING` would cost it the interval all the same.)
+async fn held(s: &IbmState, c: &IbmCaller, mut j: JobView, hold: std::time::Duration) -> IbmResult<JobView> {
     let deadline = tokio::time::Instant::now() + hold;
     let mut pause = std::time::Duration::from_millis(2);
     loop {
@@ -175,9 +177,9 @@ async fn held(s: &IbmState, c: &IbmCaller, j: JobView, hold: std::time::Duration
             return Ok(j);
         }
         tokio::time::sleep(pause.min(deadline - now)).await;
-        let again = s.svc.get_job(&c.who, j.id).await?;
-        if again.status != j.status {
-            return Ok(again);
+        j = s.svc.get_job(&c.who, j.id).await?;
+        if !matches!(j.status, JobStatus::Queued | JobStatus::Running) {
+            return Ok(j);
         }
         pause = (pause * 2).min(std::time::Duration::from_millis(20));
     }
@@ -187,7 +189,7 @@ async fn held(s: &IbmState, c: &IbmCaller, j: JobView, hold: std::time::Duration
 ///
 /// The poll the client sends while it waits (`exclude_params=true`, from `job.status()` and
 /// `job.result()`) is held up to [`IbmState::status_hold`] (by default [`STATUS_HOLD`]) while
-/// the job is queued or running, and answered as soon as its status changes. The answer is the
+/// the job is queued or running, and answered as soon as it is finished. The answer is the
 /// job's state when it is sent; the hold only saves the client a poll interval (0.5 s in job
 /// mode, 0.1 s in a session) after a job that ends just after its first poll.
 pub async fn get(

@@ -886,6 +886,7 @@ mod tests {
             admin_token: Some(String::new()),
             devices_file: Some(PathBuf::new()),
             log: Some(String::new()),
+            metrics_listen: Some(String::new()),
             ..Config::default()
         };
         let Value::Dict(_, keys) = Value::serialize(&all).unwrap() else { panic!("a dict") };

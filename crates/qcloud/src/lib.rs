@@ -14,6 +14,7 @@ pub mod output;
 mod pg;
 pub mod seed;
 pub mod telemetry;
+pub mod watch;
 
 pub use config::{Config, ConfigError, Flags, LogFormat, Machine};
 

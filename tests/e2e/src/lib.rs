@@ -554,7 +554,7 @@ impl EventStream {
                 let block: String = self.buf.drain(..i + 2).collect();
                 let mut ev = SseEvent { id: None, event: None, data: String::new() };
                 let mut any = false;
-                for line in block.lines() {
+                for line in block.lines().filter(|l| !l.is_empty()) {
                     if line.starts_with(':') {
                         self.comments += 1;
                         continue;

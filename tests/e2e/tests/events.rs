@@ -155,26 +155,38 @@ async fn a_stream_on_replica_b_sees_jobs_completed_by_replica_a() {
     let admin = a.client(ADMIN_TOKEN);
     let dev = device(&admin).await;
     let token = create_token(&db, "replicas", "u").unwrap();
+    // A's worker takes a first, long job; the jobs submitted while it runs chain onto the same
+    // worker (a completion starts the device's next job in its own transaction), so A runs them.
+    let user_a = a.client(&token);
+    let first = submit(&user_a, json!({"device": dev, "program": "noop", "payload": {"duration_ms": 1500}})).await;
+    let mut conn = db.connect().await.unwrap();
+    let t0 = Instant::now();
+    loop {
+        let owner: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT lease_owner FROM jobs WHERE id = $1::uuid AND status = 'running'")
+                .bind(&first)
+                .fetch_optional(&mut conn)
+                .await
+                .unwrap()
+                .flatten();
+        if let Some(o) = owner {
+            assert_eq!(o, a.replica_id, "replica A's worker runs the first job");
+            break;
+        }
+        assert!(t0.elapsed() < WAIT, "the first job never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let b = Server::start(&db, &["--no-seed", "--no-leader", "--tick-ms", "100"]).await.unwrap();
     let mut stream =
         EventStream::open(&b.url, &token, &format!("/v1/events?device={dev}&type=job.completed"), None).await.unwrap();
-    let user_a = a.client(&token);
-    let mut jobs = Vec::new();
-    for _ in 0..30 {
+    let mut jobs = vec![first];
+    for _ in 0..29 {
         jobs.push(submit(&user_a, json!({"device": dev, "program": "noop", "payload": {"duration_ms": 5}})).await);
     }
     let events = read_until(&mut stream, |e| e.len() >= 30).await;
     let seen: HashSet<String> = events.iter().map(|e| e.json()["job_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(seen, jobs.iter().cloned().collect::<HashSet<_>>());
-    let mut conn = db.connect().await.unwrap();
-    let by_a: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE device = $1 AND lease_owner = $2")
-        .bind(&dev)
-        .bind(a.replica_id)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert!(by_a > 0, "replica A ran none of the jobs");
-    println!("replica A ran {by_a} of 30 jobs; replica B's stream saw all 30 completions");
+    println!("replica B's stream saw all 30 completions of the jobs replica A ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -202,7 +214,7 @@ async fn another_projects_events_never_appear() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Its webhooks are invisible too.
-    let (s, w) = ub.post("/v1/webhooks", json!({"url": "https://example.com/hook"})).await.unwrap();
+    let (s, w) = ub.post("/v1/webhooks", json!({"url": "http://93.184.216.34/hook"})).await.unwrap();
     assert_eq!(s, StatusCode::CREATED, "{w}");
     let (s, _) = ua.get(&format!("/v1/webhooks/{}", w["id"].as_str().unwrap())).await.unwrap();
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -216,7 +228,8 @@ async fn keep_alives_are_sent_on_an_idle_stream() {
     let server = Server::start(&db, &["--no-seed", "--sse-keep-alive", "0.2"]).await.unwrap();
     let token = create_token(&db, "idle", "u").unwrap();
     let mut s = EventStream::open(&server.url, &token, "/v1/events", None).await.unwrap();
-    assert!(s.next(Duration::from_millis(1500)).await.unwrap().is_none());
+    let got = s.next(Duration::from_millis(1500)).await.unwrap();
+    assert!(got.is_none(), "{got:?}");
     assert!(s.comments >= 2, "{} keep-alive comments in 1.5 s", s.comments);
 }
 
@@ -616,6 +629,9 @@ async fn metrics_parse_and_count_the_jobs_run() {
         .filter(|s| s.metric == "qcloud_http_requests_total")
         .filter_map(|s| s.labels.get("route").map(|r| (r.to_string(), 0.0)))
         .collect();
-    assert!(routes.contains_key("/v1/jobs/{id}"), "{routes:?}");
-    assert!(routes.keys().all(|r| !r.contains(&jobs[0])), "{routes:?}");
+    assert!(routes.contains_key("/v1/jobs"), "{routes:?}");
+    // (prometheus-parse cuts label values at `}`, so the route patterns are checked in the text.)
+    let text = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"route="/v1/jobs/{id}""#), "no /v1/jobs/{{id}} route label");
+    assert!(!text.contains(&jobs[0]), "a job id in a label");
 }

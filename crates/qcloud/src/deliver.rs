@@ -120,6 +120,10 @@ async fn attempt(svc: &Service, cfg: &DeliverConfig, c: &ClaimedDelivery) -> Out
         Err(Refusal::Forbidden(e)) => return Outcome::Failed { status: None, error: e.to_string() },
         Err(Refusal::Unresolved(e)) => return retry(None, e.to_string()),
     };
+    if parsed.https {
+        // This build's HTTP client has no TLS (docs/architecture.md, "Planned, not built").
+        return Outcome::Failed { status: None, error: "https:// receivers are not supported by this build (no TLS client)".into() };
+    }
     let body = match payload(svc, c).await {
         Ok(b) => b,
         Err(e) => return retry(None, format!("building the payload failed: {e}")),

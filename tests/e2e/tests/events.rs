@@ -635,3 +635,43 @@ async fn metrics_parse_and_count_the_jobs_run() {
     assert!(text.contains(r#"route="/v1/jobs/{id}""#), "no /v1/jobs/{{id}} route label");
     assert!(!text.contains(&jobs[0]), "a job id in a label");
 }
+
+// --- CLI -------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn qcloud_jobs_watch_follows_a_job_to_its_end_and_exits_by_its_outcome() {
+    let db = TestDb::create().await.unwrap();
+    let server = Server::start(&db, &["--no-seed", "--tick-ms", "100"]).await.unwrap();
+    let dev = device(&server.client(ADMIN_TOKEN)).await;
+    let token = create_token(&db, "watcher", "u").unwrap();
+    let user = server.client(&token);
+    let watch = |what: &'static str, id: String| {
+        let (url, token) = (server.url.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(qcloud_e2e::qcloud_bin())
+                .args([what, "watch", &id, "--url", &url, "--token", &token])
+                .output()
+                .unwrap()
+        })
+    };
+    let ok = submit(&user, json!({"device": dev, "program": "noop", "payload": {"duration_ms": 800}})).await;
+    let out = watch("jobs", ok.clone()).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("completed"), "{text}");
+    let bad = submit(&user, json!({"device": dev, "program": "noop", "payload": {"fail": "on purpose"}})).await;
+    let out = watch("jobs", bad).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("failed") && text.contains("on purpose"), "{text}");
+    let (_, s) = user.post("/v1/sessions", json!({"device": dev, "mode": "batch"})).await.unwrap();
+    let sid = s["id"].as_str().unwrap().to_string();
+    for _ in 0..5 {
+        submit(&user, json!({"session_id": sid, "program": "noop", "payload": {"duration_ms": 50}})).await;
+    }
+    user.post(&format!("/v1/sessions/{sid}/close"), json!({})).await.unwrap();
+    let out = watch("sessions", sid).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("5/5") && text.contains("closed (completed)"), "{text}");
+}

@@ -20,9 +20,8 @@ use uuid::Uuid;
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Buckets (seconds) of the latency histograms: 1 ms to 1 h.
-const BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
-];
+const BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
 /// The process's Prometheus recorder, installed on first use (one per process: servers started
 /// in one test process share it).
@@ -45,19 +44,33 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!("qcloud_http_requests_total", "HTTP requests by method, route and status");
     describe_histogram!("qcloud_http_request_duration_seconds", Unit::Seconds, "HTTP request duration by route");
-    describe_counter!("qcloud_jobs_total", "Job state changes (accepted = queued, completed, failed, canceled) by device and program");
+    describe_counter!(
+        "qcloud_jobs_total",
+        "Job state changes (accepted = queued, completed, failed, canceled) by device and program"
+    );
     describe_histogram!("qcloud_job_queue_seconds", Unit::Seconds, "Submit to start latency by device");
     describe_histogram!("qcloud_job_run_seconds", Unit::Seconds, "Run time (start to finish) by device");
-    describe_histogram!("qcloud_session_idle_gap_seconds", Unit::Seconds, "Device idle gap inside a session (last job done to next job started)");
+    describe_histogram!(
+        "qcloud_session_idle_gap_seconds",
+        Unit::Seconds,
+        "Device idle gap inside a session (last job done to next job started)"
+    );
     describe_counter!("qcloud_sessions_total", "Session state changes by state");
     describe_counter!("qcloud_lost_jobs_recovered_total", "Jobs of lost workers requeued or failed");
     describe_counter!("qcloud_events_sequenced_total", "Events numbered by this replica's sequencer");
     describe_counter!("qcloud_webhook_deliveries_total", "Webhook delivery attempts by outcome");
-    describe_histogram!("qcloud_scheduler_round_seconds", Unit::Seconds, "Leader rounds (dispatch of woken devices, tick)");
+    describe_histogram!(
+        "qcloud_scheduler_round_seconds",
+        Unit::Seconds,
+        "Leader rounds (dispatch of woken devices, tick)"
+    );
     describe_gauge!("qcloud_leader", "1 while this replica holds the leader lease");
     describe_gauge!("qcloud_leader_term", "The leader term this replica holds (0: none)");
     describe_counter!("qcloud_leadership_changes_total", "Times this replica became or stopped being the leader");
-    describe_gauge!("qcloud_db_pool_connections", "Connections of this replica's pool by state (idle, in_use) and its maximum (max)");
+    describe_gauge!(
+        "qcloud_db_pool_connections",
+        "Connections of this replica's pool by state (idle, in_use) and its maximum (max)"
+    );
 }
 
 /// Count every request by method, matched route (bounded: the route pattern, never an id) and
@@ -112,7 +125,10 @@ async fn scrape(State(m): State<MetricsState>) -> Response {
             for (state, n) in &g.sessions {
                 let _ = writeln!(text, "qcloud_sessions{{state=\"{}\"}} {n}", escape(state));
             }
-            let _ = writeln!(text, "# HELP qcloud_webhook_deliveries_pending Webhook deliveries not yet done (leader only)");
+            let _ = writeln!(
+                text,
+                "# HELP qcloud_webhook_deliveries_pending Webhook deliveries not yet done (leader only)"
+            );
             let _ = writeln!(text, "# TYPE qcloud_webhook_deliveries_pending gauge");
             let _ = writeln!(text, "qcloud_webhook_deliveries_pending {}", g.deliveries_pending);
         }

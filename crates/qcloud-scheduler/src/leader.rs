@@ -67,7 +67,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<S
             next_tick = Instant::now() + shared.cfg.tick;
             let started = Instant::now();
             let ticked = tick(&shared, t, &mut pending).await;
-            metrics::histogram!("qcloud_scheduler_round_seconds", "round" => "tick").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("qcloud_scheduler_round_seconds", "round" => "tick")
+                .record(started.elapsed().as_secs_f64());
             if let Err(e) = ticked {
                 if lost_term(&e) {
                     warn!("leader term lost during tick");

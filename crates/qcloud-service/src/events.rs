@@ -97,7 +97,13 @@ pub const HUB_TICK: Duration = Duration::from_secs(1);
 
 impl Service {
     /// Events of the caller's project after `after`, oldest first (at most `limit`).
-    pub async fn events_after(&self, who: &Principal, q: &EventQuery, after: i64, limit: i64) -> Result<Vec<EventView>> {
+    pub async fn events_after(
+        &self,
+        who: &Principal,
+        q: &EventQuery,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventView>> {
         let f = EventFilter {
             project: who.project.clone(),
             job_id: q.job_id,
@@ -112,7 +118,10 @@ impl Service {
     /// One event of the caller's project.
     pub async fn get_event(&self, who: &Principal, seq: i64) -> Result<EventView> {
         let mut c = self.pool.acquire().await?;
-        store::get(&mut c, &who.project, seq).await?.map(Into::into).ok_or_else(|| ServiceError::not_found("event", seq))
+        store::get(&mut c, &who.project, seq)
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| ServiceError::not_found("event", seq))
     }
 
     /// The last sequenced `seq`.
@@ -273,7 +282,8 @@ fn record(s: &Sequenced) {
                     metrics::histogram!("qcloud_job_queue_seconds", "device" => device.clone()).record(q.max(0.0));
                 }
                 if let Some(g) = e.gap_s {
-                    metrics::histogram!("qcloud_session_idle_gap_seconds", "device" => device.clone()).record(g.max(0.0));
+                    metrics::histogram!("qcloud_session_idle_gap_seconds", "device" => device.clone())
+                        .record(g.max(0.0));
                 }
             }
             if let Some(r) = e.run_s {

@@ -80,10 +80,8 @@ impl WebhookPolicy {
         }
         if let Ok(ip) = parsed.host.parse::<IpAddr>() {
             if !self.ip_allowed(ip) {
-                return bad(
-                    "loopback, private and link-local addresses are not allowed (the operator can allow them \
-                     with --webhook-allow)",
-                );
+                return bad("loopback, private and link-local addresses are not allowed (the operator can allow them \
+                     with --webhook-allow)");
             }
         }
         Ok(parsed)
@@ -368,7 +366,13 @@ impl Service {
     /// The webhook of a Pasqal batch: each terminal job of the batch is POSTed as Pasqal's job
     /// object with its result (the batch has no secret: one is made; the signature headers are
     /// sent all the same).
-    pub(crate) async fn subscribe_batch(&self, tx: &mut PgConnection, project: &str, url: &str, batch: Uuid) -> Result<()> {
+    pub(crate) async fn subscribe_batch(
+        &self,
+        tx: &mut PgConnection,
+        project: &str,
+        url: &str,
+        batch: Uuid,
+    ) -> Result<()> {
         let types: Vec<String> = JOB_TERMINAL.iter().map(|s| s.to_string()).collect();
         store::insert(
             tx,
@@ -440,7 +444,10 @@ impl Service {
 
     pub async fn get_webhook(&self, who: &Principal, id: Uuid) -> Result<WebhookView> {
         let mut c = self.pool.acquire().await?;
-        store::get(&mut c, &who.project, id).await?.map(Into::into).ok_or_else(|| ServiceError::not_found("webhook", id))
+        store::get(&mut c, &who.project, id)
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| ServiceError::not_found("webhook", id))
     }
 
     /// Delete a subscription; its pending deliveries end `failed`.

@@ -83,13 +83,14 @@ pub async fn get(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Resu
 
 /// Delete a subscription: no new deliveries; its pending ones are marked failed (`deleted`).
 pub async fn delete(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE webhooks SET deleted_at = now() WHERE id = $1 AND project = $2 AND deleted_at IS NULL")
-        .bind(id)
-        .bind(project)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        > 0;
+    let done =
+        sqlx::query("UPDATE webhooks SET deleted_at = now() WHERE id = $1 AND project = $2 AND deleted_at IS NULL")
+            .bind(id)
+            .bind(project)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+            > 0;
     if done {
         sqlx::query(
             "UPDATE webhook_deliveries SET status = 'failed', last_error = 'subscription deleted', finished_at = now(),
@@ -199,11 +200,20 @@ pub async fn claim(
 /// How an attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Delivered { status: i32 },
+    Delivered {
+        status: i32,
+    },
     /// Try again at `retry_at`.
-    Retry { status: Option<i32>, error: String, retry_at: DateTime<Utc> },
+    Retry {
+        status: Option<i32>,
+        error: String,
+        retry_at: DateTime<Utc>,
+    },
     /// Give up: the delivery is marked failed.
-    Failed { status: Option<i32>, error: String },
+    Failed {
+        status: Option<i32>,
+        error: String,
+    },
 }
 
 /// Record an attempt's outcome, only while this owner's claim (attempt) still holds. Returns

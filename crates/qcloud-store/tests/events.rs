@@ -6,14 +6,12 @@ use qcloud_store::events::{self, EventFilter};
 use sqlx::PgPool;
 
 async fn insert(conn: &mut sqlx::PgConnection, project: &str, kind: &str) {
-    sqlx::query(
-        "INSERT INTO events (project, type, device, status, data) VALUES ($1, $2, 'd', 'queued', '{}'::jsonb)",
-    )
-    .bind(project)
-    .bind(kind)
-    .execute(conn)
-    .await
-    .unwrap();
+    sqlx::query("INSERT INTO events (project, type, device, status, data) VALUES ($1, $2, 'd', 'queued', '{}'::jsonb)")
+        .bind(project)
+        .bind(kind)
+        .execute(conn)
+        .await
+        .unwrap();
 }
 
 async fn sequence(pool: &PgPool) -> events::Sequenced {

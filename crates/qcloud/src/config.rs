@@ -632,8 +632,7 @@ impl Config {
                 ));
             }
         }
-        qcloud_service::webhooks::WebhookPolicy::parse(&self.webhook_allow)
-            .map_err(|e| invalid("webhook_allow", e))?;
+        qcloud_service::webhooks::WebhookPolicy::parse(&self.webhook_allow).map_err(|e| invalid("webhook_allow", e))?;
         if let Some(f) = &self.log {
             tracing_subscriber::EnvFilter::try_new(f)
                 .map_err(|e| invalid("log", format!("not a valid filter ({e}): {f:?}")))?;

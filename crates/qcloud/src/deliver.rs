@@ -122,7 +122,10 @@ async fn attempt(svc: &Service, cfg: &DeliverConfig, c: &ClaimedDelivery) -> Out
     };
     if parsed.https {
         // This build's HTTP client has no TLS (docs/architecture.md, "Planned, not built").
-        return Outcome::Failed { status: None, error: "https:// receivers are not supported by this build (no TLS client)".into() };
+        return Outcome::Failed {
+            status: None,
+            error: "https:// receivers are not supported by this build (no TLS client)".into(),
+        };
     }
     let body = match payload(svc, c).await {
         Ok(b) => b,

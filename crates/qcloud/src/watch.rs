@@ -137,7 +137,8 @@ pub async fn job(flags: &RemoteFlags, id: Uuid) -> anyhow::Result<bool> {
                 if !TERMINAL_JOB.contains(&ev["status"].as_str().unwrap_or("")) {
                     job = remote.get(&format!("/v1/jobs/{id}")).await?;
                 }
-                job["queue_position"] = if job["status"] == "queued" { job["queue_position"].clone() } else { Value::Null };
+                job["queue_position"] =
+                    if job["status"] == "queued" { job["queue_position"].clone() } else { Value::Null };
             }
             Some(_) => {}
             // Quiet: refresh the queue position while queued.

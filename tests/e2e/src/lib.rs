@@ -559,7 +559,8 @@ impl EventStream {
                         self.comments += 1;
                         continue;
                     }
-                    let (k, v) = line.split_once(':').map(|(k, v)| (k, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+                    let (k, v) =
+                        line.split_once(':').map(|(k, v)| (k, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
                     any = true;
                     match k {
                         "id" => ev.id = Some(v.to_string()),

@@ -229,7 +229,8 @@ fn the_observability_profile_starts_prometheus_and_grafana_on_the_shipped_files(
         .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
         .filter_map(|t| t["expr"].as_str().map(str::to_owned))
         .collect();
-    for m in ["qcloud_queue_depth", "qcloud_jobs_total", "qcloud_job_queue_seconds", "qcloud_webhook_deliveries_total"] {
+    for m in ["qcloud_queue_depth", "qcloud_jobs_total", "qcloud_job_queue_seconds", "qcloud_webhook_deliveries_total"]
+    {
         assert!(exprs.iter().any(|e| e.contains(m)), "the dashboard shows no {m}");
     }
 }

@@ -78,7 +78,8 @@ async fn a_stream_receives_every_event_of_a_200_job_session_in_order() {
     let (s, sess) = user.post("/v1/sessions", json!({"device": dev, "mode": "batch"})).await.unwrap();
     assert_eq!(s, StatusCode::CREATED, "{sess}");
     let sid = sess["id"].as_str().unwrap().to_string();
-    let mut stream = EventStream::open(&server.url, &token, &format!("/v1/events?session_id={sid}"), None).await.unwrap();
+    let mut stream =
+        EventStream::open(&server.url, &token, &format!("/v1/events?session_id={sid}"), None).await.unwrap();
     let mut jobs = Vec::new();
     for _ in 0..200 {
         jobs.push(submit(&user, json!({"session_id": sid, "program": "noop", "payload": {}})).await);
@@ -124,7 +125,8 @@ async fn a_client_that_resumes_with_last_event_id_misses_none_and_sees_none_twic
     }
     let last = got.last().unwrap().seq();
     let mut second = EventStream::open(&server.url, &token, &path, Some(last)).await.unwrap();
-    let rest = read_until(&mut second, |e| count_type(&got, "job.completed") + count_type(e, "job.completed") == 40).await;
+    let rest =
+        read_until(&mut second, |e| count_type(&got, "job.completed") + count_type(e, "job.completed") == 40).await;
     got.extend(rest);
     let ids: Vec<i64> = got.iter().map(SseEvent::seq).collect();
     let unique_ids: HashSet<i64> = ids.iter().copied().collect();
@@ -377,8 +379,10 @@ async fn a_receiver_that_was_down_gets_everything_after_in_order() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = r.got.lock().unwrap().clone();
     assert_eq!(got.len(), 10, "each event once");
-    let order: Vec<String> =
-        got.iter().map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["job_id"].as_str().unwrap().to_string()).collect();
+    let order: Vec<String> = got
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["job_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(order, jobs, "delivered in event order (the device ran the jobs in submit order)");
 }
 
@@ -389,7 +393,9 @@ async fn webhooks_to_private_and_link_local_hosts_are_refused() {
     let dev = device(&server.client(ADMIN_TOKEN)).await;
     let token = create_token(&db, "ssrf", "u").unwrap();
     let user = server.client(&token);
-    for url in ["http://10.0.0.1/h", "http://169.254.169.254/latest/meta-data/", "http://[::1]:8080/h", "http://localhost./h"] {
+    for url in
+        ["http://10.0.0.1/h", "http://169.254.169.254/latest/meta-data/", "http://[::1]:8080/h", "http://localhost./h"]
+    {
         let (s, v) = user.post("/v1/webhooks", json!({"url": url})).await.unwrap();
         assert_eq!(s, StatusCode::BAD_REQUEST, "{url}: {v}");
         assert_eq!(v["error"]["code"], "invalid_webhook", "{url}: {v}");
@@ -405,7 +411,10 @@ async fn webhooks_to_private_and_link_local_hosts_are_refused() {
     }
     let mut conn = db.connect().await.unwrap();
     let (jobs, hooks): (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM webhooks)").fetch_one(&mut conn).await.unwrap();
+        sqlx::query_as("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM webhooks)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!((jobs, hooks), (0, 0), "a refused request stores nothing");
     // The allowed host passes.
     let (s, v) = user.post("/v1/webhooks", json!({"url": "http://127.0.0.1:9/h"})).await.unwrap();
@@ -432,8 +441,10 @@ async fn a_jobs_own_webhook_gets_its_events_signed_with_its_secret() {
     wait_for("three events", || r.got.lock().unwrap().len() >= 3).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let got = r.got.lock().unwrap().clone();
-    let types: Vec<String> =
-        got.iter().map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["type"].as_str().unwrap().to_string()).collect();
+    let types: Vec<String> = got
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["type"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(types, ["job.queued", "job.running", "job.completed"]);
     for (h, b) in &got {
         assert_eq!(serde_json::from_str::<Value>(b).unwrap()["job_id"], job.as_str());
@@ -502,7 +513,8 @@ async fn a_pasqal_batch_webhook_gets_each_terminal_job_as_a_pasqal_job_object() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_of_the_delivering_replica_loses_no_delivery() {
     let db = TestDb::create().await.unwrap();
-    let flags: Vec<&str> = WEBHOOK_FLAGS.iter().copied().chain(["--lease-ms", "1500", "--leader-ttl-ms", "1500"]).collect();
+    let flags: Vec<&str> =
+        WEBHOOK_FLAGS.iter().copied().chain(["--lease-ms", "1500", "--leader-ttl-ms", "1500"]).collect();
     let mut a = Process::start(&db, &flags).await.unwrap();
     let mut b = Process::start(&db, &flags).await.unwrap();
     let admin = a.client(ADMIN_TOKEN);
@@ -582,7 +594,11 @@ async fn metrics_parse_and_count_the_jobs_run() {
         user.wait_job(j, WAIT).await.unwrap();
     }
     // A queued job stays queued on a paused device: the queue-depth gauge shows it.
-    let (s, v) = server.client(ADMIN_TOKEN).call(reqwest::Method::PATCH, &format!("/v1/devices/{dev}"), Some(json!({"status": "paused"}))).await.unwrap();
+    let (s, v) = server
+        .client(ADMIN_TOKEN)
+        .call(reqwest::Method::PATCH, &format!("/v1/devices/{dev}"), Some(json!({"status": "paused"})))
+        .await
+        .unwrap();
     assert_eq!(s, StatusCode::OK, "{v}");
     submit(&user, json!({"device": dev, "program": "noop", "payload": {}})).await;
     let t0 = Instant::now();
@@ -591,10 +607,16 @@ async fn metrics_parse_and_count_the_jobs_run() {
         let lines: Vec<std::io::Result<String>> = text.lines().map(|l| Ok(l.to_string())).collect();
         let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("Prometheus text");
         let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
-            scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => f64::NAN,
+                })
         };
         let got = (
             value("qcloud_jobs_total", &[("device", &dev), ("event", "accepted"), ("program", "noop")]),

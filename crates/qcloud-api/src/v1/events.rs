@@ -32,7 +32,10 @@ pub struct EventStreamQuery {
     /// `job.running`, `job.completed`, `job.failed`, `job.canceled`, `session.active`,
     /// `session.inactive`, `session.closed`.
     #[serde(rename = "type")]
-    #[param(rename = "type", pattern = r"^(job\.(queued|running|completed|failed|canceled)|session\.(active|inactive|closed))(,(job\.(queued|running|completed|failed|canceled)|session\.(active|inactive|closed)))*$")]
+    #[param(
+        rename = "type",
+        pattern = r"^(job\.(queued|running|completed|failed|canceled)|session\.(active|inactive|closed))(,(job\.(queued|running|completed|failed|canceled)|session\.(active|inactive|closed)))*$"
+    )]
     pub types: Option<String>,
     /// Start after this event id (as `Last-Event-ID` does; the header wins). Without either, the
     /// stream starts with the next event.

@@ -56,17 +56,20 @@ impl NewJobRequest {
         idempotency_key: Option<String>,
     ) -> qcloud_service::Result<(SubmitJob, Option<qcloud_service::webhooks::WebhookSpec>)> {
         let webhook = self.webhook.map(Into::into);
-        Ok((SubmitJob {
-            priority: opt_enum_field::<Priority>("priority", self.priority.as_deref())?,
-            device: self.device,
-            session_id: self.session_id,
-            program: self.program,
-            payload: serde_json::Value::Object(self.payload),
-            shots: self.shots,
-            tags: self.tags,
-            max_execution_time: self.max_execution_time,
-            idempotency_key,
-        }, webhook))
+        Ok((
+            SubmitJob {
+                priority: opt_enum_field::<Priority>("priority", self.priority.as_deref())?,
+                device: self.device,
+                session_id: self.session_id,
+                program: self.program,
+                payload: serde_json::Value::Object(self.payload),
+                shots: self.shots,
+                tags: self.tags,
+                max_execution_time: self.max_execution_time,
+                idempotency_key,
+            },
+            webhook,
+        ))
     }
 }
 

@@ -225,7 +225,11 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody, description = "No such webhook")))]
-pub async fn get(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<WebhookView>> {
+pub async fn get(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<WebhookView>> {
     Ok(Json(s.svc.get_webhook(&who, id).await?.into()))
 }
 
@@ -233,7 +237,11 @@ pub async fn get(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): Ap
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Webhook id")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody, description = "No such webhook")))]
-pub async fn delete(State(s): State<AppState>, Caller(who): Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
     s.svc.delete_webhook(&who, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -93,6 +93,34 @@ impl Sse {
     }
 }
 
+/// The bar, or plain lines when stderr is not a terminal (indicatif then draws nothing): each
+/// new state is printed once, without the elapsed time that changes every tick.
+struct View {
+    bar: ProgressBar,
+    last: String,
+}
+
+impl View {
+    fn new(bar: ProgressBar) -> View {
+        View { bar, last: String::new() }
+    }
+
+    fn show(&mut self, msg: String, key: String) {
+        if self.bar.is_hidden() && key != self.last {
+            println!("{msg}");
+        }
+        self.last = key;
+        self.bar.set_message(msg);
+    }
+
+    fn finish(&mut self, msg: String) {
+        if self.bar.is_hidden() {
+            println!("{msg}");
+        }
+        self.bar.finish_with_message(msg);
+    }
+}
+
 fn elapsed(t: Instant) -> String {
     format!("{:.1}s", t.elapsed().as_secs_f64())
 }
@@ -122,13 +150,14 @@ pub async fn job(flags: &RemoteFlags, id: Uuid) -> anyhow::Result<bool> {
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
     bar.enable_steady_tick(Duration::from_millis(120));
+    let mut view = View::new(bar);
     loop {
         let status = job["status"].as_str().unwrap_or("").to_string();
-        bar.set_message(job_line(id, &job, t0));
         if TERMINAL_JOB.contains(&status.as_str()) {
-            bar.finish_with_message(job_line(id, &job, t0));
+            view.finish(job_line(id, &job, t0));
             return Ok(status == "completed");
         }
+        view.show(job_line(id, &job, t0), format!("{status} {}", job["queue_position"]));
         match stream.next(Duration::from_secs(1)).await? {
             Some((kind, ev)) if kind.starts_with("job.") => {
                 // The event has the new state; the job view has the queue position.
@@ -156,18 +185,17 @@ pub async fn session(flags: &RemoteFlags, id: Uuid) -> anyhow::Result<bool> {
     let mut s = remote.get(&format!("/v1/sessions/{id}")).await?;
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} jobs done  {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} [{bar:30}] {msg}").expect("a valid template").progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
+    let mut view = View::new(bar);
     loop {
         let counts = &s["jobs"];
         let n = |k: &str| counts[k].as_u64().unwrap_or(0);
         let done = n("completed") + n("failed") + n("canceled");
         let total = done + n("queued") + n("running");
-        bar.set_length(total);
-        bar.set_position(done);
+        view.bar.set_length(total);
+        view.bar.set_position(done);
         let state = s["state"].as_str().unwrap_or("?").to_string();
         let mut msg = format!("session {id}: {state}");
         if let Some(r) = s["closed_reason"].as_str() {
@@ -176,12 +204,13 @@ pub async fn session(flags: &RemoteFlags, id: Uuid) -> anyhow::Result<bool> {
         if n("failed") > 0 {
             msg.push_str(&format!(", {} failed", n("failed")));
         }
-        msg.push_str(&format!(", {}", elapsed(t0)));
-        bar.set_message(msg.clone());
+        let key = format!("{msg} {done}/{total}");
+        let line = format!("{done}/{total} jobs done  {msg}, {}", elapsed(t0));
         if state == "closed" {
-            bar.finish_with_message(msg);
+            view.finish(line);
             return Ok(s["closed_reason"] == "completed");
         }
+        view.show(line, key);
         if stream.next(Duration::from_secs(2)).await?.is_some() {
             // Coalesce a burst of events into one refresh.
             while let Ok(Some(_)) = stream.next(Duration::from_millis(50)).await {}

@@ -679,7 +679,7 @@ async fn qcloud_jobs_watch_follows_a_job_to_its_end_and_exits_by_its_outcome() {
     let ok = submit(&user, json!({"device": dev, "program": "noop", "payload": {"duration_ms": 800}})).await;
     let out = watch("jobs", ok.clone()).await.unwrap();
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    assert!(out.status.success(), "{:?}: {text}", out.status);
     assert!(text.contains("completed"), "{text}");
     let bad = submit(&user, json!({"device": dev, "program": "noop", "payload": {"fail": "on purpose"}})).await;
     let out = watch("jobs", bad).await.unwrap();

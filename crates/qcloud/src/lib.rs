@@ -266,6 +266,8 @@ pub async fn launch(
     let admin_token_new = made.is_some();
     let admin_token = made.or_else(|| config.admin_token.clone());
     let token_watch = svc.start_token_watch().await.context("listening for token revocations")?;
+    // The metrics recorder first, so that nothing counted from here on is lost.
+    qcloud_api::metrics::handle();
     let (_hub, mut background) = svc.start_event_hub().await.context("starting the event hub")?;
     let scheduler = Scheduler::start(svc.clone(), registry, scheduler_config(&config)).await?;
     let replica_id = scheduler.replica_id();

@@ -225,14 +225,20 @@ async fn another_projects_events_never_appear() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keep_alives_are_sent_on_an_idle_stream() {
+async fn keep_alives_are_sent_on_an_idle_stream_that_outlives_the_request_timeout() {
     let db = TestDb::create().await.unwrap();
-    let server = Server::start(&db, &["--no-seed", "--sse-keep-alive", "0.2"]).await.unwrap();
+    let flags = ["--no-seed", "--sse-keep-alive", "0.2", "--request-timeout", "1", "--idle-timeout", "1"];
+    let server = Server::start(&db, &flags).await.unwrap();
+    let dev = device(&server.client(ADMIN_TOKEN)).await;
     let token = create_token(&db, "idle", "u").unwrap();
     let mut s = EventStream::open(&server.url, &token, "/v1/events", None).await.unwrap();
-    let got = s.next(Duration::from_millis(1500)).await.unwrap();
+    let got = s.next(Duration::from_millis(2500)).await.unwrap();
     assert!(got.is_none(), "{got:?}");
-    assert!(s.comments >= 2, "{} keep-alive comments in 1.5 s", s.comments);
+    assert!(s.comments >= 5, "{} keep-alive comments in 2.5 s", s.comments);
+    // Past the request and idle timeouts, the stream still carries events.
+    let job = submit(&server.client(&token), json!({"device": dev, "program": "noop", "payload": {}})).await;
+    let e = s.next(Duration::from_secs(10)).await.unwrap().expect("an event after the idle time");
+    assert_eq!(e.json()["job_id"], job.as_str());
 }
 
 // --- webhooks -------------------------------------------------------------------------------

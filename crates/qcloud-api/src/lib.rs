@@ -9,6 +9,7 @@ mod de;
 pub mod error;
 pub mod extract;
 pub mod ibm;
+pub mod metrics;
 pub mod openapi;
 pub mod pasqal;
 pub mod ratelimit;
@@ -43,6 +44,11 @@ pub struct ApiConfig {
     /// How long the IBM facade may hold a status poll of an unfinished job for the job to finish
     /// (see `ibm::jobs::get`); zero answers at once.
     pub ibm_status_hold: Duration,
+    /// Comment lines on an idle event stream, so that proxies keep it open.
+    pub sse_keep_alive: Duration,
+    /// Serve `GET /metrics` on this router for this replica id (`None`: not here; it may be on
+    /// its own listener, `--metrics-listen`).
+    pub metrics_replica: Option<uuid::Uuid>,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +59,8 @@ impl Default for ApiConfig {
             body_timeout: Duration::from_secs(30),
             rate_limit: RateLimit::default(),
             ibm_status_hold: ibm::jobs::STATUS_HOLD,
+            sse_keep_alive: Duration::from_secs(15),
+            metrics_replica: None,
         }
     }
 }
@@ -62,6 +70,8 @@ pub struct AppState {
     pub svc: Service,
     /// Rate limits per caller, checked by the [`extract::Caller`] extractor.
     pub limiter: Arc<ratelimit::Limiter>,
+    /// Keep-alive interval of `GET /v1/events`.
+    pub sse_keep_alive: Duration,
 }
 
 /// The whole HTTP application.
@@ -79,17 +89,29 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/jobs/{id}/cancel", post(v1::jobs::cancel))
         .route("/tokens", get(v1::tokens::list).post(v1::tokens::create))
         .route("/tokens/{id}", delete(v1::tokens::revoke))
+        .route("/events", get(v1::events::stream_events))
+        .route("/webhooks", get(v1::webhooks::list).post(v1::webhooks::create))
+        .route("/webhooks/{id}", get(v1::webhooks::get).delete(v1::webhooks::delete))
+        .route("/webhooks/{id}/deliveries", get(v1::webhooks::deliveries))
         .route("/openapi.yaml", get(openapi::serve_yaml))
         .route("/openapi.json", get(openapi::serve_json));
-    Router::new()
-        .route("/healthz", get(healthz))
+    let mut app = Router::new();
+    if let Some(replica) = cfg.metrics_replica {
+        app = app.merge(metrics::router(svc.clone(), replica));
+    }
+    app.route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1", v1)
         .nest("/ibm", ibm::router(svc.clone(), cfg))
         .nest("/pasqal", pasqal::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(AppState { svc, limiter: Arc::new(ratelimit::Limiter::new(cfg.rate_limit)) })
+        .with_state(AppState {
+            svc,
+            limiter: Arc::new(ratelimit::Limiter::new(cfg.rate_limit)),
+            sse_keep_alive: cfg.sse_keep_alive,
+        })
+        .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(RequestBodyTimeoutLayer::new(cfg.body_timeout))
         .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.request_timeout))

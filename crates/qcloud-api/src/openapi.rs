@@ -19,6 +19,9 @@ use crate::v1::devices::{DevicePatch, DeviceView, NewDeviceRequest};
 use crate::v1::jobs::{JobResult, JobView, NewJobRequest};
 use crate::v1::sessions::{NewSessionRequest, SessionView};
 use crate::v1::tokens::{NewTokenRequest, NewTokenResponse, TokenView};
+use crate::v1::webhooks::{
+    DeliveryView, EventTypeSchema, NewWebhookRequest, NewWebhookResponse, WebhookSpecRequest, WebhookView,
+};
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::header::HeaderBuilder;
@@ -43,13 +46,16 @@ use utoipa::{Modify, OpenApi};
         v1::sessions::create, v1::sessions::list, v1::sessions::get, v1::sessions::close, v1::sessions::cancel,
         v1::jobs::submit, v1::jobs::list, v1::jobs::get, v1::jobs::result, v1::jobs::cancel,
         v1::tokens::list, v1::tokens::create, v1::tokens::revoke,
+        v1::events::stream_events,
+        v1::webhooks::create, v1::webhooks::list, v1::webhooks::get, v1::webhooks::delete, v1::webhooks::deliveries,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, DeviceView, NewDeviceRequest, DevicePatch, SessionView, NewSessionRequest,
         JobView, NewJobRequest, JobResult, JobStatusSchema, SessionStateSchema, SessionModeSchema, ClosedReasonSchema,
         IdlePolicySchema, PrioritySchema, DeviceKindSchema, DriverKindSchema, DeviceStatusSchema, TimingSchema,
         JsonValueSchema, JsonObjectSchema, DeviceNameSchema, TokenView, NewTokenRequest,
-        NewTokenResponse,
+        NewTokenResponse, EventTypeSchema, NewWebhookRequest, NewWebhookResponse, WebhookView, WebhookSpecRequest,
+        DeliveryView,
     )),
     modifiers(&BearerAuth, &CommonResponses, &DeviceOrSession, &Links),
     tags(
@@ -57,6 +63,8 @@ use utoipa::{Modify, OpenApi};
         (name = "sessions", description = "Exclusive work on one device: dedicated sessions and batches"),
         (name = "jobs", description = "Jobs and their results"),
         (name = "tokens", description = "API tokens (admin)"),
+        (name = "events", description = "State changes of jobs and sessions as Server-Sent Events"),
+        (name = "webhooks", description = "Signed POSTs of events to subscribed URLs, from a durable outbox"),
     )
 )]
 pub struct ApiDoc;
@@ -233,6 +241,10 @@ impl Links {
                 Some(json!({"session_id": "$response.body#/id"})),
             ),
         ];
+        let hook = vec![("id", "$response.body#/id")];
+        t.push(("create_webhook", "201", "GetWebhook", "get_webhook", hook.clone(), None));
+        t.push(("create_webhook", "201", "ListDeliveries", "list_webhook_deliveries", hook.clone(), None));
+        t.push(("create_webhook", "201", "DeleteWebhook", "delete_webhook", hook, None));
         for status in ["201", "200"] {
             t.push(("submit_job", status, "GetJob", "get_job", job.clone(), None));
             t.push(("submit_job", status, "GetJobResult", "get_job_result", job.clone(), None));

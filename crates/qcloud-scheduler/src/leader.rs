@@ -26,6 +26,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<S
             if let Some(t) = term {
                 let _ = shared.svc.release_leadership(shared.me, t).await;
                 info!(term = t, "leadership released");
+                leadership_changed(term, None);
             }
             return;
         }
@@ -37,11 +38,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<S
                             Some(t) => info!(term = t, replica = %shared.me, "became leader"),
                             None => info!("no longer leader"),
                         }
+                        leadership_changed(term, t);
                     }
                     term = t;
                 }
                 Err(e) => {
                     warn!(error = %e, "leader lease renewal failed; stepping down");
+                    leadership_changed(term, None);
                     term = None;
                 }
             }
@@ -62,9 +65,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<S
         };
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + shared.cfg.tick;
-            if let Err(e) = tick(&shared, t, &mut pending).await {
+            let started = Instant::now();
+            let ticked = tick(&shared, t, &mut pending).await;
+            metrics::histogram!("qcloud_scheduler_round_seconds", "round" => "tick")
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = ticked {
                 if lost_term(&e) {
                     warn!("leader term lost during tick");
+                    leadership_changed(term, None);
                     term = None;
                     continue;
                 }
@@ -73,6 +81,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<S
         }
         if !pending.is_empty() {
             let fence = Fence::Leader { me: shared.me, term: t };
+            let started = Instant::now();
             let lost = futures::stream::iter(pending.drain())
                 .map(|d| {
                     let shared = shared.clone();
@@ -90,8 +99,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<S
                 .buffer_unordered(DISPATCH_CONCURRENCY)
                 .fold(false, |acc, lost| async move { acc || lost })
                 .await;
+            metrics::histogram!("qcloud_scheduler_round_seconds", "round" => "dispatch")
+                .record(started.elapsed().as_secs_f64());
             if lost {
                 warn!("leader term lost during dispatch");
+                leadership_changed(term, None);
                 term = None;
             }
             continue;
@@ -102,6 +114,17 @@ pub(crate) async fn run(shared: Arc<Shared>, mut wake: mpsc::UnboundedReceiver<S
             _ = shared.shutdown.cancelled() => {}
         }
     }
+}
+
+/// Metrics of a change of this replica's leadership.
+fn leadership_changed(before: Option<i64>, after: Option<i64>) {
+    if before == after {
+        return;
+    }
+    metrics::counter!("qcloud_leadership_changes_total", "to" => if after.is_some() { "leader" } else { "follower" })
+        .increment(1);
+    metrics::gauge!("qcloud_leader").set(if after.is_some() { 1.0 } else { 0.0 });
+    metrics::gauge!("qcloud_leader_term").set(after.unwrap_or(0) as f64);
 }
 
 fn lost_term(e: &ServiceError) -> bool {

@@ -275,7 +275,9 @@ fn default_num_shots(backend_configuration: Option<&str>) -> Option<i64> {
     digits.parse().ok()
 }
 
-/// Webhooks go to http(s) hosts that are not loopback, private or link-local.
+/// Webhooks go to http(s) hosts that are not loopback, private or link-local (the form only; a
+/// batch's webhook is checked by `Service::check_webhook_url`, which applies the server's allow list
+/// and resolves the host).
 pub fn check_webhook(url: &str) -> Result<()> {
     let bad = |m: &str| Err(ServiceError::invalid("invalid_webhook", format!("webhook '{url}': {m}")));
     let rest = match url.split_once("://") {
@@ -540,7 +542,7 @@ impl Service {
         validate::tags(&req.tags)?;
         if let Some(w) = &req.webhook {
             validate::text("webhook", w)?;
-            check_webhook(w)?;
+            self.check_webhook_url(w).await?;
         }
         let seq_value = match &req.sequence_builder {
             Some(s) => Some(check_sequence("sequence_builder", s)?),
@@ -594,6 +596,9 @@ impl Service {
         )
         .await?;
         let id = row.id;
+        if let Some(w) = &req.webhook {
+            self.subscribe_batch(&mut tx, &who.project, w, id).await?;
+        }
         if !ready.is_empty() {
             let row = qcloud_store::sessions::submit_into(&mut tx, id, &who.project)
                 .await?
@@ -727,6 +732,9 @@ impl Service {
         )
         .await?;
         let new_id = row.id;
+        if let Some(w) = &s.webhook {
+            self.subscribe_batch(&mut tx, &who.project, w, new_id).await?;
+        }
         qcloud_store::pasqal::set_session_parent(&mut tx, new_id, id).await?;
         let row = qcloud_store::sessions::submit_into(&mut tx, new_id, &who.project)
             .await?

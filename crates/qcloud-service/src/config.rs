@@ -25,6 +25,12 @@ pub struct ServiceConfig {
     pub max_shots: i64,
     /// How long an idempotency key names its job; after that the key may name a new one.
     pub idempotency_window: Duration,
+    /// Hosts webhooks may reach besides public addresses (`--webhook-allow`).
+    pub webhook_policy: crate::webhooks::WebhookPolicy,
+    /// How long events (and finished webhook deliveries) are kept.
+    pub event_retention: Duration,
+    /// How often each replica's event hub looks for events to sequence.
+    pub event_poll: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -40,6 +46,9 @@ impl Default for ServiceConfig {
             max_payload_bytes: 16 << 20,
             max_shots: 10_000_000,
             idempotency_window: Duration::hours(24),
+            webhook_policy: Default::default(),
+            event_retention: Duration::days(7),
+            event_poll: std::time::Duration::from_millis(50),
         }
     }
 }

@@ -170,6 +170,20 @@ impl Service {
     /// returned and `false` says nothing new was created.
     #[instrument(skip_all, fields(device = req.device.as_deref().unwrap_or(""), session_id = ?req.session_id))]
     pub async fn submit_job(&self, who: &Principal, req: SubmitJob) -> Result<(JobView, bool)> {
+        self.submit_job_with_webhook(who, req, None).await
+    }
+
+    /// [`Service::submit_job`] with a webhook subscribed to the job's events in the same
+    /// transaction (a replay of an idempotent submission makes no second one).
+    pub async fn submit_job_with_webhook(
+        &self,
+        who: &Principal,
+        req: SubmitJob,
+        webhook: Option<&crate::webhooks::WebhookSpec>,
+    ) -> Result<(JobView, bool)> {
+        if let Some(w) = webhook {
+            self.check_webhook_spec(w).await?;
+        }
         let idempotency_key = req.idempotency_key.as_deref();
         validate::idempotency_key(idempotency_key)?;
         validate::opt_text("idempotency_key", idempotency_key)?;
@@ -316,6 +330,9 @@ impl Service {
         // Wake the leader only for an idle device: a busy device's completion starts its next job in
         // the same transaction. (A completion that raced this insert and saw no queued job leaves
         // the job to the leader's periodic sweep.) NOTIFY serialises commits, so this matters.
+        if let Some(w) = webhook {
+            self.subscribe_scoped(&mut tx, &who.project, w, Some(row.id), None).await?;
+        }
         if device_idle {
             qcloud_store::notify(&mut tx, qcloud_store::channel::WAKE, &device.name).await?;
         }

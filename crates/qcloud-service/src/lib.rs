@@ -12,6 +12,7 @@ pub mod checks;
 pub mod config;
 pub mod devices;
 pub mod error;
+pub mod events;
 pub mod job_search;
 pub mod jobs;
 pub mod list;
@@ -20,6 +21,7 @@ pub mod projects;
 pub mod sessions;
 pub mod users;
 pub mod validate;
+pub mod webhooks;
 
 pub use auth::Principal;
 pub use config::ServiceConfig;
@@ -45,17 +47,24 @@ pub struct Service {
     tokens: Arc<auth::TokenCache>,
     /// Submit-time checks of program inputs (none: every payload is left to the run).
     checks: Option<Arc<dyn checks::ProgramCheck>>,
+    /// This replica's event hub, once started ([`Service::start_event_hub`]).
+    hub: Arc<std::sync::OnceLock<events::EventHub>>,
 }
 
 impl Service {
     pub fn new(pool: PgPool, cfg: ServiceConfig) -> Self {
-        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default(), checks: None }
+        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default(), checks: None, hub: Arc::default() }
     }
 
     /// Check program inputs at submit with `check` (the drivers' validate steps).
     pub fn with_program_check(mut self, check: Arc<dyn checks::ProgramCheck>) -> Self {
         self.checks = Some(check);
         self
+    }
+
+    /// This replica's event hub, when it was started.
+    pub fn event_hub(&self) -> Option<&events::EventHub> {
+        self.hub.get()
     }
 
     /// The connection pool, for start-up, shutdown and tests that inspect the database.

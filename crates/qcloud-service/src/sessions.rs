@@ -132,6 +132,20 @@ fn session_view(row: Session, counts: Vec<(JobStatus, i64)>) -> SessionView {
 impl Service {
     #[instrument(skip_all, fields(device = %req.device))]
     pub async fn open_session(&self, who: &Principal, req: OpenSession) -> Result<SessionView> {
+        self.open_session_with_webhook(who, req, None).await
+    }
+
+    /// [`Service::open_session`] with a webhook subscribed to the session's events (and its
+    /// jobs') in the same transaction.
+    pub async fn open_session_with_webhook(
+        &self,
+        who: &Principal,
+        req: OpenSession,
+        webhook: Option<&crate::webhooks::WebhookSpec>,
+    ) -> Result<SessionView> {
+        if let Some(w) = webhook {
+            self.check_webhook_spec(w).await?;
+        }
         validate::text("device", &req.device)?;
         validate::tags(&req.tags)?;
         let ttls = self
@@ -155,11 +169,14 @@ impl Service {
                 idle_policy: req.idle_policy,
                 priority: req.priority,
                 tags: &req.tags,
-                webhook: None,
+                webhook: webhook.map(|w| w.url.as_str()),
                 default_program: None,
             },
         )
         .await?;
+        if let Some(w) = webhook {
+            self.subscribe_scoped(&mut tx, &who.project, w, None, Some(row.id)).await?;
+        }
         tx.commit().await?;
         Ok(session_view(row, Vec::new()))
     }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod devices;
+pub mod events;
 pub mod job_search;
 pub mod jobs;
 pub mod lease;
@@ -12,6 +13,7 @@ pub mod pasqal;
 pub mod projects;
 pub mod sessions;
 pub mod tokens;
+pub mod webhooks;
 
 pub use sqlx::postgres::{PgListener, PgNotification};
 pub use sqlx::{Error, PgConnection, PgPool, Postgres, Transaction};
@@ -62,6 +64,10 @@ pub mod channel {
     pub const CANCEL: &str = "qcloud_cancel";
     /// A token was revoked (payload: token id): every replica drops it from its token cache.
     pub const TOKENS: &str = "qcloud_tokens";
+    /// Events were numbered up to the payload's `seq`: event streams should read.
+    pub const EVENTS_SEQUENCED: &str = "qcloud_events_seq";
+    /// Webhook deliveries were queued or became due: deliverers should claim.
+    pub const DELIVERIES: &str = "qcloud_deliveries";
 }
 
 /// What every listing shares: a tag, a creation range, the keyset cursor and the page size.

@@ -126,6 +126,24 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// Rate-limit admins too.
     pub rate_limit_admins: bool,
+    /// Hosts webhooks may reach besides public addresses: comma-separated CIDRs or host names
+    /// (loopback, link-local and private ranges are refused otherwise).
+    pub webhook_allow: String,
+    /// Longest wait for a webhook receiver's answer, seconds.
+    pub webhook_timeout: f64,
+    /// First webhook retry delay, seconds (doubled per attempt, with jitter).
+    pub webhook_retry_base: f64,
+    /// Longest webhook retry delay, seconds.
+    pub webhook_retry_max: f64,
+    /// How long a webhook delivery is retried before it is marked failed, seconds.
+    pub webhook_give_up_after: f64,
+    /// How long events (and finished webhook deliveries) are kept, seconds.
+    pub event_retention: f64,
+    /// Comment lines on an idle event stream every so many seconds.
+    pub sse_keep_alive: f64,
+    /// Serve `/metrics` on this address instead of the API port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Log line format.
     pub log_format: LogFormat,
     /// Log filter (`RUST_LOG` syntax).
@@ -165,6 +183,14 @@ impl Default for Config {
             rate_limit_per_second: 50.0,
             rate_limit_burst: 100,
             rate_limit_admins: false,
+            webhook_allow: String::new(),
+            webhook_timeout: 10.0,
+            webhook_retry_base: 5.0,
+            webhook_retry_max: 600.0,
+            webhook_give_up_after: 86_400.0,
+            event_retention: 604_800.0,
+            sse_keep_alive: 15.0,
+            metrics_listen: None,
             log_format: LogFormat::Text,
             log: None,
         }
@@ -210,6 +236,14 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("rate_limit_per_second", &["QCLOUD_RATE_LIMIT_PER_SECOND"], Kind::Number),
     ("rate_limit_burst", &["QCLOUD_RATE_LIMIT_BURST"], Kind::Number),
     ("rate_limit_admins", &["QCLOUD_RATE_LIMIT_ADMINS"], Kind::Flag),
+    ("webhook_allow", &["QCLOUD_WEBHOOK_ALLOW"], Kind::Text),
+    ("webhook_timeout", &["QCLOUD_WEBHOOK_TIMEOUT"], Kind::Number),
+    ("webhook_retry_base", &["QCLOUD_WEBHOOK_RETRY_BASE"], Kind::Number),
+    ("webhook_retry_max", &["QCLOUD_WEBHOOK_RETRY_MAX"], Kind::Number),
+    ("webhook_give_up_after", &["QCLOUD_WEBHOOK_GIVE_UP_AFTER"], Kind::Number),
+    ("event_retention", &["QCLOUD_EVENT_RETENTION"], Kind::Number),
+    ("sse_keep_alive", &["QCLOUD_SSE_KEEP_ALIVE"], Kind::Number),
+    ("metrics_listen", &["QCLOUD_METRICS_LISTEN"], Kind::Text),
     ("log_format", &["QCLOUD_LOG_FORMAT"], Kind::Text),
     ("log", &["QCLOUD_LOG", "RUST_LOG"], Kind::Text),
 ];
@@ -422,6 +456,41 @@ pub struct ServeFlags {
     #[arg(long, action = clap::ArgAction::SetTrue)]
     #[serde(skip_serializing_if = "is_false")]
     pub rate_limit_admins: bool,
+    /// Hosts webhooks may reach besides public addresses, comma-separated CIDRs or host names, e.g.
+    /// 127.0.0.1,10.0.0.0/8 [env: QCLOUD_WEBHOOK_ALLOW] [default: none]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_allow: Option<String>,
+    /// Longest wait for a webhook receiver, seconds [env: QCLOUD_WEBHOOK_TIMEOUT] [default: 10]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_timeout: Option<f64>,
+    /// First webhook retry delay, seconds, doubled per attempt with jitter
+    /// [env: QCLOUD_WEBHOOK_RETRY_BASE] [default: 5]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_retry_base: Option<f64>,
+    /// Longest webhook retry delay, seconds [env: QCLOUD_WEBHOOK_RETRY_MAX] [default: 600]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_retry_max: Option<f64>,
+    /// Retry a webhook delivery for this long, seconds, then mark it failed
+    /// [env: QCLOUD_WEBHOOK_GIVE_UP_AFTER] [default: 86400]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_give_up_after: Option<f64>,
+    /// Keep events this long, seconds [env: QCLOUD_EVENT_RETENTION] [default: 604800]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_retention: Option<f64>,
+    /// Keep-alive comment interval of event streams, seconds [env: QCLOUD_SSE_KEEP_ALIVE] [default: 15]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sse_keep_alive: Option<f64>,
+    /// Serve /metrics on this address instead of the API port [env: QCLOUD_METRICS_LISTEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -525,6 +594,12 @@ impl Config {
             ("body_timeout", self.body_timeout),
             ("request_timeout", self.request_timeout),
             ("idempotency_window", self.idempotency_window),
+            ("webhook_timeout", self.webhook_timeout),
+            ("webhook_retry_base", self.webhook_retry_base),
+            ("webhook_retry_max", self.webhook_retry_max),
+            ("webhook_give_up_after", self.webhook_give_up_after),
+            ("event_retention", self.event_retention),
+            ("sse_keep_alive", self.sse_keep_alive),
         ] {
             seconds(key, v)?;
         }
@@ -557,6 +632,7 @@ impl Config {
                 ));
             }
         }
+        qcloud_service::webhooks::WebhookPolicy::parse(&self.webhook_allow).map_err(|e| invalid("webhook_allow", e))?;
         if let Some(f) = &self.log {
             tracing_subscriber::EnvFilter::try_new(f)
                 .map_err(|e| invalid("log", format!("not a valid filter ({e}): {f:?}")))?;
@@ -809,6 +885,7 @@ mod tests {
             admin_token: Some(String::new()),
             devices_file: Some(PathBuf::new()),
             log: Some(String::new()),
+            metrics_listen: Some(String::new()),
             ..Config::default()
         };
         let Value::Dict(_, keys) = Value::serialize(&all).unwrap() else { panic!("a dict") };

@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod deliver;
 pub mod http;
 pub mod output;
 mod pg;
 pub mod seed;
 pub mod telemetry;
+pub mod watch;
 
 pub use config::{Config, ConfigError, Flags, LogFormat, Machine};
 
@@ -54,6 +56,9 @@ pub fn service_config(c: &Config) -> Result<ServiceConfig, ConfigError> {
         lease: chrono::Duration::milliseconds(c.lease_ms.clamp(100, i64::MAX as u64) as i64),
         max_payload_bytes: c.max_body_bytes,
         idempotency_window: Config::duration("idempotency_window", c.idempotency_window)?,
+        webhook_policy: qcloud_service::webhooks::WebhookPolicy::parse(&c.webhook_allow)
+            .map_err(|message| ConfigError::Invalid { key: "webhook_allow", message })?,
+        event_retention: Config::duration("event_retention", c.event_retention)?,
         ..ServiceConfig::default()
     })
 }
@@ -81,7 +86,19 @@ fn api_config(c: &Config) -> ApiConfig {
             burst: c.rate_limit_burst,
             admins: c.rate_limit_admins,
         },
+        sse_keep_alive: secs(c.sse_keep_alive),
+        metrics_replica: None,
         ..ApiConfig::default()
+    }
+}
+
+fn deliver_config(c: &Config) -> deliver::DeliverConfig {
+    deliver::DeliverConfig {
+        timeout: secs(c.webhook_timeout),
+        retry_base: secs(c.webhook_retry_base),
+        retry_max: secs(c.webhook_retry_max),
+        give_up_after: secs(c.webhook_give_up_after),
+        ..deliver::DeliverConfig::default()
     }
 }
 
@@ -133,6 +150,11 @@ pub struct Server {
     admin_token_file: Option<PathBuf>,
     token_watch: JoinHandle<()>,
     replica_id: Uuid,
+    /// Where `/metrics` is served when it has its own listener.
+    metrics_addr: Option<SocketAddr>,
+    /// The event hub's tasks and the metrics listener.
+    background: Vec<JoinHandle<()>>,
+    deliverer: JoinHandle<()>,
     stop: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
     scheduler: Scheduler,
@@ -168,6 +190,11 @@ impl Server {
         self.admin_token_file.as_deref()
     }
 
+    /// Where `/metrics` is served when `--metrics-listen` gave it a listener of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// This replica's id (its leader-lease and job-lease owner).
     pub fn replica_id(&self) -> Uuid {
         self.replica_id
@@ -180,6 +207,14 @@ impl Server {
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let http = (&mut self.http).await;
         self.token_watch.abort();
+        // Deliveries in flight finish (each is bounded by the webhook timeout) or are left to
+        // their lease.
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(15), &mut self.deliverer).await;
+        self.deliverer.abort();
+        for t in &self.background {
+            t.abort();
+        }
         info!("HTTP stopped; draining the scheduler");
         self.scheduler.shutdown().await;
         self.svc.pool().close().await;
@@ -232,9 +267,37 @@ pub async fn launch(
     let admin_token_new = made.is_some();
     let admin_token = made.or_else(|| config.admin_token.clone());
     let token_watch = svc.start_token_watch().await.context("listening for token revocations")?;
+    // The metrics recorder first, so that nothing counted from here on is lost.
+    qcloud_api::metrics::handle();
+    let (_hub, mut background) = svc.start_event_hub().await.context("starting the event hub")?;
     let scheduler = Scheduler::start(svc.clone(), registry, scheduler_config(&config)).await?;
-    let app = qcloud_api::router(svc.clone(), &api_config(&config));
+    let replica_id = scheduler.replica_id();
+    let mut api_cfg = api_config(&config);
     let stop = CancellationToken::new();
+    let metrics_addr = match &config.metrics_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding --metrics-listen {a}"))?;
+            let addr = l.local_addr()?;
+            let app: axum::Router = qcloud_api::metrics::router(svc.clone(), replica_id);
+            let graceful = {
+                let stop = stop.clone();
+                async move { stop.cancelled().await }
+            };
+            background.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(graceful).await {
+                    tracing::warn!(error = %e, "the metrics listener failed");
+                }
+            }));
+            info!(%addr, "serving /metrics");
+            Some(addr)
+        }
+        None => {
+            api_cfg.metrics_replica = Some(replica_id);
+            None
+        }
+    };
+    let deliverer = tokio::spawn(deliver::run(svc.clone(), replica_id, deliver_config(&config), stop.clone()));
+    let app = qcloud_api::router(svc.clone(), &api_cfg);
     let graceful = {
         let stop = stop.clone();
         async move {
@@ -250,7 +313,10 @@ pub async fn launch(
         admin_token_new,
         admin_token_file,
         token_watch,
-        replica_id: scheduler.replica_id(),
+        replica_id,
+        metrics_addr,
+        background,
+        deliverer,
         stop,
         http,
         scheduler,

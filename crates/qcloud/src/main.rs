@@ -49,8 +49,40 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Watch jobs of a running server.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Watch sessions of a running server.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// Print the OpenAPI description of the native API (what `openapi.yaml` holds).
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// A live view of a job (state, queue position, elapsed time) from the event stream; exits 0
+    /// when it completed, 1 when it failed or was canceled.
+    Watch {
+        id: Uuid,
+        #[command(flatten)]
+        remote: qcloud::watch::RemoteFlags,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// A live view of a session (state, jobs done) from the event stream; exits 0 when it closed
+    /// `completed`.
+    Watch {
+        id: Uuid,
+        #[command(flatten)]
+        remote: qcloud::watch::RemoteFlags,
+    },
 }
 
 #[derive(Subcommand)]
@@ -135,6 +167,23 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(s) => s.clone(),
         _ => ServeFlags::default(),
     };
+    let watch = match &cli.command {
+        Command::Jobs { command: JobsCommand::Watch { id, remote } } => Some((true, *id, remote.clone())),
+        Command::Sessions { command: SessionsCommand::Watch { id, remote } } => Some((false, *id, remote.clone())),
+        _ => None,
+    };
+    if let Some((is_job, id, remote)) = watch {
+        // A client of a running server: no settings, no database.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let ok = rt.block_on(async {
+            if is_job {
+                qcloud::watch::job(&remote, id).await
+            } else {
+                qcloud::watch::session(&remote, id).await
+            }
+        })?;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let config = Config::load(&Flags { common: cli.common, serve }, &Machine::current())?;
     qcloud::telemetry::init(config.log_format, config.log.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -158,7 +207,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Jobs { .. } | Command::Sessions { .. } => Ok(()),
     }
 }
 

@@ -498,3 +498,93 @@ mod tests {
         assert_eq!(super::replace_db("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
 }
+
+/// One Server-Sent Event as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+
+    /// The event id as a number.
+    pub fn seq(&self) -> i64 {
+        self.id.as_deref().and_then(|i| i.parse().ok()).unwrap_or(-1)
+    }
+}
+
+/// A reader of `GET /v1/events` (a real socket; the text/event-stream format parsed by hand:
+/// fields `id`, `event`, `data`, comment lines counted as keep-alives).
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+    /// Comment lines seen (keep-alives).
+    pub comments: usize,
+}
+
+impl EventStream {
+    /// Open the stream at `path` (e.g. `/v1/events?session_id=...`), resuming after
+    /// `last_event_id` when given.
+    pub async fn open(base: &str, token: &str, path: &str, last_event_id: Option<i64>) -> anyhow::Result<EventStream> {
+        let mut req = reqwest::Client::new()
+            .get(format!("{}{path}", base.trim_end_matches('/')))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let resp = req.send().await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            bail!("GET {path}: {status}: {}", resp.text().await.unwrap_or_default());
+        }
+        Ok(EventStream { resp, buf: String::new(), comments: 0 })
+    }
+
+    /// The next event, or `None` when `limit` passes first or the stream ends.
+    pub async fn next(&mut self, limit: Duration) -> anyhow::Result<Option<SseEvent>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                let mut ev = SseEvent { id: None, event: None, data: String::new() };
+                let mut any = false;
+                for line in block.lines().filter(|l| !l.is_empty()) {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                        continue;
+                    }
+                    let (k, v) =
+                        line.split_once(':').map(|(k, v)| (k, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line, ""));
+                    any = true;
+                    match k {
+                        "id" => ev.id = Some(v.to_string()),
+                        "event" => ev.event = Some(v.to_string()),
+                        "data" => {
+                            if !ev.data.is_empty() {
+                                ev.data.push('\n');
+                            }
+                            ev.data.push_str(v);
+                        }
+                        _ => {}
+                    }
+                }
+                if any {
+                    return Ok(Some(ev));
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(Some(b))) => self.buf.push_str(&String::from_utf8_lossy(&b)),
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -203,3 +203,34 @@ fn docker_e2e_script_brings_the_stack_up_and_down() {
         assert!(mode & 0o111 != 0, "tests/docker/e2e.sh should be executable");
     }
 }
+
+#[test]
+fn the_observability_profile_starts_prometheus_and_grafana_on_the_shipped_files() {
+    let compose = compose();
+    for name in ["prometheus", "grafana"] {
+        let s = service(&compose, name);
+        let profiles: Vec<&str> =
+            s.get("profiles").and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str).collect();
+        assert_eq!(profiles, ["observability"], "{name} runs only with --profile observability");
+        for v in s.get("volumes").and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str) {
+            let host = v.split(':').next().unwrap();
+            assert!(repo_root().join(host).exists(), "{name} mounts {host}, which does not exist");
+        }
+    }
+    let prom: Value = serde_yaml::from_str(&read("deploy/prometheus.yml")).expect("deploy/prometheus.yml is YAML");
+    let jobs = prom.get("scrape_configs").and_then(Value::as_sequence).expect("scrape_configs");
+    assert!(jobs.iter().any(|j| str_at(j, "metrics_path") == Some("/metrics")));
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/dashboards/qcloud.json")).expect("the dashboard is JSON");
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    for m in ["qcloud_queue_depth", "qcloud_jobs_total", "qcloud_job_queue_seconds", "qcloud_webhook_deliveries_total"]
+    {
+        assert!(exprs.iter().any(|e| e.contains(m)), "the dashboard shows no {m}");
+    }
+}

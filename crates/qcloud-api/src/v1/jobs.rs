@@ -45,21 +45,31 @@ pub struct NewJobRequest {
     /// (default 3 h).
     #[schema(exclusive_minimum = 0, maximum = 86400)]
     pub max_execution_time: Option<f64>,
+    /// POST this job's events (signed) to a URL: a subscription scoped to the job, listed under
+    /// `/v1/webhooks`.
+    pub webhook: Option<super::webhooks::WebhookSpecRequest>,
 }
 
 impl NewJobRequest {
-    fn into_command(self, idempotency_key: Option<String>) -> qcloud_service::Result<SubmitJob> {
-        Ok(SubmitJob {
-            priority: opt_enum_field::<Priority>("priority", self.priority.as_deref())?,
-            device: self.device,
-            session_id: self.session_id,
-            program: self.program,
-            payload: serde_json::Value::Object(self.payload),
-            shots: self.shots,
-            tags: self.tags,
-            max_execution_time: self.max_execution_time,
-            idempotency_key,
-        })
+    fn into_command(
+        self,
+        idempotency_key: Option<String>,
+    ) -> qcloud_service::Result<(SubmitJob, Option<qcloud_service::webhooks::WebhookSpec>)> {
+        let webhook = self.webhook.map(Into::into);
+        Ok((
+            SubmitJob {
+                priority: opt_enum_field::<Priority>("priority", self.priority.as_deref())?,
+                device: self.device,
+                session_id: self.session_id,
+                program: self.program,
+                payload: serde_json::Value::Object(self.payload),
+                shots: self.shots,
+                tags: self.tags,
+                max_execution_time: self.max_execution_time,
+                idempotency_key,
+            },
+            webhook,
+        ))
     }
 }
 
@@ -187,7 +197,8 @@ pub async fn submit(
         })?),
         None => None,
     };
-    let (job, created) = s.svc.submit_job(&who, req.into_command(key.map(str::to_owned))?).await?;
+    let (cmd, webhook) = req.into_command(key.map(str::to_owned))?;
+    let (job, created) = s.svc.submit_job_with_webhook(&who, cmd, webhook.as_ref()).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(job.into())))
 }
 

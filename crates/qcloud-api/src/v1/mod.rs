@@ -2,9 +2,11 @@
 //! schemas) and their translation onto the service's typed commands and views.
 
 pub mod devices;
+pub mod events;
 pub mod jobs;
 pub mod sessions;
 pub mod tokens;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use qcloud_service::list::{Cursor, ListWindow};

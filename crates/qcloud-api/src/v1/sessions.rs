@@ -44,6 +44,9 @@ pub struct NewSessionRequest {
     #[serde(default)]
     #[schema(schema_with = schema::tags)]
     pub tags: Vec<String>,
+    /// POST this session's events and its jobs' (signed) to a URL: a subscription scoped to the
+    /// session, listed under `/v1/webhooks`.
+    pub webhook: Option<super::webhooks::WebhookSpecRequest>,
 }
 
 impl NewSessionRequest {
@@ -169,7 +172,9 @@ pub async fn create(
     Caller(who): Caller,
     ApiJson(req): ApiJson<NewSessionRequest>,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
-    Ok((StatusCode::CREATED, Json(s.svc.open_session(&who, req.into_command()?).await?.into())))
+    let webhook: Option<qcloud_service::webhooks::WebhookSpec> = req.webhook.clone().map(Into::into);
+    let view = s.svc.open_session_with_webhook(&who, req.into_command()?, webhook.as_ref()).await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
 }
 
 /// One session.

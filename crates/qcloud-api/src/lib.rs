@@ -5,6 +5,7 @@
 //! `/v1/openapi.yaml`, kept equal to `openapi.yaml` by a test).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 mod de;
 pub mod error;
 pub mod extract;
@@ -26,6 +27,7 @@ pub use ratelimit::RateLimit;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
@@ -40,6 +42,8 @@ pub struct ApiConfig {
     pub body_timeout: Duration,
     /// Requests per caller.
     pub rate_limit: RateLimit,
+    /// Largest result an agent may post (after gzip decompression), in bytes.
+    pub agent_max_result_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +53,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             rate_limit: RateLimit::default(),
+            agent_max_result_bytes: 256 << 20,
         }
     }
 }
@@ -75,6 +80,21 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/jobs/{id}/cancel", post(v1::jobs::cancel))
         .route("/tokens", get(v1::tokens::list).post(v1::tokens::create))
         .route("/tokens/{id}", delete(v1::tokens::revoke))
+        .route("/devices/{name}/tokens", get(agent::list_tokens).post(agent::create_token))
+        .route("/agent/claim", post(agent::claim))
+        .route("/agent/device", get(agent::device).put(agent::report))
+        .route("/agent/jobs/{id}/heartbeat", post(agent::heartbeat))
+        .route("/agent/jobs/{id}/progress", post(agent::progress))
+        .route(
+            "/agent/jobs/{id}/complete",
+            // Results may be large: their own limit, counted after gzip decompression.
+            post(agent::complete).layer(
+                tower::ServiceBuilder::new()
+                    .layer(DefaultBodyLimit::max(cfg.agent_max_result_bytes))
+                    .layer(RequestDecompressionLayer::new().gzip(true)),
+            ),
+        )
+        .route("/agent/jobs/{id}/fail", post(agent::fail))
         .route("/openapi.yaml", get(openapi::serve_yaml))
         .route("/openapi.json", get(openapi::serve_json));
     Router::new()

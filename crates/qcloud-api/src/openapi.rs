@@ -15,8 +15,10 @@ use crate::schema::{
     TimingSchema,
 };
 use crate::v1;
-use crate::v1::devices::{DevicePatch, DeviceView, NewDeviceRequest};
-use crate::v1::jobs::{JobResult, JobView, NewJobRequest};
+use crate::v1::devices::{AgentView, DevicePatch, DeviceView, NewDeviceRequest};
+use crate::v1::jobs::{JobProgress, JobResult, JobView, NewJobRequest};
+use crate::agent;
+use qcloud_wire as wire;
 use crate::v1::sessions::{NewSessionRequest, SessionView};
 use crate::v1::tokens::{NewTokenRequest, NewTokenResponse, TokenView};
 use axum::http::header;
@@ -43,13 +45,18 @@ use utoipa::{Modify, OpenApi};
         v1::sessions::create, v1::sessions::list, v1::sessions::get, v1::sessions::close, v1::sessions::cancel,
         v1::jobs::submit, v1::jobs::list, v1::jobs::get, v1::jobs::result, v1::jobs::cancel,
         v1::tokens::list, v1::tokens::create, v1::tokens::revoke,
+        agent::create_token, agent::list_tokens,
+        agent::claim, agent::heartbeat, agent::progress, agent::complete, agent::fail, agent::device, agent::report,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, DeviceView, NewDeviceRequest, DevicePatch, SessionView, NewSessionRequest,
         JobView, NewJobRequest, JobResult, JobStatusSchema, SessionStateSchema, SessionModeSchema, ClosedReasonSchema,
         IdlePolicySchema, PrioritySchema, DeviceKindSchema, DriverKindSchema, DeviceStatusSchema, TimingSchema,
         JsonValueSchema, JsonObjectSchema, DeviceNameSchema, TokenView, NewTokenRequest,
-        NewTokenResponse,
+        NewTokenResponse, AgentView, JobProgress, agent::DeviceTokenView, agent::NewDeviceTokenResponse,
+        wire::ClaimRequest, wire::Claim, wire::Lease, wire::AgentJob, wire::Heartbeat, wire::HeartbeatAnswer,
+        wire::StopReason, wire::Progress, wire::Complete, wire::Fail, wire::Finished, wire::AgentStatus,
+        wire::DeviceReport, wire::Target, wire::Operation, wire::QubitProperties, wire::AgentDevice,
     )),
     modifiers(&BearerAuth, &CommonResponses, &DeviceOrSession, &Links),
     tags(
@@ -57,6 +64,7 @@ use utoipa::{Modify, OpenApi};
         (name = "sessions", description = "Exclusive work on one device: dedicated sessions and batches"),
         (name = "jobs", description = "Jobs and their results"),
         (name = "tokens", description = "API tokens (admin)"),
+        (name = "agent", description = "The agent protocol: an agent serves one device with a device token (docs/agent-protocol.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -69,6 +77,15 @@ impl Modify for BearerAuth {
             c.add_security_scheme(
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+            c.add_security_scheme(
+                "device_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("A device token (`qcloud devices token NAME`): the agent routes only"))
+                        .build(),
+                ),
             );
         }
     }

@@ -94,6 +94,22 @@ impl DriverKind {
     }
 }
 
+impl DeviceStatus {
+    /// The status a device schedules by (rule 11): the operator's status, and for an agent device
+    /// also its agent's. An agent device takes assignments only while its agent is connected
+    /// (heard from within the server's `agent_offline_after`) and reports itself online; one whose
+    /// agent never reported is offline.
+    pub fn effective(self, driver: DriverKind, agent_connected: bool, agent: Option<DeviceStatus>) -> DeviceStatus {
+        if driver != DriverKind::Agent || self != DeviceStatus::Online {
+            return self;
+        }
+        if !agent_connected {
+            return DeviceStatus::Offline;
+        }
+        agent.unwrap_or(DeviceStatus::Online)
+    }
+}
+
 impl Priority {
     /// Numeric rank stored in the database: larger runs first.
     pub fn rank(self) -> i16 {

@@ -25,6 +25,11 @@ pub struct ServiceConfig {
     pub max_shots: i64,
     /// How long an idempotency key names its job; after that the key may name a new one.
     pub idempotency_window: Duration,
+    /// An agent device whose agent has not been heard from for this long goes offline (no new
+    /// assignments, rule 11) until its agent calls again.
+    pub agent_offline_after: Duration,
+    /// Longest an agent's claim waits for a job (the long poll).
+    pub agent_max_wait: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -40,6 +45,8 @@ impl Default for ServiceConfig {
             max_payload_bytes: 16 << 20,
             max_shots: 10_000_000,
             idempotency_window: Duration::hours(24),
+            agent_offline_after: Duration::seconds(60),
+            agent_max_wait: Duration::seconds(30),
         }
     }
 }

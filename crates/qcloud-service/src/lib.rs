@@ -6,6 +6,7 @@
 //! state; it knows no HTTP. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod auth;
 pub mod batches;
 pub mod checks;
@@ -45,11 +46,13 @@ pub struct Service {
     tokens: Arc<auth::TokenCache>,
     /// Submit-time checks of program inputs (none: every payload is left to the run).
     checks: Option<Arc<dyn checks::ProgramCheck>>,
+    /// Wake-ups of agents' waiting claims.
+    claim_wake: Arc<agents::ClaimWake>,
 }
 
 impl Service {
     pub fn new(pool: PgPool, cfg: ServiceConfig) -> Self {
-        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default(), checks: None }
+        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default(), checks: None, claim_wake: Arc::default() }
     }
 
     /// Check program inputs at submit with `check` (the drivers' validate steps).

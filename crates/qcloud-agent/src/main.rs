@@ -20,7 +20,7 @@ use qcloud_wire as wire;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 #[derive(Parser, Debug)]
 #[command(name = "qcloud-agent", version, about = "Serve one qcloud device from outside the server")]
@@ -103,7 +103,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let served = serve(&args, &client, engine.as_ref(), &shutdown).await;
     // Leaving: say so, so that the device takes no new assignments.
-    let offline = wire::DeviceReport { status: wire::AgentStatus::Offline, ..engine.report() };
+    // (Fields left out keep what was reported before.)
+    let offline = wire::DeviceReport {
+        status: wire::AgentStatus::Offline,
+        message: Some("the agent stopped".into()),
+        target: None,
+        pulser_device: None,
+        calibration: None,
+    };
     let _ = tokio::time::timeout(Duration::from_secs(3), client.report(&offline)).await;
     served
 }
@@ -111,8 +118,18 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: &Args, client: &Client, engine: &dyn Engine, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(200);
     // Report the device until the server takes it.
+    let mut report = engine.report();
     loop {
-        match client.report(&engine.report()).await {
+        let reported = async {
+            let d = client.device().await?;
+            // A device may offer more qubits than the operator gave it (DDSIM: 65535): report
+            // the ones the server's device has.
+            if let Some(t) = report.target.as_mut().filter(|t| d.num_qubits > 0 && t.num_qubits > d.num_qubits as u32) {
+                cap_target(t, d.num_qubits as u32);
+            }
+            client.report(&report).await
+        };
+        match reported.await {
             Ok(d) => {
                 if d.name != args.device {
                     bail!("the token is for device '{}', not '{}'", d.name, args.device);
@@ -155,11 +172,18 @@ async fn serve(args: &Args, client: &Client, engine: &dyn Engine, shutdown: &Can
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 // After an outage the report may have been lost with the server.
-                let _ = client.report(&engine.report()).await;
+                let _ = client.report(&report).await;
             }
         }
     }
     Ok(())
+}
+
+/// The first `n` qubits of a target.
+fn cap_target(t: &mut wire::Target, n: u32) {
+    t.num_qubits = n;
+    t.coupling_map.retain(|[a, b]| *a < n && *b < n);
+    t.qubits.truncate(n as usize);
 }
 
 async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
@@ -179,9 +203,12 @@ enum Stopped {
 }
 
 async fn run_job(client: &Client, engine: &dyn Engine, claim: wire::Claim, shutdown: &CancellationToken) {
+    let span = tracing::info_span!("job", job_id = %claim.job.id, attempt = claim.job.attempt);
+    run_job_in_span(client, engine, claim, shutdown).instrument(span).await
+}
+
+async fn run_job_in_span(client: &Client, engine: &dyn Engine, claim: wire::Claim, shutdown: &CancellationToken) {
     let wire::Claim { lease, job } = claim;
-    let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt);
-    let _e = span.enter();
     info!(program = %job.program, "running");
     let stop = CancellationToken::new();
     let why: Arc<Mutex<Option<Stopped>>> = Arc::default();
@@ -217,6 +244,10 @@ async fn run_job(client: &Client, engine: &dyn Engine, claim: wire::Claim, shutd
             }
         })
     };
+    // Shown on the job while it runs.
+    if let Err(e) = client.progress(lease.job_id, lease.epoch, Some(format!("running {} on the agent", job.program)), None).await {
+        warn!(error = %e, "progress report failed");
+    }
     let outcome = match engine.programs() {
         Some(p) if !p.contains(&job.program.as_str()) => Err(RunError::failed(format!(
             "this agent runs programs {}, not '{}'",

@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context};
 use libloading::Library;
 use qcloud_wire as wire;
 use serde_json::{json, Value};
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::path::Path;
 use std::ptr;
 use std::sync::{Arc, Mutex};
@@ -91,35 +91,35 @@ impl Api {
         // SAFETY: loading a library runs its initialisers; the operator names a QDMI device
         // library to load, which is the point of this backend.
         let lib = unsafe { Library::new(path) }.with_context(|| format!("loading {}", path.display()))?;
-        macro_rules! sym {
-            ($name:literal) => {{
-                let name = format!("{prefix}_QDMI_device_{}\0", $name);
-                // SAFETY: the symbol's type is the one qdmi/device.h declares for it.
-                let s = unsafe { lib.get(name.as_bytes()) }
-                    .with_context(|| format!("the library has no {}", name.trim_end_matches('\0')))?;
-                *s
-            }};
-        }
+        let f = |name: &str| format!("{prefix}_QDMI_device_{name}");
         Ok(Api {
-            initialize: sym!("initialize"),
-            finalize: sym!("finalize"),
-            session_alloc: sym!("session_alloc"),
-            session_init: sym!("session_init"),
-            session_free: sym!("session_free"),
-            query_device: sym!("session_query_device_property"),
-            query_site: sym!("session_query_site_property"),
-            query_operation: sym!("session_query_operation_property"),
-            create_job: sym!("session_create_device_job"),
-            job_set_parameter: sym!("job_set_parameter"),
-            job_set_programs: sym!("job_set_programs"),
-            job_submit: sym!("job_submit"),
-            job_cancel: sym!("job_cancel"),
-            job_check: sym!("job_check"),
-            job_get_results: sym!("job_get_results"),
-            job_free: sym!("job_free"),
+            initialize: sym(&lib, &f("initialize"))?,
+            finalize: sym(&lib, &f("finalize"))?,
+            session_alloc: sym(&lib, &f("session_alloc"))?,
+            session_init: sym(&lib, &f("session_init"))?,
+            session_free: sym(&lib, &f("session_free"))?,
+            query_device: sym(&lib, &f("session_query_device_property"))?,
+            query_site: sym(&lib, &f("session_query_site_property"))?,
+            query_operation: sym(&lib, &f("session_query_operation_property"))?,
+            create_job: sym(&lib, &f("session_create_device_job"))?,
+            job_set_parameter: sym(&lib, &f("job_set_parameter"))?,
+            job_set_programs: sym(&lib, &f("job_set_programs"))?,
+            job_submit: sym(&lib, &f("job_submit"))?,
+            job_cancel: sym(&lib, &f("job_cancel"))?,
+            job_check: sym(&lib, &f("job_check"))?,
+            job_get_results: sym(&lib, &f("job_get_results"))?,
+            job_free: sym(&lib, &f("job_free"))?,
             _lib: lib,
         })
     }
+}
+
+/// A function of the library, by its full name.
+fn sym<T: Copy>(lib: &Library, name: &str) -> anyhow::Result<T> {
+    let c = format!("{name}\0");
+    // SAFETY: `T` is the function type qdmi/device.h declares for this symbol.
+    let s: libloading::Symbol<T> = unsafe { lib.get(c.as_bytes()) }.with_context(|| format!("the library has no {name}"))?;
+    Ok(*s)
 }
 
 fn check(what: &str, rc: c_int) -> anyhow::Result<()> {
@@ -249,7 +249,13 @@ impl Device {
         let mut operations = Vec::new();
         for op in self.device_handles(DEVICE_PROPERTY_OPERATIONS) {
             let Some(name) = self.op_name(op) else { continue };
-            let n: usize = self.op_scalar(op, &[], OPERATION_PROPERTY_QUBITSNUM).unwrap_or(1);
+            // Operations of no fixed arity (barrier, mcx, if_else) and the global phase are not
+            // gates of a target; QDMI's identity is Qiskit's `id`.
+            let Some(n) = self.op_scalar::<usize>(op, &[], OPERATION_PROPERTY_QUBITSNUM) else { continue };
+            if name == "gphase" || n == 0 {
+                continue;
+            }
+            let name = if name == "i" { "id".to_string() } else { name };
             // Figures may be per site: ask without sites first, then on the first site(s).
             let probe: Vec<Handle> = if n == 1 { sites.iter().take(1).copied().collect() } else { Vec::new() };
             let duration = self

@@ -221,6 +221,9 @@ pub fn target_config(t: &wire::Target) -> Result<Value, ApiError> {
     if t.operations.is_empty() || t.operations.len() > 1000 {
         return Err(bad("operations: from 1 to 1000 operations".into()));
     }
+    if t.coupling_map.is_empty() && t.num_qubits > 1024 {
+        return Err(bad("coupling_map: give one for more than 1024 qubits (all-to-all is implied only up to 1024)".into()));
+    }
     if t.coupling_map.len() > 1_000_000 {
         return Err(bad("coupling_map: at most 1000000 pairs".into()));
     }

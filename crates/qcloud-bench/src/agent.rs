@@ -173,7 +173,7 @@ pub async fn agent_vs_noop(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
     let n = a.latency_jobs;
     // Interleaved halves would be fairer still; one after the other, in one run, on one server.
     let (noop_start, noop_total) = latency(api, &noop, "noop", n, None, deadline).await?;
-    let (agent_start, agent_total) = latency(api, &dev, "zero", n, Some(&agent.seen), deadline).await?;
+    let (agent_start, agent_total) = latency(api, &dev, "zero", n, Some(agent.seen.as_ref()), deadline).await?;
     let jobs = a.agent_jobs;
     let (noop_done, noop_rate) = throughput(api, &noop, "noop", jobs, a.clients, deadline).await?;
     let (agent_done, agent_rate) = throughput(api, &dev, "zero", jobs, a.clients, deadline).await?;

@@ -87,7 +87,8 @@ pub async fn disconnect_stale(conn: &mut PgConnection, after_ms: i64) -> sqlx::R
     .await
 }
 
-/// Store the agent's report: its status and what it says about the device.
+/// Store the agent's report: its status and what it says about the device (a key it leaves out
+/// or sends as null keeps its earlier value).
 pub async fn report(
     conn: &mut PgConnection,
     device: &str,
@@ -95,7 +96,8 @@ pub async fn report(
     report: &serde_json::Value,
 ) -> sqlx::Result<Option<Device>> {
     sqlx::query_as(
-        "UPDATE devices SET agent_status = $2, agent_report = $3, agent_seen_at = now(), agent_connected = true,
+        "UPDATE devices SET agent_status = $2, agent_report = COALESCE(agent_report, '{}'::jsonb) || jsonb_strip_nulls($3),
+                agent_seen_at = now(), agent_connected = true,
                 updated_at = now()
          WHERE name = $1 RETURNING *",
     )

@@ -188,7 +188,7 @@ pub async fn with_pending_work(conn: &mut PgConnection) -> sqlx::Result<Vec<Stri
     sqlx::query_scalar(
         "SELECT d.name FROM devices d
          WHERE d.status = 'online'
-           AND (d.driver <> 'agent' OR (d.agent_connected AND COALESCE(d.agent_status, 'online') = 'online'))
+           AND (d.driver <> 'agent' OR (d.agent_connected AND d.agent_status = 'online'))
            AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = d.name AND r.status = 'running')
            AND EXISTS (SELECT 1 FROM jobs q WHERE q.device = d.name AND q.status = 'queued')",
     )

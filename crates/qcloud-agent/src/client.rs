@@ -96,19 +96,33 @@ impl Client {
         self.post(&format!("/jobs/{job}/heartbeat"), &wire::Heartbeat { epoch }).await
     }
 
-    pub async fn progress(&self, job: Uuid, epoch: i64, message: Option<String>, fraction: Option<f64>) -> Result<(), CallError> {
-        let req = self
-            .http
-            .post(format!("{}/jobs/{job}/progress", self.base))
-            .json(&wire::Progress { epoch, message, fraction });
+    pub async fn progress(
+        &self,
+        job: Uuid,
+        epoch: i64,
+        message: Option<String>,
+        fraction: Option<f64>,
+    ) -> Result<(), CallError> {
+        let req = self.http.post(format!("{}/jobs/{job}/progress", self.base)).json(&wire::Progress {
+            epoch,
+            message,
+            fraction,
+        });
         self.send(req).await.map(|_| ())
     }
 
     /// Post the result; large ones gzip-compressed.
-    pub async fn complete(&self, job: Uuid, epoch: i64, result: serde_json::Value, log: Option<String>) -> Result<wire::Finished, CallError> {
+    pub async fn complete(
+        &self,
+        job: Uuid,
+        epoch: i64,
+        result: serde_json::Value,
+        log: Option<String>,
+    ) -> Result<wire::Finished, CallError> {
         let body = serde_json::to_vec(&wire::Complete { epoch, result, log })
             .map_err(|e| CallError::Transient(anyhow!(e).context("result to JSON")))?;
-        let mut req = self.http.post(format!("{}/jobs/{job}/complete", self.base)).header("content-type", "application/json");
+        let mut req =
+            self.http.post(format!("{}/jobs/{job}/complete", self.base)).header("content-type", "application/json");
         if body.len() > GZIP_ABOVE {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(&body).and_then(|_| gz.flush()).map_err(|e| CallError::Transient(anyhow!(e)))?;
@@ -121,7 +135,13 @@ impl Client {
         resp.json().await.map_err(|e| CallError::Transient(anyhow!(e).context("unreadable answer")))
     }
 
-    pub async fn fail(&self, job: Uuid, epoch: i64, reason: String, log: Option<String>) -> Result<wire::Finished, CallError> {
+    pub async fn fail(
+        &self,
+        job: Uuid,
+        epoch: i64,
+        reason: String,
+        log: Option<String>,
+    ) -> Result<wire::Finished, CallError> {
         self.post(&format!("/jobs/{job}/fail"), &wire::Fail { epoch, reason, log }).await
     }
 

@@ -39,10 +39,20 @@ pub trait Engine: Send + Sync {
     fn programs(&self) -> Option<&'static [&'static str]>;
     /// What the agent reports of the device when it starts.
     fn report(&self) -> wire::DeviceReport {
-        wire::DeviceReport { status: wire::AgentStatus::Online, message: None, target: None, pulser_device: None, calibration: None }
+        wire::DeviceReport {
+            status: wire::AgentStatus::Online,
+            message: None,
+            target: None,
+            pulser_device: None,
+            calibration: None,
+        }
     }
     /// Run one job; stop soon after `stop` fires.
-    fn run<'a>(&'a self, job: &'a wire::AgentJob, stop: CancellationToken) -> BoxFuture<'a, Result<RunOutput, RunError>>;
+    fn run<'a>(
+        &'a self,
+        job: &'a wire::AgentJob,
+        stop: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunOutput, RunError>>;
 }
 
 /// Default memory a simulation may take when the device config gives no `max_memory_bytes`.
@@ -69,11 +79,18 @@ impl Engine for Statevector {
         Some(&["sampler", "estimator"])
     }
 
-    fn run<'a>(&'a self, job: &'a wire::AgentJob, stop: CancellationToken) -> BoxFuture<'a, Result<RunOutput, RunError>> {
+    fn run<'a>(
+        &'a self,
+        job: &'a wire::AgentJob,
+        stop: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunOutput, RunError>> {
         Box::pin(async move {
             let max_qubits = job.num_qubits.max(0) as usize;
             let limits = SimLimits {
-                read: ReadLimits { max_qubits: ReadLimits::default().max_qubits.max(max_qubits + 1), ..ReadLimits::default() },
+                read: ReadLimits {
+                    max_qubits: ReadLimits::default().max_qubits.max(max_qubits + 1),
+                    ..ReadLimits::default()
+                },
                 max_qubits,
                 max_memory_bytes: max_memory(job),
                 ..SimLimits::default()
@@ -89,7 +106,11 @@ impl Engine for Statevector {
                     "estimator" => {
                         SvProgram::Estimator(primitives::prepare_estimator(&payload, &limits).map_err(sim_error)?)
                     }
-                    other => return Err(RunError::failed(format!("this agent runs 'sampler' and 'estimator', not '{other}'"))),
+                    other => {
+                        return Err(RunError::failed(format!(
+                            "this agent runs 'sampler' and 'estimator', not '{other}'"
+                        )))
+                    }
                 };
                 match p {
                     SvProgram::Sampler(p) => primitives::run_sampler(&p),
@@ -114,8 +135,8 @@ pub struct Analog {
 
 impl Analog {
     pub fn new() -> Analog {
-        let spec = serde_json::from_str(include_str!("../../qcloud-analog/devices/AnalogDevice.json"))
-            .unwrap_or(Value::Null);
+        let spec =
+            serde_json::from_str(include_str!("../../qcloud-analog/devices/AnalogDevice.json")).unwrap_or(Value::Null);
         Analog { device_spec: spec }
     }
 }
@@ -141,7 +162,11 @@ impl Engine for Analog {
         }
     }
 
-    fn run<'a>(&'a self, job: &'a wire::AgentJob, stop: CancellationToken) -> BoxFuture<'a, Result<RunOutput, RunError>> {
+    fn run<'a>(
+        &'a self,
+        job: &'a wire::AgentJob,
+        stop: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunOutput, RunError>> {
         Box::pin(async move {
             let target_device = match qcloud_analog::Device::from_object(&self.device_spec) {
                 Ok(d) => Some(d),

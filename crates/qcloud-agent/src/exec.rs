@@ -38,7 +38,11 @@ impl Engine for Exec {
         })
     }
 
-    fn run<'a>(&'a self, job: &'a wire::AgentJob, stop: CancellationToken) -> BoxFuture<'a, Result<RunOutput, RunError>> {
+    fn run<'a>(
+        &'a self,
+        job: &'a wire::AgentJob,
+        stop: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunOutput, RunError>> {
         Box::pin(async move {
             let input = serde_json::to_vec(job).map_err(|e| RunError::failed(format!("job to JSON: {e}")))?;
             let mut child = Command::new("sh")
@@ -94,7 +98,8 @@ impl Engine for Exec {
                 }
             };
             let log = Some(String::from_utf8_lossy(&err).into_owned()).filter(|l| !l.is_empty());
-            let status = status.map_err(|e| RunError::Failed { reason: format!("waiting for the program: {e}"), log: log.clone() })?;
+            let status = status
+                .map_err(|e| RunError::Failed { reason: format!("waiting for the program: {e}"), log: log.clone() })?;
             if !status.success() {
                 let last = log.as_deref().and_then(|l| l.lines().rev().find(|x| !x.trim().is_empty())).map(str::trim);
                 let reason = match (last, status.code()) {

@@ -76,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
             let report = match &args.report {
                 Some(path) => {
                     let text = std::fs::read_to_string(path).with_context(|| format!("--report {}", path.display()))?;
-                    Some(serde_json::from_str(&text).with_context(|| format!("--report {}: not a device report", path.display()))?)
+                    Some(
+                        serde_json::from_str(&text)
+                            .with_context(|| format!("--report {}: not a device report", path.display()))?,
+                    )
                 }
                 None => None,
             };
@@ -229,8 +232,15 @@ async fn run_job_in_span(client: &Client, engine: &dyn Engine, claim: wire::Clai
                 }
                 match client.heartbeat(lease.job_id, lease.epoch).await {
                     Ok(a) => match a.stop {
-                        Some(wire::StopReason::Canceled) => { set(&why, Stopped::Canceled); stop.cancel(); }
-                        Some(wire::StopReason::MaxExecutionTime) => { set(&why, Stopped::Overrun); stop.cancel(); return; }
+                        Some(wire::StopReason::Canceled) => {
+                            set(&why, Stopped::Canceled);
+                            stop.cancel();
+                        }
+                        Some(wire::StopReason::MaxExecutionTime) => {
+                            set(&why, Stopped::Overrun);
+                            stop.cancel();
+                            return;
+                        }
                         None => {}
                     },
                     Err(CallError::LeaseLost(m)) => {
@@ -245,7 +255,9 @@ async fn run_job_in_span(client: &Client, engine: &dyn Engine, claim: wire::Clai
         })
     };
     // Shown on the job while it runs.
-    if let Err(e) = client.progress(lease.job_id, lease.epoch, Some(format!("running {} on the agent", job.program)), None).await {
+    if let Err(e) =
+        client.progress(lease.job_id, lease.epoch, Some(format!("running {} on the agent", job.program)), None).await
+    {
         warn!(error = %e, "progress report failed");
     }
     let outcome = match engine.programs() {
@@ -271,7 +283,9 @@ async fn run_job_in_span(client: &Client, engine: &dyn Engine, claim: wire::Clai
         (Ok(_), Some(Stopped::Canceled)) | (Err(RunError::Stopped { .. }), Some(Stopped::Canceled)) => {
             retry(|| client.fail(id, epoch, "canceled".into(), None)).await
         }
-        (Err(RunError::Failed { reason, log }), _) => retry(|| client.fail(id, epoch, reason.clone(), log.clone())).await,
+        (Err(RunError::Failed { reason, log }), _) => {
+            retry(|| client.fail(id, epoch, reason.clone(), log.clone())).await
+        }
         (Err(RunError::Stopped { log }), None) => {
             retry(|| client.fail(id, epoch, "the run stopped".into(), log.clone())).await
         }

@@ -72,8 +72,18 @@ struct Api {
     query_device: unsafe extern "C" fn(Handle, c_int, usize, *mut c_void, *mut usize) -> c_int,
     query_site: unsafe extern "C" fn(Handle, Handle, c_int, usize, *mut c_void, *mut usize) -> c_int,
     #[allow(clippy::type_complexity)]
-    query_operation:
-        unsafe extern "C" fn(Handle, Handle, usize, *const Handle, usize, *const f64, c_int, usize, *mut c_void, *mut usize) -> c_int,
+    query_operation: unsafe extern "C" fn(
+        Handle,
+        Handle,
+        usize,
+        *const Handle,
+        usize,
+        *const f64,
+        c_int,
+        usize,
+        *mut c_void,
+        *mut usize,
+    ) -> c_int,
     create_job: unsafe extern "C" fn(Handle, *mut Handle) -> c_int,
     job_set_parameter: unsafe extern "C" fn(Handle, c_int, usize, *const c_void) -> c_int,
     job_set_programs: unsafe extern "C" fn(Handle, c_int, usize, *const usize, *const *const c_void) -> c_int,
@@ -118,7 +128,8 @@ impl Api {
 fn sym<T: Copy>(lib: &Library, name: &str) -> anyhow::Result<T> {
     let c = format!("{name}\0");
     // SAFETY: `T` is the function type qdmi/device.h declares for this symbol.
-    let s: libloading::Symbol<T> = unsafe { lib.get(c.as_bytes()) }.with_context(|| format!("the library has no {name}"))?;
+    let s: libloading::Symbol<T> =
+        unsafe { lib.get(c.as_bytes()) }.with_context(|| format!("the library has no {name}"))?;
     Ok(*s)
 }
 
@@ -161,7 +172,13 @@ impl Device {
         let mut v = T::default();
         // SAFETY: the buffer is a `T` of the size given.
         let rc = unsafe {
-            (self.api.query_device)(self.session, prop, size_of::<T>(), &mut v as *mut T as *mut c_void, ptr::null_mut())
+            (self.api.query_device)(
+                self.session,
+                prop,
+                size_of::<T>(),
+                &mut v as *mut T as *mut c_void,
+                ptr::null_mut(),
+            )
         };
         (rc == QDMI_SUCCESS).then_some(v)
     }
@@ -194,15 +211,32 @@ impl Device {
         let mut v = T::default();
         // SAFETY: as for `device_scalar`; `site` came from the device.
         let rc = unsafe {
-            (self.api.query_site)(self.session, site, prop, size_of::<T>(), &mut v as *mut T as *mut c_void, ptr::null_mut())
+            (self.api.query_site)(
+                self.session,
+                site,
+                prop,
+                size_of::<T>(),
+                &mut v as *mut T as *mut c_void,
+                ptr::null_mut(),
+            )
         };
         (rc == QDMI_SUCCESS).then_some(v)
     }
 
-    fn op_query(&self, op: Handle, sites: &[Handle], prop: c_int, size: usize, out: *mut c_void, size_ret: *mut usize) -> c_int {
+    fn op_query(
+        &self,
+        op: Handle,
+        sites: &[Handle],
+        prop: c_int,
+        size: usize,
+        out: *mut c_void,
+        size_ret: *mut usize,
+    ) -> c_int {
         let sp = if sites.is_empty() { ptr::null() } else { sites.as_ptr() };
         // SAFETY: `out` is null or a buffer of `size` bytes; `op` and `sites` came from the device.
-        unsafe { (self.api.query_operation)(self.session, op, sites.len(), sp, 0, ptr::null(), prop, size, out, size_ret) }
+        unsafe {
+            (self.api.query_operation)(self.session, op, sites.len(), sp, 0, ptr::null(), prop, size, out, size_ret)
+        }
     }
 
     fn op_scalar<T: Copy + Default>(&self, op: Handle, sites: &[Handle], prop: c_int) -> Option<T> {
@@ -220,15 +254,17 @@ impl Device {
             return None;
         }
         let mut buf = vec![0u8; size];
-        let rc = self.op_query(op, &[], OPERATION_PROPERTY_NAME, size, buf.as_mut_ptr() as *mut c_void, ptr::null_mut());
+        let rc =
+            self.op_query(op, &[], OPERATION_PROPERTY_NAME, size, buf.as_mut_ptr() as *mut c_void, ptr::null_mut());
         (rc == QDMI_SUCCESS).then(|| c_string(&buf))
     }
 
     /// What the device reports, as a target.
     fn target(&self) -> anyhow::Result<(String, wire::Target, Vec<c_int>)> {
         let name = self.device_string(DEVICE_PROPERTY_NAME).unwrap_or_else(|| "QDMI device".into());
-        let num_qubits: usize =
-            self.device_scalar(DEVICE_PROPERTY_QUBITSNUM).ok_or_else(|| anyhow!("the device reports no qubit count"))?;
+        let num_qubits: usize = self
+            .device_scalar(DEVICE_PROPERTY_QUBITSNUM)
+            .ok_or_else(|| anyhow!("the device reports no qubit count"))?;
         let unit = self.device_string(DEVICE_PROPERTY_DURATIONUNIT).unwrap_or_else(|| "s".into());
         let scale: f64 = self.device_scalar(DEVICE_PROPERTY_DURATIONSCALEFACTOR).unwrap_or(1.0);
         let seconds = scale * unit_seconds(&unit);
@@ -274,7 +310,11 @@ impl Device {
         }
         let formats: Vec<c_int> = self
             .device_bytes(DEVICE_PROPERTY_SUPPORTEDPROGRAMFORMATS)
-            .map(|b| b.chunks_exact(size_of::<c_int>()).map(|c| c_int::from_ne_bytes(c.try_into().unwrap_or([0; 4]))).collect())
+            .map(|b| {
+                b.chunks_exact(size_of::<c_int>())
+                    .map(|c| c_int::from_ne_bytes(c.try_into().unwrap_or([0; 4])))
+                    .collect()
+            })
             .unwrap_or_else(|| vec![PROGRAM_FORMAT_QASM2, PROGRAM_FORMAT_QASM3]);
         let qubits = if qubits.iter().any(|q| q.t1.is_some() || q.t2.is_some()) { qubits } else { Vec::new() };
         Ok((name, wire::Target { num_qubits: num_qubits as u32, coupling_map: coupling, operations, qubits }, formats))
@@ -332,7 +372,13 @@ enum Ran {
 
 /// Run one program: create, set shots and the program, submit, poll until done (canceling when
 /// `stop` is set), read the histogram.
-fn run_program(dev: &Device, format: c_int, program: &str, shots: usize, stop: &dyn Fn() -> bool) -> anyhow::Result<Ran> {
+fn run_program(
+    dev: &Device,
+    format: c_int,
+    program: &str,
+    shots: usize,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Ran> {
     let api = &dev.api;
     let mut handle: Handle = ptr::null_mut();
     // SAFETY: creating a job on our session.
@@ -346,7 +392,12 @@ fn run_program(dev: &Device, format: c_int, program: &str, shots: usize, stop: &
     unsafe {
         check(
             "job_set_parameter(SHOTSNUM)",
-            (api.job_set_parameter)(job.job, JOB_PARAMETER_SHOTSNUM, size_of::<usize>(), &shots as *const usize as *const c_void),
+            (api.job_set_parameter)(
+                job.job,
+                JOB_PARAMETER_SHOTSNUM,
+                size_of::<usize>(),
+                &shots as *const usize as *const c_void,
+            ),
         )?;
         check("job_set_programs", (api.job_set_programs)(job.job, format, 1, sizes.as_ptr(), programs.as_ptr()))?;
         check("job_submit", (api.job_submit)(job.job))?;
@@ -466,16 +517,14 @@ fn program_of(circuit: &Value, formats: &[c_int]) -> Result<(c_int, String, qclo
 /// The pubs of a sampler payload as programs.
 fn sampler_programs(job: &wire::AgentJob, formats: &[c_int]) -> Result<Vec<Program>, String> {
     let pubs = job.payload.get("pubs").and_then(|p| p.as_array()).ok_or("the payload has no 'pubs' list")?;
-    let default = job
-        .payload
-        .get("shots")
-        .and_then(|s| s.as_u64())
-        .or(job.shots.map(|s| s.max(0) as u64))
-        .unwrap_or(1024);
+    let default =
+        job.payload.get("shots").and_then(|s| s.as_u64()).or(job.shots.map(|s| s.max(0) as u64)).unwrap_or(1024);
     let mut out = Vec::with_capacity(pubs.len());
     for (i, p) in pubs.iter().enumerate() {
         let (circuit, params, shots) = match p {
-            Value::Array(a) => (a.first().cloned().unwrap_or(Value::Null), a.get(1).cloned(), a.get(2).and_then(|s| s.as_u64())),
+            Value::Array(a) => {
+                (a.first().cloned().unwrap_or(Value::Null), a.get(1).cloned(), a.get(2).and_then(|s| s.as_u64()))
+            }
             other => (other.clone(), None, None),
         };
         if params.as_ref().is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
@@ -523,7 +572,11 @@ impl Engine for QdmiEngine {
         self.report.clone()
     }
 
-    fn run<'a>(&'a self, job: &'a wire::AgentJob, stop: CancellationToken) -> BoxFuture<'a, Result<RunOutput, RunError>> {
+    fn run<'a>(
+        &'a self,
+        job: &'a wire::AgentJob,
+        stop: CancellationToken,
+    ) -> BoxFuture<'a, Result<RunOutput, RunError>> {
         Box::pin(async move {
             let programs = sampler_programs(job, &self.formats).map_err(RunError::failed)?;
             let device = self.device.clone();
@@ -538,7 +591,9 @@ impl Engine for QdmiEngine {
                             "data": register_counts(&p, &hist),
                             "metadata": {"shots": p.shots, "device_histogram": hist},
                         })),
-                        Ok(Ran::Canceled) => return Err(RunError::Stopped { log: Some("canceled on the device (job_cancel)".into()) }),
+                        Ok(Ran::Canceled) => {
+                            return Err(RunError::Stopped { log: Some("canceled on the device (job_cancel)".into()) })
+                        }
                         Err(e) => return Err(RunError::failed(format!("{e:#}"))),
                     }
                 }

@@ -222,7 +222,9 @@ pub fn target_config(t: &wire::Target) -> Result<Value, ApiError> {
         return Err(bad("operations: from 1 to 1000 operations".into()));
     }
     if t.coupling_map.is_empty() && t.num_qubits > 1024 {
-        return Err(bad("coupling_map: give one for more than 1024 qubits (all-to-all is implied only up to 1024)".into()));
+        return Err(bad(
+            "coupling_map: give one for more than 1024 qubits (all-to-all is implied only up to 1024)".into()
+        ));
     }
     if t.coupling_map.len() > 1_000_000 {
         return Err(bad("coupling_map: at most 1000000 pairs".into()));
@@ -239,7 +241,8 @@ pub fn target_config(t: &wire::Target) -> Result<Value, ApiError> {
     let mut basis = Vec::new();
     let mut gates = BTreeMap::new();
     for op in &t.operations {
-        if op.name.is_empty() || op.name.len() > 64 || !op.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        if op.name.is_empty() || op.name.len() > 64 || !op.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        {
             return Err(bad(format!("operations: '{}' is not an operation name", op.name)));
         }
         finite("duration", op.duration, 3600.0)?;
@@ -341,7 +344,11 @@ mod tests {
         let t = wire::Target {
             num_qubits: 2,
             coupling_map: vec![[0, 1]],
-            operations: vec![op("rz", 1, None, None), op("cz", 2, Some(3e-7), Some(0.01)), op("measure", 1, None, None)],
+            operations: vec![
+                op("rz", 1, None, None),
+                op("cz", 2, Some(3e-7), Some(0.01)),
+                op("measure", 1, None, None),
+            ],
             qubits: vec![
                 wire::QubitProperties { t1: Some(1e-4), t2: Some(5e-5), readout_error: Some(0.02) },
                 wire::QubitProperties { t1: Some(3e-4), t2: Some(1e-4), readout_error: None },
@@ -358,7 +365,12 @@ mod tests {
 
     #[test]
     fn a_bad_target_is_refused() {
-        let t = wire::Target { num_qubits: 2, coupling_map: vec![[0, 2]], operations: vec![op("x", 1, None, None)], qubits: vec![] };
+        let t = wire::Target {
+            num_qubits: 2,
+            coupling_map: vec![[0, 2]],
+            operations: vec![op("x", 1, None, None)],
+            qubits: vec![],
+        };
         assert!(target_config(&t).is_err());
         let t = wire::Target { coupling_map: vec![], operations: vec![op("x y", 1, None, None)], ..t };
         assert!(target_config(&t).is_err());

@@ -8,6 +8,7 @@
 //! shares (401, 429, 503, and 400 / 413 / 415 for a body) are added by [`CommonResponses`], the
 //! links between operations (for stateful testing and for clients) by [`Links`].
 
+use crate::agent;
 use crate::error::{ErrorBody, ErrorDetail, RETRY_AFTER_SECONDS};
 use crate::schema::{
     ClosedReasonSchema, DeviceKindSchema, DeviceNameSchema, DeviceStatusSchema, DriverKindSchema, IdlePolicySchema,
@@ -17,12 +18,11 @@ use crate::schema::{
 use crate::v1;
 use crate::v1::devices::{AgentView, DevicePatch, DeviceView, NewDeviceRequest};
 use crate::v1::jobs::{JobProgress, JobResult, JobView, NewJobRequest};
-use crate::agent;
-use qcloud_wire as wire;
 use crate::v1::sessions::{NewSessionRequest, SessionView};
 use crate::v1::tokens::{NewTokenRequest, NewTokenResponse, TokenView};
 use axum::http::header;
 use axum::response::IntoResponse;
+use qcloud_wire as wire;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;

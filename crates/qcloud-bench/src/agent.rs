@@ -77,7 +77,14 @@ fn job(device: &str, program: &str) -> Value {
 }
 
 /// Sequential jobs (each submitted once the previous one completed): submit -> start.
-async fn latency(api: &Api, device: &str, program: &str, n: usize, seen: Option<&Mutex<HashMap<Uuid, Instant>>>, deadline: Instant) -> Result<(Micros, Micros)> {
+async fn latency(
+    api: &Api,
+    device: &str,
+    program: &str,
+    n: usize,
+    seen: Option<&Mutex<HashMap<Uuid, Instant>>>,
+    deadline: Instant,
+) -> Result<(Micros, Micros)> {
     let (mut start, mut total) = (Micros::default(), Micros::default());
     for i in 0..n + 5 {
         if Instant::now() >= deadline {
@@ -117,7 +124,14 @@ async fn latency(api: &Api, device: &str, program: &str, n: usize, seen: Option<
 
 /// `n` jobs submitted by `clients` at once; completed jobs per second from the first submit to
 /// the last completion seen.
-async fn throughput(api: &Api, device: &str, program: &str, n: usize, clients: usize, deadline: Instant) -> Result<(u64, f64)> {
+async fn throughput(
+    api: &Api,
+    device: &str,
+    program: &str,
+    n: usize,
+    clients: usize,
+    deadline: Instant,
+) -> Result<(u64, f64)> {
     let t0 = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -180,14 +194,39 @@ pub async fn agent_vs_noop(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(3), agent_task).await;
     let row = |devices: &str, metric: &str, h: &Micros, note: &str| {
-        Row { scenario: "agent".into(), devices: devices.into(), jobs: n as u64, clients: 1, metric: metric.into(), note: note.into(), ..Row::default() }.latency(h)
+        Row {
+            scenario: "agent".into(),
+            devices: devices.into(),
+            jobs: n as u64,
+            clients: 1,
+            metric: metric.into(),
+            note: note.into(),
+            ..Row::default()
+        }
+        .latency(h)
     };
     Ok(vec![
         row("noop (in-process)", "submit->start (DB started_at - created_at)", &noop_start, ""),
         row("agent (HTTP)", "submit->agent start (client clock)", &agent_start, "POST sent -> claim answer received"),
         row("noop (in-process)", "POST->completed seen (0.5 ms polls)", &noop_total, ""),
         row("agent (HTTP)", "POST->completed seen (0.5 ms polls)", &agent_total, ""),
-        Row { scenario: "agent".into(), devices: "noop (in-process)".into(), jobs: noop_done, clients: a.clients, jobs_per_s: Some(noop_rate), metric: "throughput, zero-work jobs, 1 device".into(), ..Row::default() },
-        Row { scenario: "agent".into(), devices: "agent (HTTP)".into(), jobs: agent_done, clients: a.clients, jobs_per_s: Some(agent_rate), metric: "throughput, zero-work jobs, 1 device, 1 agent".into(), ..Row::default() },
+        Row {
+            scenario: "agent".into(),
+            devices: "noop (in-process)".into(),
+            jobs: noop_done,
+            clients: a.clients,
+            jobs_per_s: Some(noop_rate),
+            metric: "throughput, zero-work jobs, 1 device".into(),
+            ..Row::default()
+        },
+        Row {
+            scenario: "agent".into(),
+            devices: "agent (HTTP)".into(),
+            jobs: agent_done,
+            clients: a.clients,
+            jobs_per_s: Some(agent_rate),
+            metric: "throughput, zero-work jobs, 1 device, 1 agent".into(),
+            ..Row::default()
+        },
     ])
 }

@@ -55,10 +55,14 @@ pub enum Stop {
 /// How an agent says a job ended.
 #[derive(Debug, Clone)]
 pub enum AgentOutcome {
-    Completed { result: serde_json::Value },
+    Completed {
+        result: serde_json::Value,
+    },
     /// The agent could not run it (the reason is the job's); recorded as canceled when the user
     /// had asked for that, as `max_execution_time` when it overran.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// What the agent reports of its device.
@@ -372,7 +376,9 @@ impl Service {
         drop(conn);
         let claimed = ClaimedJob::new(Started { job: held.job, session_mode: None }, device)
             .ok_or_else(|| lease_lost(job_id, epoch))?;
-        match self.complete_job_with_log(&claimed, outcome, usage_seconds, true, log.map(|l| tail(l, MAX_LOG_BYTES))).await
+        match self
+            .complete_job_with_log(&claimed, outcome, usage_seconds, true, log.map(|l| tail(l, MAX_LOG_BYTES)))
+            .await
         {
             Ok(_) => Ok(status),
             Err(ServiceError::LeaseLost) => Err(lease_lost(job_id, epoch)),

@@ -175,9 +175,11 @@ pub(crate) fn job_view(row: Job, queue_position: Option<i64>) -> JobView {
 pub fn device_programs(device: &qcloud_store::devices::Device) -> Option<Vec<String>> {
     match device.driver.programs() {
         Some(p) => Some(p.iter().map(|s| s.to_string()).collect()),
-        None => device.config.get("programs").and_then(|p| p.as_array()).map(|a| {
-            a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
-        }),
+        None => device
+            .config
+            .get("programs")
+            .and_then(|p| p.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
     }
 }
 

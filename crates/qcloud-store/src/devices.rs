@@ -71,9 +71,7 @@ impl Device {
             agent_status: crate::opt_enum_col(row, &col("agent_status"))?,
             agent_connected: row.try_get(col("agent_connected").as_str())?,
             agent_seen_at: row.try_get(col("agent_seen_at").as_str())?,
-            agent_report: row
-                .try_get::<Option<Json<serde_json::Value>>, _>(col("agent_report").as_str())?
-                .map(|j| j.0),
+            agent_report: row.try_get::<Option<Json<serde_json::Value>>, _>(col("agent_report").as_str())?.map(|j| j.0),
         })
     }
 }

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(60);
 const FLAGS: &[&str] = &["--no-seed", "--lease-ms", "1200", "--tick-ms", "100", "--agent-offline-after", "2"];
 
-const BELL: &str = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n";
+const BELL: &str =
+    "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n";
 
 fn agent_bin() -> PathBuf {
     if let Ok(p) = std::env::var("QCLOUD_AGENT_BIN") {
@@ -49,7 +50,10 @@ async fn agent_device(e: &Env, kind: &str, qubits: u32, config: Value) -> (Strin
     let name = unique("qpu");
     let (s, v) = e
         .admin
-        .post("/v1/devices", json!({"name": name, "kind": kind, "driver": "agent", "num_qubits": qubits, "config": config}))
+        .post(
+            "/v1/devices",
+            json!({"name": name, "kind": kind, "driver": "agent", "num_qubits": qubits, "config": config}),
+        )
         .await
         .unwrap();
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -111,7 +115,9 @@ impl Agent {
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e} (build it: cargo build -p qcloud-agent)", agent_bin().display()));
+            .unwrap_or_else(|e| {
+                panic!("starting {}: {e} (build it: cargo build -p qcloud-agent)", agent_bin().display())
+            });
         Agent { child, log, _dir: dir }
     }
 
@@ -168,13 +174,17 @@ async fn device_tokens_are_scoped_to_the_agent_routes_of_one_device() {
     assert_eq!(v["name"], dev.as_str());
 
     // A job on the other device: this agent can neither claim nor touch it.
-    let (s, v) = agent_client(&e, &other_token).call(Method::PUT, "/v1/agent/device", Some(json!({"status": "online"}))).await.unwrap();
+    let (s, v) = agent_client(&e, &other_token)
+        .call(Method::PUT, "/v1/agent/device", Some(json!({"status": "online"})))
+        .await
+        .unwrap();
     assert_eq!(s, StatusCode::OK, "{v}");
     let job = submit(&e.user, json!({"device": other, "program": "anything", "payload": {"x": 1}})).await;
     wait_job_until(&e.user, &job, |j| j["status"] == "running").await;
     let (s, _) = agent.post("/v1/agent/claim", json!({"wait_seconds": 0})).await.unwrap();
     assert_eq!(s, StatusCode::NO_CONTENT, "nothing for this device");
-    let (s, v) = agent.post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": 1, "result": {}})).await.unwrap();
+    let (s, v) =
+        agent.post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": 1, "result": {}})).await.unwrap();
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (s, v) = agent.post(&format!("/v1/agent/jobs/{job}/heartbeat"), json!({"epoch": 1})).await.unwrap();
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -208,7 +218,11 @@ async fn the_protocol_fences_by_epoch_and_a_stale_agent_is_refused() {
                        {"name": "cz", "num_qubits": 2, "duration": 6.8e-8, "error": 0.006},
                        {"name": "measure", "num_qubits": 1}]});
     let (s, v) = agent
-        .call(Method::PUT, "/v1/agent/device", Some(json!({"status": "online", "target": target, "calibration": {"date": "today"}})))
+        .call(
+            Method::PUT,
+            "/v1/agent/device",
+            Some(json!({"status": "online", "target": target, "calibration": {"date": "today"}})),
+        )
         .await
         .unwrap();
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -220,7 +234,8 @@ async fn the_protocol_fences_by_epoch_and_a_stale_agent_is_refused() {
     assert_eq!(d["agent"]["connected"], true);
     assert_eq!(d["agent"]["calibration"]["date"], "today");
 
-    let job = submit(&e.user, json!({"device": dev, "program": "sampler", "payload": {"pubs": [[BELL]]}, "shots": 10})).await;
+    let job =
+        submit(&e.user, json!({"device": dev, "program": "sampler", "payload": {"pubs": [[BELL]]}, "shots": 10})).await;
     let (s, c) = agent.post("/v1/agent/claim", json!({"wait_seconds": 10})).await.unwrap();
     assert_eq!(s, StatusCode::OK, "{c}");
     assert_eq!(c["job"]["id"], job.as_str());
@@ -230,16 +245,17 @@ async fn the_protocol_fences_by_epoch_and_a_stale_agent_is_refused() {
     assert_eq!(s, StatusCode::OK, "{h}");
     assert_eq!(h["stop"], Value::Null);
     let (s, _) = agent
-        .post(&format!("/v1/agent/jobs/{job}/progress"), json!({"epoch": epoch, "message": "calibrating", "fraction": 0.25}))
+        .post(
+            &format!("/v1/agent/jobs/{job}/progress"),
+            json!({"epoch": epoch, "message": "calibrating", "fraction": 0.25}),
+        )
         .await
         .unwrap();
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
     assert_eq!(j["progress"], json!({"message": "calibrating", "fraction": 0.25}));
-    let (s, _) = agent
-        .post(&format!("/v1/agent/jobs/{job}/progress"), json!({"epoch": epoch, "fraction": 1.5}))
-        .await
-        .unwrap();
+    let (s, _) =
+        agent.post(&format!("/v1/agent/jobs/{job}/progress"), json!({"epoch": epoch, "fraction": 1.5})).await.unwrap();
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
     // Stop heartbeating: the lease runs out, the leader queues the job again, and it is
@@ -265,7 +281,10 @@ async fn the_protocol_fences_by_epoch_and_a_stale_agent_is_refused() {
     let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
     assert_eq!(j["status"], "running");
     let (s, v) = agent
-        .post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": epoch2, "result": {"fresh": true}, "log": "ok\n"}))
+        .post(
+            &format!("/v1/agent/jobs/{job}/complete"),
+            json!({"epoch": epoch2, "result": {"fresh": true}, "log": "ok\n"}),
+        )
         .await
         .unwrap();
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -342,11 +361,15 @@ async fn a_device_goes_offline_without_its_agent_and_comes_back_with_it() {
     assert_eq!(c["job"]["id"], job.as_str());
     assert_eq!(device_status(&e.user, &dev).await, "online");
     // Paused for calibration: no new assignment; the running job finishes.
-    agent.call(Method::PUT, "/v1/agent/device", Some(json!({"status": "paused", "message": "calibrating"}))).await.unwrap();
+    agent
+        .call(Method::PUT, "/v1/agent/device", Some(json!({"status": "paused", "message": "calibrating"})))
+        .await
+        .unwrap();
     assert_eq!(device_status(&e.user, &dev).await, "paused");
     let next = submit(&e.user, json!({"device": dev, "program": "raw", "payload": {}})).await;
     let epoch = c["lease"]["epoch"].as_i64().unwrap();
-    let (s, _) = agent.post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": epoch, "result": {}})).await.unwrap();
+    let (s, _) =
+        agent.post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": epoch, "result": {}})).await.unwrap();
     assert_eq!(s, StatusCode::OK);
     let (s, _) = agent.post("/v1/agent/claim", json!({"wait_seconds": 1})).await.unwrap();
     assert_eq!(s, StatusCode::NO_CONTENT, "paused: nothing assigned");
@@ -367,7 +390,10 @@ async fn the_statevector_engine_runs_jobs_and_a_dedicated_session() {
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (done, result) = e
         .user
-        .run_job(json!({"device": dev, "program": "sampler", "payload": {"pubs": [[BELL, null, 200]], "seed": 3}}), LIMIT)
+        .run_job(
+            json!({"device": dev, "program": "sampler", "payload": {"pubs": [[BELL, null, 200]], "seed": 3}}),
+            LIMIT,
+        )
         .await
         .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
@@ -380,7 +406,10 @@ async fn the_statevector_engine_runs_jobs_and_a_dedicated_session() {
     let sid = sess["id"].as_str().unwrap();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(submit(&e.user, json!({"session_id": sid, "program": "sampler", "payload": {"pubs": [[BELL, null, 50]]}})).await);
+        ids.push(
+            submit(&e.user, json!({"session_id": sid, "program": "sampler", "payload": {"pubs": [[BELL, null, 50]]}}))
+                .await,
+        );
     }
     let est = json!({"pubs": [["OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\nx q[0];\n", "Z"]]});
     ids.push(submit(&e.user, json!({"session_id": sid, "program": "estimator", "payload": est})).await);
@@ -410,11 +439,17 @@ async fn the_analog_engine_runs_pulser_sequences_and_serves_its_spec() {
     wait_status(&e.user, &dev, "online").await;
     let (_, d) = e.user.get(&format!("/v1/devices/{dev}")).await.unwrap();
     assert!(d["config"]["pulser_device"].is_object(), "the reported Pulser spec feeds the views: {d}");
-    let path = format!("{}/../../crates/qcloud-analog/tests/fixtures/afm_chain5_interpolated.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../crates/qcloud-analog/tests/fixtures/afm_chain5_interpolated.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let seq: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let (done, result) = e
         .user
-        .run_job(json!({"device": dev, "program": "pulser", "payload": {"sequence": seq, "runs": 50, "seed": 1}}), LIMIT)
+        .run_job(
+            json!({"device": dev, "program": "pulser", "payload": {"sequence": seq, "runs": 50, "seed": 1}}),
+            LIMIT,
+        )
         .await
         .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
@@ -454,12 +489,17 @@ async fn exec_runs_every_program_fails_with_stderr_and_is_stopped_on_cancel_and_
     let agent = Agent::start(&e.server.url, &dev, &token, &["--exec", &cmd]);
     wait_status(&e.user, &dev, "online").await;
 
-    let (done, result) = e.user.run_job(json!({"device": dev, "program": "my_calibration", "payload": {"sleep": 0}}), LIMIT).await.unwrap();
+    let (done, result) = e
+        .user
+        .run_job(json!({"device": dev, "program": "my_calibration", "payload": {"sleep": 0}}), LIMIT)
+        .await
+        .unwrap();
     assert_eq!(done["status"], "completed", "{done} {}", agent.log_text());
     assert_eq!(result, json!({"ok": true}));
     assert!(done["log"].as_str().unwrap().contains("working on"), "stderr is the log: {done}");
 
-    let (done, _) = e.user.run_job(json!({"device": dev, "program": "x", "payload": {"fail": true}}), LIMIT).await.unwrap();
+    let (done, _) =
+        e.user.run_job(json!({"device": dev, "program": "x", "payload": {"fail": true}}), LIMIT).await.unwrap();
     assert_eq!(done["status"], "failed");
     assert_eq!(done["reason"], "the fridge is warm");
     assert_eq!(done["reason_code"], "agent_failed");
@@ -478,7 +518,8 @@ async fn exec_runs_every_program_fails_with_stderr_and_is_stopped_on_cancel_and_
     assert!(lines(&dir.path().join("terminated")).contains(&id), "the program got SIGTERM: {}", agent.log_text());
 
     // A maximum-execution-time overrun is stopped and fails the job.
-    let id = submit(&e.user, json!({"device": dev, "program": "x", "payload": {"sleep": 30}, "max_execution_time": 1})).await;
+    let id = submit(&e.user, json!({"device": dev, "program": "x", "payload": {"sleep": 30}, "max_execution_time": 1}))
+        .await;
     let done = e.user.wait_job(&id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["reason_code"], "max_execution_time");
@@ -507,8 +548,8 @@ async fn an_agent_killed_mid_job_loses_the_job_which_runs_again_once_after_a_res
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     agent.kill(); // SIGKILL
-    // The lease runs out; the leader queues the job again (and may start it again at once,
-    // unowned, while the device still counts as connected); the session keeps its hold.
+                  // The lease runs out; the leader queues the job again (and may start it again at once,
+                  // unowned, while the device still counts as connected); the session keeps its hold.
     let mut conn = e._db.connect().await.unwrap();
     let t0 = Instant::now();
     loop {

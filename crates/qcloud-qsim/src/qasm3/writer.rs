@@ -46,10 +46,7 @@ const DEFINITIONS: &[(&str, &str)] = &[
         "gate xx_plus_yy(theta, beta) a, b { rz(beta) a; rz(-pi/2) b; sx b; rz(pi/2) b; s a; cx b, a; \
          ry(-theta/2) b; ry(-theta/2) a; cx b, a; sdg a; rz(-pi/2) b; sxdg b; rz(pi/2) b; rz(-beta) a; }",
     ),
-    (
-        "rccx",
-        "gate rccx a, b, c { h c; t c; cx b, c; tdg c; cx a, c; t c; cx b, c; tdg c; h c; }",
-    ),
+    ("rccx", "gate rccx a, b, c { h c; t c; cx b, c; tdg c; cx a, c; t c; cx b, c; tdg c; h c; }"),
 ];
 
 /// The definitions a gate needs, its own last (`sxdg` before `xx_minus_yy`, and so on).
@@ -393,11 +390,49 @@ mod tests {
         // and gives the native gate back only then.
         use Gate::*;
         let gates: Vec<(Gate, usize)> = vec![
-            (I, 1), (X, 1), (Y, 1), (Z, 1), (H, 1), (S, 1), (Sdg, 1), (T, 1), (Tdg, 1), (SX, 1), (SXdg, 1),
-            (RX, 1), (RY, 1), (RZ, 1), (P, 1), (U, 1), (U2, 1), (R, 1), (CX, 2), (CY, 2), (CZ, 2), (CH, 2),
-            (CS, 2), (CSdg, 2), (CSX, 2), (CP, 2), (CRX, 2), (CRY, 2), (CRZ, 2), (CU, 2), (Swap, 2),
-            (ISwap, 2), (ECR, 2), (DCX, 2), (RXX, 2), (RYY, 2), (RZZ, 2), (RZX, 2), (XXMinusYY, 2),
-            (XXPlusYY, 2), (CCX, 3), (CCZ, 3), (CSwap, 3),
+            (I, 1),
+            (X, 1),
+            (Y, 1),
+            (Z, 1),
+            (H, 1),
+            (S, 1),
+            (Sdg, 1),
+            (T, 1),
+            (Tdg, 1),
+            (SX, 1),
+            (SXdg, 1),
+            (RX, 1),
+            (RY, 1),
+            (RZ, 1),
+            (P, 1),
+            (U, 1),
+            (U2, 1),
+            (R, 1),
+            (CX, 2),
+            (CY, 2),
+            (CZ, 2),
+            (CH, 2),
+            (CS, 2),
+            (CSdg, 2),
+            (CSX, 2),
+            (CP, 2),
+            (CRX, 2),
+            (CRY, 2),
+            (CRZ, 2),
+            (CU, 2),
+            (Swap, 2),
+            (ISwap, 2),
+            (ECR, 2),
+            (DCX, 2),
+            (RXX, 2),
+            (RYY, 2),
+            (RZZ, 2),
+            (RZX, 2),
+            (XXMinusYY, 2),
+            (XXPlusYY, 2),
+            (CCX, 3),
+            (CCZ, 3),
+            (CSwap, 3),
         ];
         for (g, n) in gates {
             let mut c = Circuit::new(3, 0);
@@ -418,7 +453,8 @@ mod tests {
 
     #[test]
     fn modifiers_conditions_and_parameters_survive() {
-        let src = "OPENQASM 3.0;\ninclude \"stdgates.inc\";\ninput float[64] theta;\nqubit[3] q;\nbit[2] c;\nbit[1] d;\n\
+        let src =
+            "OPENQASM 3.0;\ninclude \"stdgates.inc\";\ninput float[64] theta;\nqubit[3] q;\nbit[2] c;\nbit[1] d;\n\
                    rx(theta) q[0];\nctrl(2) @ x q[0], q[1], q[2];\nnegctrl @ h q[1], q[2];\ninv @ s q[0];\n\
                    c[0] = measure q[0];\nif (c[0] == true) { x q[1]; }\nif (c == 1) { z q[2]; } else { y q[2]; }\n\
                    reset q[0];\nbarrier q[0], q[1];\nd[0] = measure q[2];\n";

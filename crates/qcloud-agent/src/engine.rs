@@ -168,10 +168,7 @@ impl Engine for Analog {
         stop: CancellationToken,
     ) -> BoxFuture<'a, Result<RunOutput, RunError>> {
         Box::pin(async move {
-            let target_device = match qcloud_analog::Device::from_object(&self.device_spec) {
-                Ok(d) => Some(d),
-                Err(_) => None,
-            };
+            let target_device = qcloud_analog::Device::from_object(&self.device_spec).ok();
             let limits = Limits {
                 max_atoms: job.num_qubits.max(0) as usize,
                 max_memory_bytes: max_memory(job),

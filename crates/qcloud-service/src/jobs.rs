@@ -256,7 +256,7 @@ impl Service {
         // 409 like a device mismatch: which programs a device runs is the device's state, not a
         // rule the request's schema can state.
         let programs = device_programs(&device);
-        if programs.as_ref().is_some_and(|p| !p.iter().any(|p| *p == req.program)) {
+        if programs.as_ref().is_some_and(|p| !p.contains(&req.program)) {
             return Err(ServiceError::conflict(
                 "unknown_program",
                 format!(

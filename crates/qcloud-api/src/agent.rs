@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(c["basis_gates"], json!(["rz", "cz"]));
         assert_eq!(c["coupling_map"], json!([[0, 1]]));
         assert_eq!(c["gates"]["cz"], json!({"duration": 3e-7, "error": 0.01}));
-        assert_eq!(c["qubits"]["t1"], json!(2e-4));
+        assert!((c["qubits"]["t1"].as_f64().unwrap() - 2e-4).abs() < 1e-12, "{c}");
         let all = target_config(&wire::Target { coupling_map: vec![], ..t.clone() }).unwrap();
         assert_eq!(all["coupling_map"], json!([[0, 1], [1, 0]]));
     }

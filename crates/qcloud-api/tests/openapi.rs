@@ -38,6 +38,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{id}"),
+    ("GET", "/v1/devices/{name}/tokens"),
+    ("POST", "/v1/devices/{name}/tokens"),
+    ("POST", "/v1/agent/claim"),
+    ("GET", "/v1/agent/device"),
+    ("PUT", "/v1/agent/device"),
+    ("POST", "/v1/agent/jobs/{id}/heartbeat"),
+    ("POST", "/v1/agent/jobs/{id}/progress"),
+    ("POST", "/v1/agent/jobs/{id}/complete"),
+    ("POST", "/v1/agent/jobs/{id}/fail"),
 ];
 
 /// Routes under `/v1` that are deliberately not in the document: the document itself.

@@ -35,8 +35,12 @@ struct Env {
 }
 
 async fn env(extra: &[&str]) -> Env {
+    env_with(FLAGS, extra).await
+}
+
+async fn env_with(base: &[&str], extra: &[&str]) -> Env {
     let db = TestDb::create().await.unwrap();
-    let mut flags: Vec<&str> = FLAGS.to_vec();
+    let mut flags: Vec<&str> = base.to_vec();
     flags.extend_from_slice(extra);
     let server = Server::start(&db, &flags).await.unwrap();
     let admin = server.client(ADMIN_TOKEN);
@@ -303,7 +307,9 @@ async fn the_protocol_fences_by_epoch_and_a_stale_agent_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_results_are_accepted_gzip_compressed() {
-    let e = env(&[]).await;
+    // Reading 20 MB of JSON in a debug build on a loaded machine can outlast a short lease.
+    let e =
+        env_with(&["--no-seed", "--lease-ms", "15000", "--tick-ms", "100", "--agent-offline-after", "30"], &[]).await;
     let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;
     let agent = agent_client(&e, &token);
     agent.call(Method::PUT, "/v1/agent/device", Some(json!({"status": "online"}))).await.unwrap();

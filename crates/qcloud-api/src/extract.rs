@@ -104,6 +104,26 @@ fn query_rejection(r: QueryRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
 }
 
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "missing 'Authorization: Bearer <token>' header")
+    })?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the Authorization header must be 'Bearer <token>'",
+            )
+        })
+}
+
 /// The caller, from `Authorization: Bearer <token>`.
 pub struct Caller(pub Principal);
 
@@ -111,22 +131,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "missing 'Authorization: Bearer <token>' header")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "the Authorization header must be 'Bearer <token>'",
-                )
-            })?;
+        let token = bearer(parts)?;
         let who = state.svc.authenticate(token).await?;
         state.limiter.check(&who)?;
         Ok(Caller(who))

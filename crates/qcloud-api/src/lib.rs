@@ -5,6 +5,7 @@
 //! `/v1/openapi.yaml`, kept equal to `openapi.yaml` by a test).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 mod de;
 pub mod error;
 pub mod extract;
@@ -27,6 +28,7 @@ pub use ratelimit::RateLimit;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
@@ -49,6 +51,8 @@ pub struct ApiConfig {
     /// Serve `GET /metrics` on this router for this replica id (`None`: not here; it may be on
     /// its own listener, `--metrics-listen`).
     pub metrics_replica: Option<uuid::Uuid>,
+    /// Largest result an agent may post (after gzip decompression), in bytes.
+    pub agent_max_result_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +65,7 @@ impl Default for ApiConfig {
             ibm_status_hold: ibm::jobs::STATUS_HOLD,
             sse_keep_alive: Duration::from_secs(15),
             metrics_replica: None,
+            agent_max_result_bytes: 256 << 20,
         }
     }
 }
@@ -93,6 +98,21 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/webhooks", get(v1::webhooks::list).post(v1::webhooks::create))
         .route("/webhooks/{id}", get(v1::webhooks::get).delete(v1::webhooks::delete))
         .route("/webhooks/{id}/deliveries", get(v1::webhooks::deliveries))
+        .route("/devices/{name}/tokens", get(agent::list_tokens).post(agent::create_token))
+        .route("/agent/claim", post(agent::claim))
+        .route("/agent/device", get(agent::device).put(agent::report))
+        .route("/agent/jobs/{id}/heartbeat", post(agent::heartbeat))
+        .route("/agent/jobs/{id}/progress", post(agent::progress))
+        .route(
+            "/agent/jobs/{id}/complete",
+            // Results may be large: their own limit, counted after gzip decompression.
+            post(agent::complete).layer(
+                tower::ServiceBuilder::new()
+                    .layer(DefaultBodyLimit::max(cfg.agent_max_result_bytes))
+                    .layer(RequestDecompressionLayer::new().gzip(true)),
+            ),
+        )
+        .route("/agent/jobs/{id}/fail", post(agent::fail))
         .route("/openapi.yaml", get(openapi::serve_yaml))
         .route("/openapi.json", get(openapi::serve_json));
     let mut app = Router::new();

@@ -8,6 +8,7 @@
 //! shares (401, 429, 503, and 400 / 413 / 415 for a body) are added by [`CommonResponses`], the
 //! links between operations (for stateful testing and for clients) by [`Links`].
 
+use crate::agent;
 use crate::error::{ErrorBody, ErrorDetail, RETRY_AFTER_SECONDS};
 use crate::schema::{
     ClosedReasonSchema, DeviceKindSchema, DeviceNameSchema, DeviceStatusSchema, DriverKindSchema, IdlePolicySchema,
@@ -15,8 +16,8 @@ use crate::schema::{
     TimingSchema,
 };
 use crate::v1;
-use crate::v1::devices::{DevicePatch, DeviceView, NewDeviceRequest};
-use crate::v1::jobs::{JobResult, JobView, NewJobRequest};
+use crate::v1::devices::{AgentView, DevicePatch, DeviceView, NewDeviceRequest};
+use crate::v1::jobs::{JobProgress, JobResult, JobView, NewJobRequest};
 use crate::v1::sessions::{NewSessionRequest, SessionView};
 use crate::v1::tokens::{NewTokenRequest, NewTokenResponse, TokenView};
 use crate::v1::webhooks::{
@@ -24,6 +25,7 @@ use crate::v1::webhooks::{
 };
 use axum::http::header;
 use axum::response::IntoResponse;
+use qcloud_wire as wire;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
@@ -48,6 +50,8 @@ use utoipa::{Modify, OpenApi};
         v1::tokens::list, v1::tokens::create, v1::tokens::revoke,
         v1::events::stream_events,
         v1::webhooks::create, v1::webhooks::list, v1::webhooks::get, v1::webhooks::delete, v1::webhooks::deliveries,
+        agent::create_token, agent::list_tokens,
+        agent::claim, agent::heartbeat, agent::progress, agent::complete, agent::fail, agent::device, agent::report,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, DeviceView, NewDeviceRequest, DevicePatch, SessionView, NewSessionRequest,
@@ -56,6 +60,10 @@ use utoipa::{Modify, OpenApi};
         JsonValueSchema, JsonObjectSchema, DeviceNameSchema, TokenView, NewTokenRequest,
         NewTokenResponse, EventTypeSchema, NewWebhookRequest, NewWebhookResponse, WebhookView, WebhookSpecRequest,
         DeliveryView,
+        NewTokenResponse, AgentView, JobProgress, agent::DeviceTokenView, agent::NewDeviceTokenResponse,
+        wire::ClaimRequest, wire::Claim, wire::Lease, wire::AgentJob, wire::Heartbeat, wire::HeartbeatAnswer,
+        wire::StopReason, wire::Progress, wire::Complete, wire::Fail, wire::Finished, wire::AgentStatus,
+        wire::DeviceReport, wire::Target, wire::Operation, wire::QubitProperties, wire::AgentDevice,
     )),
     modifiers(&BearerAuth, &CommonResponses, &DeviceOrSession, &Links),
     tags(
@@ -65,6 +73,7 @@ use utoipa::{Modify, OpenApi};
         (name = "tokens", description = "API tokens (admin)"),
         (name = "events", description = "State changes of jobs and sessions as Server-Sent Events"),
         (name = "webhooks", description = "Signed POSTs of events to subscribed URLs, from a durable outbox"),
+        (name = "agent", description = "The agent protocol: an agent serves one device with a device token (docs/agent-protocol.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -77,6 +86,15 @@ impl Modify for BearerAuth {
             c.add_security_scheme(
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+            c.add_security_scheme(
+                "device_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("A device token (`qcloud devices token NAME`): the agent routes only"))
+                        .build(),
+                ),
             );
         }
     }

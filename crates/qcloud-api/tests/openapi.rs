@@ -44,6 +44,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/webhooks/{id}"),
     ("DELETE", "/v1/webhooks/{id}"),
     ("GET", "/v1/webhooks/{id}/deliveries"),
+    ("GET", "/v1/devices/{name}/tokens"),
+    ("POST", "/v1/devices/{name}/tokens"),
+    ("POST", "/v1/agent/claim"),
+    ("GET", "/v1/agent/device"),
+    ("PUT", "/v1/agent/device"),
+    ("POST", "/v1/agent/jobs/{id}/heartbeat"),
+    ("POST", "/v1/agent/jobs/{id}/progress"),
+    ("POST", "/v1/agent/jobs/{id}/complete"),
+    ("POST", "/v1/agent/jobs/{id}/fail"),
 ];
 
 /// Routes under `/v1` that are deliberately not in the document: the document itself.

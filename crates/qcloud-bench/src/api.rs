@@ -101,6 +101,12 @@ impl Api {
         Ok(())
     }
 
+    /// A device token for an agent device (admin).
+    pub async fn device_token(&self, device: &str) -> Result<String> {
+        let v: Value = self.post(&format!("/v1/devices/{device}/tokens"), &json!({})).await?;
+        v["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no token in {v}"))
+    }
+
     pub async fn devices(&self) -> Result<Vec<Device>> {
         self.get("/v1/devices", &[]).await
     }

@@ -10,6 +10,7 @@
 //! `--time-limit`, so the program always ends.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod api;
 mod scenarios;
 mod stats;
@@ -26,6 +27,8 @@ pub enum Scenario {
     Latency,
     Gap,
     Batch,
+    /// The agent path beside the in-process noop driver (issue 12).
+    Agent,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -67,6 +70,9 @@ pub struct Args {
     /// Width of the QFT circuit of those jobs.
     #[arg(long, default_value_t = 16)]
     pub sv_qubits: u32,
+    /// Zero-work jobs of each throughput run of the agent scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub agent_jobs: usize,
     /// Time limit of each scenario, seconds; a scenario past it reports what it has.
     #[arg(long, default_value_t = 120.0)]
     pub time_limit: f64,
@@ -106,6 +112,9 @@ async fn main() -> Result<()> {
     }
     if want(Scenario::Batch) {
         rows.extend(scenarios::bounded("batch", limit, scenarios::batch_vs_session(&ctx, limit)).await);
+    }
+    if want(Scenario::Agent) {
+        rows.extend(scenarios::bounded("agent", limit, agent::agent_vs_noop(&ctx, limit)).await);
     }
     println!();
     print!("{}", stats::table(&rows));

@@ -36,6 +36,11 @@ impl Ctx {
         format!("bench-{}-{label}", self.run)
     }
 
+    /// `n` fresh devices, online (for scenarios in other modules).
+    pub async fn devices_pub(&self, label: &str, n: usize, driver: &str, qubits: u32) -> Result<Vec<String>> {
+        self.devices(label, n, driver, qubits, false).await
+    }
+
     /// `n` fresh devices named `bench-<run>-<label>-<i>`.
     async fn devices(&self, label: &str, n: usize, driver: &str, qubits: u32, paused: bool) -> Result<Vec<String>> {
         let names: Vec<String> = (0..n).map(|i| format!("bench-{}-{label}-{i}", self.run)).collect();

@@ -94,6 +94,22 @@ impl DriverKind {
     }
 }
 
+impl DeviceStatus {
+    /// The status a device schedules by (rule 11): the operator's status, and for an agent device
+    /// also its agent's. An agent device takes assignments only while its agent is connected
+    /// (heard from within the server's `agent_offline_after`) and reports itself online; one whose
+    /// agent never reported is offline.
+    pub fn effective(self, driver: DriverKind, agent_connected: bool, agent: Option<DeviceStatus>) -> DeviceStatus {
+        if driver != DriverKind::Agent || self != DeviceStatus::Online {
+            return self;
+        }
+        if !agent_connected {
+            return DeviceStatus::Offline;
+        }
+        agent.unwrap_or(DeviceStatus::Offline)
+    }
+}
+
 impl Priority {
     /// Numeric rank stored in the database: larger runs first.
     pub fn rank(self) -> i16 {
@@ -240,5 +256,22 @@ mod timing_tests {
         assert!(e.contains("timing.prep_per_circuit_ms"), "{e}");
         let t: Timing = serde_json::from_value(serde_json::json!({"prep_ms": 100, "setup_ms": 50})).unwrap();
         assert_eq!((t.prep_ms, t.prep_per_circuit_ms, t.setup_ms), (100.0, 0.0, 50.0));
+    }
+}
+
+#[cfg(test)]
+mod agent_status_tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_device_takes_jobs_only_while_its_agent_is_connected_and_online() {
+        use DeviceStatus::*;
+        let a = DriverKind::Agent;
+        assert_eq!(Online.effective(a, true, Some(Online)), Online);
+        assert_eq!(Online.effective(a, false, Some(Online)), Offline, "agent gone");
+        assert_eq!(Online.effective(a, true, None), Offline, "agent never reported");
+        assert_eq!(Online.effective(a, true, Some(Paused)), Paused, "calibrating");
+        assert_eq!(Paused.effective(a, true, Some(Online)), Paused, "the operator's pause holds");
+        assert_eq!(Online.effective(DriverKind::Noop, false, None), Online, "other drivers: the operator's status");
     }
 }

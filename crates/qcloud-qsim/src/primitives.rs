@@ -8,7 +8,7 @@
 //! "precision"?, "seed"?}`. A circuit is OpenQASM 2/3 text or `{"qpy": "<base64>"}`.
 
 mod estimator;
-mod input;
+pub mod input;
 mod sampler;
 
 pub use estimator::{prepare_estimator, run_estimator, PreparedEstimator};

@@ -137,6 +137,8 @@ async fn tick(shared: &Shared, term: i64, devices: &mut HashSet<String>) -> Resu
     if timers + lost > 0 {
         debug!(timers, lost, "leader tick");
     }
+    // Agent devices whose agent went quiet take no new assignments (rule 11) until it returns.
+    shared.svc.disconnect_stale_agents().await?;
     devices.extend(shared.svc.devices_with_pending_work().await?);
     Ok(())
 }

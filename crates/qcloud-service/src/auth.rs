@@ -219,9 +219,15 @@ impl Service {
         }
         let seen = self.tokens.generation();
         let mut conn = self.pool.acquire().await?;
-        let row = store::find_by_hash(&mut conn, &hash)
-            .await?
-            .ok_or(ServiceError::Unauthenticated("invalid, expired or revoked token".into()))?;
+        let Some(row) = store::find_by_hash(&mut conn, &hash).await? else {
+            drop(conn);
+            if self.is_device_token(token).await? {
+                return Err(ServiceError::Forbidden(
+                    "a device token may use only the agent routes (/v1/agent/...)".into(),
+                ));
+            }
+            return Err(ServiceError::Unauthenticated("invalid, expired or revoked token".into()));
+        };
         let p = Principal { project: row.project, user: row.user_name, admin: row.is_admin };
         self.tokens.put(hash, seen, row.id, row.expires_at, p.clone());
         Ok(p)
@@ -297,7 +303,21 @@ impl Service {
     pub async fn revoke_token(&self, id: Uuid) -> Result<TokenView> {
         let mut echo = self.tokens.echo.subscribe();
         let mut tx = self.pool.begin().await?;
-        let info = store::revoke(&mut tx, id).await?.ok_or_else(|| ServiceError::not_found("token", id))?;
+        let Some(info) = store::revoke(&mut tx, id).await? else {
+            drop(tx);
+            // A device token (never cached: refused from now on by every replica).
+            let d = self.revoke_device_token(id).await?.ok_or_else(|| ServiceError::not_found("token", id))?;
+            info!(device = %d.device, "device token revoked");
+            return Ok(TokenView {
+                id: d.id,
+                project: String::new(),
+                user: format!("device:{}", d.device),
+                admin: false,
+                created_at: d.created_at,
+                expires_at: None,
+                revoked_at: d.revoked_at,
+            });
+        };
         qcloud_store::notify(&mut tx, channel::TOKENS, &id.to_string()).await?;
         tx.commit().await?;
         self.tokens.evict(id);

@@ -31,6 +31,11 @@ pub struct ServiceConfig {
     pub event_retention: Duration,
     /// How often each replica's event hub looks for events to sequence.
     pub event_poll: std::time::Duration,
+    /// An agent device whose agent has not been heard from for this long goes offline (no new
+    /// assignments, rule 11) until its agent calls again.
+    pub agent_offline_after: Duration,
+    /// Longest an agent's claim waits for a job (the long poll).
+    pub agent_max_wait: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -49,6 +54,8 @@ impl Default for ServiceConfig {
             webhook_policy: Default::default(),
             event_retention: Duration::days(7),
             event_poll: std::time::Duration::from_millis(50),
+            agent_offline_after: Duration::seconds(60),
+            agent_max_wait: Duration::seconds(30),
         }
     }
 }

@@ -27,6 +27,21 @@ pub struct DeviceView {
     pub held_by_session: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The device's agent (agent devices).
+    pub agent: Option<AgentState>,
+}
+
+/// What is known of an agent device's agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentState {
+    /// Heard from within `agent_offline_after`.
+    pub connected: bool,
+    /// What it last reported (`None`: it never reported).
+    pub status: Option<DeviceStatus>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub message: Option<String>,
+    /// Calibration data as the agent reported it.
+    pub calibration: Option<serde_json::Value>,
 }
 
 /// Add a device (admin).
@@ -71,19 +86,47 @@ impl UpdateDevice {
     }
 }
 
+/// A device as everyone sees it. An agent device's status is the one the scheduler goes by (its
+/// agent's too), and what its agent reported feeds the views: `target` and `pulser_device` go
+/// into the config (the IBM facade's configuration / properties and the Pasqal facade's specs
+/// read them there) and the target's qubit count is the device's.
 fn device_view(d: Device, queue_length: i64, held_by_session: Option<Uuid>) -> DeviceView {
+    let status = d.effective_status();
+    let mut config = d.config;
+    let mut num_qubits = d.num_qubits;
+    let agent = (d.driver == DriverKind::Agent).then(|| {
+        let report = d.agent_report.unwrap_or_default();
+        if let Some(obj) = config.as_object_mut() {
+            for key in ["target", "pulser_device"] {
+                if let Some(v) = report.get(key).filter(|v| v.is_object()) {
+                    obj.insert(key.to_string(), v.clone());
+                }
+            }
+        }
+        if let Some(n) = report.pointer("/target/num_qubits").and_then(|n| n.as_i64()) {
+            num_qubits = n.clamp(0, i32::MAX as i64) as i32;
+        }
+        AgentState {
+            connected: d.agent_connected,
+            status: d.agent_status,
+            last_seen_at: d.agent_seen_at,
+            message: report.get("message").and_then(|m| m.as_str()).map(str::to_owned),
+            calibration: report.get("calibration").filter(|c| !c.is_null()).cloned(),
+        }
+    });
     DeviceView {
         name: d.name,
         kind: d.kind,
         driver: d.driver,
-        status: d.status,
-        num_qubits: d.num_qubits,
+        status,
+        num_qubits,
         timing: d.timing,
-        config: d.config,
+        config,
         queue_length,
         held_by_session,
         created_at: d.created_at,
         updated_at: d.updated_at,
+        agent,
     }
 }
 

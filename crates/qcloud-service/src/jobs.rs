@@ -123,6 +123,17 @@ pub struct JobView {
     pub attempt: i32,
     pub parent_id: Option<Uuid>,
     pub max_execution: Duration,
+    /// What an agent last reported of the running job (agent devices).
+    pub progress: Option<Progress>,
+    /// The job's log (an agent's program output), if it sent one.
+    pub log: Option<String>,
+}
+
+/// Status text and a fraction done, as an agent reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub message: Option<String>,
+    pub fraction: Option<f64>,
 }
 
 /// The result of a completed job.
@@ -153,6 +164,22 @@ pub(crate) fn job_view(row: Job, queue_position: Option<i64>) -> JobView {
         attempt: row.attempt,
         parent_id: row.parent_id,
         max_execution: row.max_execution,
+        progress: (row.progress_message.is_some() || row.progress_fraction.is_some())
+            .then(|| Progress { message: row.progress_message.clone(), fraction: row.progress_fraction }),
+        log: row.log,
+    }
+}
+
+/// The programs a device runs: its driver's, or for an agent device the `programs` its config
+/// lists (`None`: any; the agent fails a job it cannot run).
+pub fn device_programs(device: &qcloud_store::devices::Device) -> Option<Vec<String>> {
+    match device.driver.programs() {
+        Some(p) => Some(p.iter().map(|s| s.to_string()).collect()),
+        None => device
+            .config
+            .get("programs")
+            .and_then(|p| p.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
     }
 }
 
@@ -242,7 +269,8 @@ impl Service {
         let driver = device.driver;
         // 409 like a device mismatch: which programs a device runs is the device's state, not a
         // rule the request's schema can state.
-        if !driver.accepts_program(&req.program) {
+        let programs = device_programs(&device);
+        if programs.as_ref().is_some_and(|p| !p.contains(&req.program)) {
             return Err(ServiceError::conflict(
                 "unknown_program",
                 format!(
@@ -250,7 +278,7 @@ impl Service {
                     device.name,
                     driver,
                     req.program,
-                    driver.programs().map(|p| p.join(", ")).unwrap_or_default()
+                    programs.map(|p| p.join(", ")).unwrap_or_default()
                 ),
             ));
         }

@@ -6,6 +6,7 @@
 //! state; it knows no HTTP. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod auth;
 pub mod batches;
 pub mod checks;
@@ -49,11 +50,13 @@ pub struct Service {
     checks: Option<Arc<dyn checks::ProgramCheck>>,
     /// This replica's event hub, once started ([`Service::start_event_hub`]).
     hub: Arc<std::sync::OnceLock<events::EventHub>>,
+    /// Wake-ups of agents' waiting claims.
+    claim_wake: Arc<agents::ClaimWake>,
 }
 
 impl Service {
     pub fn new(pool: PgPool, cfg: ServiceConfig) -> Self {
-        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default(), checks: None, hub: Arc::default() }
+        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default(), checks: None, hub: Arc::default(), claim_wake: Arc::default() }
     }
 
     /// Check program inputs at submit with `check` (the drivers' validate steps).

@@ -20,6 +20,20 @@ pub struct Device {
     pub config: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What the device's agent last reported of its status (agent devices).
+    pub agent_status: Option<DeviceStatus>,
+    /// Whether the agent was heard from within `agent_offline_after`.
+    pub agent_connected: bool,
+    pub agent_seen_at: Option<DateTime<Utc>>,
+    /// The agent's last report (target, Pulser device spec, calibration).
+    pub agent_report: Option<serde_json::Value>,
+}
+
+impl Device {
+    /// The status the scheduler goes by (rule 11; see [`DeviceStatus::effective`]).
+    pub fn effective_status(&self) -> DeviceStatus {
+        self.status.effective(self.driver, self.agent_connected, self.agent_status)
+    }
 }
 
 impl<'r> FromRow<'r, PgRow> for Device {
@@ -35,7 +49,9 @@ pub(crate) const DEVICE_PREFIX: &str = "device_";
 /// `devices d` as prefixed columns, to select beside another table's `*`.
 pub(crate) const DEVICE_COLUMNS: &str = "d.name AS device_name, d.kind AS device_kind, d.driver AS device_driver,
     d.status AS device_status, d.num_qubits AS device_num_qubits, d.timing AS device_timing,
-    d.config AS device_config, d.created_at AS device_created_at, d.updated_at AS device_updated_at";
+    d.config AS device_config, d.created_at AS device_created_at, d.updated_at AS device_updated_at,
+    d.agent_status AS device_agent_status, d.agent_connected AS device_agent_connected,
+    d.agent_seen_at AS device_agent_seen_at, d.agent_report AS device_agent_report";
 
 impl Device {
     /// A device from its columns, each named `prefix` + the column name.
@@ -52,6 +68,10 @@ impl Device {
             config: row.try_get::<Json<serde_json::Value>, _>(col("config").as_str())?.0,
             created_at: row.try_get(col("created_at").as_str())?,
             updated_at: row.try_get(col("updated_at").as_str())?,
+            agent_status: crate::opt_enum_col(row, &col("agent_status"))?,
+            agent_connected: row.try_get(col("agent_connected").as_str())?,
+            agent_seen_at: row.try_get(col("agent_seen_at").as_str())?,
+            agent_report: row.try_get::<Option<Json<serde_json::Value>>, _>(col("agent_report").as_str())?.map(|j| j.0),
         })
     }
 }
@@ -166,6 +186,7 @@ pub async fn with_pending_work(conn: &mut PgConnection) -> sqlx::Result<Vec<Stri
     sqlx::query_scalar(
         "SELECT d.name FROM devices d
          WHERE d.status = 'online'
+           AND (d.driver <> 'agent' OR (d.agent_connected AND d.agent_status = 'online'))
            AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = d.name AND r.status = 'running')
            AND EXISTS (SELECT 1 FROM jobs q WHERE q.device = d.name AND q.status = 'queued')",
     )

@@ -40,6 +40,11 @@ pub struct Job {
     pub lease_owner: Option<Uuid>,
     pub lease_epoch: i64,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// What an agent last said of the running job (agent devices).
+    pub progress_message: Option<String>,
+    pub progress_fraction: Option<f64>,
+    /// The log an agent sent with the job's end (the tail of its program's stderr).
+    pub log: Option<String>,
 }
 
 impl<'r> FromRow<'r, PgRow> for Job {
@@ -72,6 +77,9 @@ impl<'r> FromRow<'r, PgRow> for Job {
             lease_owner: row.try_get("lease_owner")?,
             lease_epoch: row.try_get("lease_epoch")?,
             lease_expires_at: row.try_get("lease_expires_at")?,
+            progress_message: row.try_get("progress_message")?,
+            progress_fraction: row.try_get("progress_fraction")?,
+            log: row.try_get("log")?,
         })
     }
 }
@@ -326,13 +334,15 @@ impl<'r> FromRow<'r, PgRow> for Claimed {
 }
 
 /// Claim up to `limit` assigned jobs that no worker holds, each with its session's mode and its
-/// device, in one statement.
+/// device, in one statement. Jobs of agent devices are left to their agents
+/// ([`crate::agents::claim`]).
 pub async fn claim(conn: &mut PgConnection, owner: Uuid, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<Claimed>> {
     sqlx::query_as(&format!(
         "WITH claimed AS (
             UPDATE jobs SET lease_owner = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1,
                    lease_expires_at = now() + make_interval(secs => $3::float8 / 1000)
             WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_owner IS NULL
+                           AND device NOT IN (SELECT name FROM devices WHERE driver = 'agent')
                          ORDER BY started_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED)
             RETURNING *)
          SELECT claimed.*, s.mode AS session_mode, {DEVICE_COLUMNS}
@@ -371,11 +381,13 @@ pub async fn finish_leased(
     reason_code: Option<&str>,
     usage_seconds: f64,
     result: Option<&serde_json::Value>,
+    log: Option<&str>,
 ) -> sqlx::Result<Option<Job>> {
     sqlx::query_as(
         "WITH done AS (
             UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7,
-                   finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
+                   finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,
+                   log = COALESCE($9, log)
             WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_epoch = $3 RETURNING *),
          res AS (
             INSERT INTO job_results (job_id, result) SELECT id, $8 FROM done WHERE $8::jsonb IS NOT NULL
@@ -394,6 +406,7 @@ pub async fn finish_leased(
     .bind(reason_code)
     .bind(usage_seconds)
     .bind(result.map(Json))
+    .bind(log)
     .fetch_optional(conn)
     .await
 }

@@ -4,6 +4,7 @@
 //! decides the transaction boundaries; nothing here decides a scheduling rule.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod devices;
 pub mod events;
 pub mod job_search;

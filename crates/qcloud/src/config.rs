@@ -116,6 +116,10 @@ pub struct Config {
     pub max_connections: usize,
     /// How long an idempotency key names its job, seconds.
     pub idempotency_window: f64,
+    /// An agent device whose agent is not heard from for this long goes offline, seconds.
+    pub agent_offline_after: f64,
+    /// Largest result an agent may post (after gzip decompression), bytes.
+    pub agent_max_result_bytes: usize,
     /// Memory the simulations of this replica may hold at once, bytes; 0 = half of the machine's.
     pub sim_memory_budget: u64,
     /// How long shutdown waits for running jobs before handing them back, seconds.
@@ -178,6 +182,8 @@ impl Default for Config {
             request_timeout: 60.0,
             max_connections: 4096,
             idempotency_window: 86_400.0,
+            agent_offline_after: 60.0,
+            agent_max_result_bytes: 256 << 20,
             sim_memory_budget: 0,
             shutdown_grace: 10.0,
             rate_limit_per_second: 50.0,
@@ -231,6 +237,8 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("request_timeout", &["QCLOUD_REQUEST_TIMEOUT"], Kind::Number),
     ("max_connections", &["QCLOUD_MAX_CONNECTIONS"], Kind::Number),
     ("idempotency_window", &["QCLOUD_IDEMPOTENCY_WINDOW"], Kind::Number),
+    ("agent_offline_after", &["QCLOUD_AGENT_OFFLINE_AFTER"], Kind::Number),
+    ("agent_max_result_bytes", &["QCLOUD_AGENT_MAX_RESULT_BYTES"], Kind::Number),
     ("sim_memory_budget", &["QCLOUD_SIM_MEMORY_BUDGET"], Kind::Number),
     ("shutdown_grace", &["QCLOUD_SHUTDOWN_GRACE"], Kind::Number),
     ("rate_limit_per_second", &["QCLOUD_RATE_LIMIT_PER_SECOND"], Kind::Number),
@@ -432,6 +440,16 @@ pub struct ServeFlags {
     #[arg(long, allow_negative_numbers = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_window: Option<f64>,
+    /// An agent device whose agent is not heard from for this long goes offline, seconds
+    /// [env: QCLOUD_AGENT_OFFLINE_AFTER] [default: 60]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_offline_after: Option<f64>,
+    /// Largest result an agent may post (after gzip decompression), bytes
+    /// [env: QCLOUD_AGENT_MAX_RESULT_BYTES] [default: 268435456]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_max_result_bytes: Option<usize>,
     /// Memory the simulations of this replica may hold at once, bytes; 0 = half of the machine's
     /// [env: QCLOUD_SIM_MEMORY_BUDGET] [default: 0]
     #[arg(long)]
@@ -600,6 +618,7 @@ impl Config {
             ("webhook_give_up_after", self.webhook_give_up_after),
             ("event_retention", self.event_retention),
             ("sse_keep_alive", self.sse_keep_alive),
+            ("agent_offline_after", self.agent_offline_after),
         ] {
             seconds(key, v)?;
         }

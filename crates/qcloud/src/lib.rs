@@ -59,6 +59,7 @@ pub fn service_config(c: &Config) -> Result<ServiceConfig, ConfigError> {
         webhook_policy: qcloud_service::webhooks::WebhookPolicy::parse(&c.webhook_allow)
             .map_err(|message| ConfigError::Invalid { key: "webhook_allow", message })?,
         event_retention: Config::duration("event_retention", c.event_retention)?,
+        agent_offline_after: Config::duration("agent_offline_after", c.agent_offline_after)?,
         ..ServiceConfig::default()
     })
 }
@@ -79,6 +80,7 @@ fn secs(s: f64) -> Duration {
 fn api_config(c: &Config) -> ApiConfig {
     ApiConfig {
         max_body_bytes: c.max_body_bytes,
+        agent_max_result_bytes: c.agent_max_result_bytes,
         request_timeout: secs(c.request_timeout),
         body_timeout: secs(c.body_timeout),
         rate_limit: RateLimit {
@@ -426,6 +428,12 @@ impl Db {
     pub async fn add_device(&self, cmd: AddDevice) -> anyhow::Result<(String, String)> {
         let v = self.svc.add_device(cmd).await?;
         Ok((v.name, v.driver.to_string()))
+    }
+
+    /// Make a device token for an agent device (shown once; stored hashed).
+    pub async fn issue_device_token(&self, device: &str) -> anyhow::Result<(String, Uuid)> {
+        let (token, view) = self.svc.issue_device_token(device).await?;
+        Ok((token, view.id))
     }
 
     /// Set a device's status.

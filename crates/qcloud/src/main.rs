@@ -110,6 +110,9 @@ enum DevicesCommand {
         #[arg(long)]
         config: Option<String>,
     },
+    /// Make a device token for an agent device (for `qcloud-agent --token`); printed on the last
+    /// line, shown once, stored hashed. Revoke it with `qcloud tokens revoke ID`.
+    Token { name: String },
     /// Pause a device: no new assignments; its running job finishes.
     Pause { name: String },
     /// Put a paused or offline device back online.
@@ -287,6 +290,11 @@ async fn devices(config: &Config, command: DevicesCommand) -> anyhow::Result<()>
             let cmd = AddDevice { name, kind, driver, status: DeviceStatus::Online, num_qubits, timing, config };
             let (name, driver) = db.add_device(cmd).await?;
             println!("added device {name} ({driver} driver)");
+        }
+        DevicesCommand::Token { name } => {
+            let (token, id) = db.issue_device_token(&name).await?;
+            println!("device token {id} for {name} (agent routes only; revoke with `qcloud tokens revoke {id}`):");
+            println!("{token}");
         }
         DevicesCommand::Pause { name } => {
             db.set_device_status(&name, DeviceStatus::Paused).await?;

@@ -266,6 +266,7 @@ mod tests {
             held_by_session: None,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
+            agent: None,
         }
     }
 

@@ -26,8 +26,8 @@ pub struct DeviceView {
     pub kind: DeviceKind,
     #[schema(value_type = DriverKindSchema)]
     pub driver: DriverKind,
-    /// The programs the device runs (a job's `program`); empty for an agent device, which takes
-    /// whatever its hardware does.
+    /// The programs the device runs (a job's `program`); for an agent device the `programs` of its
+    /// config, and empty when it lists none (it takes whatever its agent runs).
     pub programs: Vec<String>,
     #[schema(value_type = DeviceStatusSchema)]
     pub status: DeviceStatus,
@@ -45,6 +45,24 @@ pub struct DeviceView {
     pub held_by_session: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The device's agent (agent devices; null for the others).
+    pub agent: Option<AgentView>,
+}
+
+/// What is known of an agent device's agent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AgentView {
+    /// Heard from within the server's `agent_offline_after`; a device whose agent is not
+    /// connected is offline.
+    pub connected: bool,
+    /// What the agent last reported (null: it never reported).
+    #[schema(value_type = Option<DeviceStatusSchema>)]
+    pub status: Option<DeviceStatus>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub message: Option<String>,
+    /// Calibration data as the agent reported it.
+    #[schema(value_type = Option<Object>)]
+    pub calibration: Option<serde_json::Value>,
 }
 
 impl From<svc::DeviceView> for DeviceView {
@@ -53,7 +71,15 @@ impl From<svc::DeviceView> for DeviceView {
             name: d.name,
             kind: d.kind,
             driver: d.driver,
-            programs: d.driver.programs().unwrap_or_default().iter().map(|p| p.to_string()).collect(),
+            programs: match d.driver.programs() {
+                Some(p) => p.iter().map(|p| p.to_string()).collect(),
+                None => d
+                    .config
+                    .get("programs")
+                    .and_then(|p| p.as_array())
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+            },
             status: d.status,
             num_qubits: d.num_qubits,
             timing: d.timing,
@@ -62,6 +88,13 @@ impl From<svc::DeviceView> for DeviceView {
             held_by_session: d.held_by_session,
             created_at: d.created_at,
             updated_at: d.updated_at,
+            agent: d.agent.map(|a| AgentView {
+                connected: a.connected,
+                status: a.status,
+                last_seen_at: a.last_seen_at,
+                message: a.message,
+                calibration: a.calibration,
+            }),
         }
     }
 }

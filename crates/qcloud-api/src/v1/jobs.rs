@@ -102,6 +102,18 @@ pub struct JobView {
     pub parent_id: Option<Uuid>,
     /// Seconds.
     pub max_execution_time: f64,
+    /// What the device's agent last reported of the running job (agent devices).
+    pub progress: Option<JobProgress>,
+    /// The job's log: what an agent's program wrote to stderr (its last 64 KiB).
+    pub log: Option<String>,
+}
+
+/// Status text and a fraction done, as an agent reports them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobProgress {
+    pub message: Option<String>,
+    #[schema(minimum = 0, maximum = 1)]
+    pub fraction: Option<f64>,
 }
 
 impl From<svc::JobView> for JobView {
@@ -126,6 +138,8 @@ impl From<svc::JobView> for JobView {
             attempt: j.attempt,
             parent_id: j.parent_id,
             max_execution_time: seconds(j.max_execution),
+            progress: j.progress.map(|p| JobProgress { message: p.message, fraction: p.fraction }),
+            log: j.log,
         }
     }
 }

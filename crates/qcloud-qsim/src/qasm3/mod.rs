@@ -38,6 +38,9 @@
 
 mod lexer;
 mod parser;
+pub mod writer;
+
+pub use writer::{write, WriteError};
 
 use std::collections::HashMap;
 use std::f64::consts::{E, PI, TAU};

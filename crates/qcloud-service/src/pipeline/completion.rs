@@ -27,13 +27,26 @@ impl Service {
     /// Record how a job ended, while the caller's lease holds, and (with `chain`) start the
     /// device's next job in the same transaction, leased to the caller. With a lost lease nothing
     /// is recorded and the answer is [`ServiceError::LeaseLost`].
-    #[instrument(skip_all, fields(job_id = %job.id, device = %job.device.name))]
     pub async fn complete_job(
         &self,
         job: &ClaimedJob,
         outcome: Outcome,
         usage_seconds: f64,
         chain: bool,
+    ) -> Result<Completion> {
+        self.complete_job_with_log(job, outcome, usage_seconds, chain, None).await
+    }
+
+    /// [`Service::complete_job`], keeping `log` with the job (an agent's program output). On an
+    /// agent device the next job starts unowned, for its agents to claim.
+    #[instrument(skip_all, fields(job_id = %job.id, device = %job.device.name))]
+    pub async fn complete_job_with_log(
+        &self,
+        job: &ClaimedJob,
+        outcome: Outcome,
+        usage_seconds: f64,
+        chain: bool,
+        log: Option<&str>,
     ) -> Result<Completion> {
         let (status, reason, code) = match &outcome {
             Outcome::Completed { .. } => (JobStatus::Completed, None, None),
@@ -61,6 +74,7 @@ impl Service {
             code,
             usage_seconds,
             result,
+            log,
         )
         .await?
         else {
@@ -69,7 +83,12 @@ impl Service {
         };
         let next = if let (true, Some(device)) = (chain, &device) {
             // The device row is locked and its running job was this one: dispatch it directly.
-            self.dispatch_free(&mut tx, device, Fence::Worker { me: job.lease.owner }).await?
+            let fence = if device.driver == qcloud_core::DriverKind::Agent {
+                Fence::Unowned
+            } else {
+                Fence::Worker { me: job.lease.owner }
+            };
+            self.dispatch_free(&mut tx, device, fence).await?
         } else {
             qcloud_store::notify(&mut tx, channel::WAKE, &done.device).await?;
             None

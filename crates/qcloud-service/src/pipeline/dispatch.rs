@@ -17,8 +17,16 @@ use uuid::Uuid;
 /// device's running job (fenced by that job's lease, checked in the same transaction).
 #[derive(Debug, Clone, Copy)]
 pub enum Fence {
-    Leader { me: Uuid, term: i64 },
-    Worker { me: Uuid },
+    Leader {
+        me: Uuid,
+        term: i64,
+    },
+    Worker {
+        me: Uuid,
+    },
+    /// The agent that just finished the device's running job (fenced by its lease, like a
+    /// worker): the next job starts unowned, for the device's agents to claim.
+    Unowned,
 }
 
 impl Service {
@@ -61,6 +69,7 @@ impl Service {
                 (Some(term), None)
             }
             Fence::Worker { me } => (None, Some(me)),
+            Fence::Unowned => (None, None),
         };
         let lease_ms = self.cfg.lease.num_milliseconds();
         let mut holder = qcloud_store::sessions::lock_holder(conn, device).await?;
@@ -73,7 +82,8 @@ impl Service {
                 }
             }
         }
-        let facts = DeviceFacts { accepts_assignments: dev.status == DeviceStatus::Online, holder: holder_facts };
+        let facts =
+            DeviceFacts { accepts_assignments: dev.effective_status() == DeviceStatus::Online, holder: holder_facts };
         let candidates = if holder.is_none() && facts.accepts_assignments {
             self.candidates(conn, device).await?
         } else {

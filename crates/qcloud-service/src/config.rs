@@ -25,6 +25,9 @@ pub struct ServiceConfig {
     pub max_shots: i64,
     /// How long an idempotency key names its job; after that the key may name a new one.
     pub idempotency_window: Duration,
+    /// Terminal jobs (and their results) are deleted this long after they finished; `None`
+    /// keeps them forever.
+    pub job_retention: Option<Duration>,
 }
 
 impl Default for ServiceConfig {
@@ -40,6 +43,7 @@ impl Default for ServiceConfig {
             max_payload_bytes: 16 << 20,
             max_shots: 10_000_000,
             idempotency_window: Duration::hours(24),
+            job_retention: Some(Duration::days(30)),
         }
     }
 }

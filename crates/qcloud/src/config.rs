@@ -116,6 +116,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How long an idempotency key names its job, seconds.
     pub idempotency_window: f64,
+    /// Terminal jobs are deleted this long after they finished, seconds; 0 keeps them forever.
+    pub job_retention: f64,
     /// Memory the simulations of this replica may hold at once, bytes; 0 = half of the machine's.
     pub sim_memory_budget: u64,
     /// How long shutdown waits for running jobs before handing them back, seconds.
@@ -160,6 +162,7 @@ impl Default for Config {
             request_timeout: 60.0,
             max_connections: 4096,
             idempotency_window: 86_400.0,
+            job_retention: 30.0 * 86_400.0,
             sim_memory_budget: 0,
             shutdown_grace: 10.0,
             rate_limit_per_second: 50.0,
@@ -205,6 +208,7 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("request_timeout", &["QCLOUD_REQUEST_TIMEOUT"], Kind::Number),
     ("max_connections", &["QCLOUD_MAX_CONNECTIONS"], Kind::Number),
     ("idempotency_window", &["QCLOUD_IDEMPOTENCY_WINDOW"], Kind::Number),
+    ("job_retention", &["QCLOUD_JOB_RETENTION"], Kind::Number),
     ("sim_memory_budget", &["QCLOUD_SIM_MEMORY_BUDGET"], Kind::Number),
     ("shutdown_grace", &["QCLOUD_SHUTDOWN_GRACE"], Kind::Number),
     ("rate_limit_per_second", &["QCLOUD_RATE_LIMIT_PER_SECOND"], Kind::Number),
@@ -398,6 +402,11 @@ pub struct ServeFlags {
     #[arg(long, allow_negative_numbers = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_window: Option<f64>,
+    /// Terminal jobs are deleted this long after they finished, seconds; 0 keeps them forever
+    /// [env: QCLOUD_JOB_RETENTION] [default: 2592000 (30 days)]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_retention: Option<f64>,
     /// Memory the simulations of this replica may hold at once, bytes; 0 = half of the machine's
     /// [env: QCLOUD_SIM_MEMORY_BUDGET] [default: 0]
     #[arg(long)]
@@ -527,6 +536,12 @@ impl Config {
             ("idempotency_window", self.idempotency_window),
         ] {
             seconds(key, v)?;
+        }
+        if !self.job_retention.is_finite() || self.job_retention < 0.0 {
+            return Err(invalid(
+                "job_retention",
+                format!("must be 0 (keep forever) or more seconds, got {}", self.job_retention),
+            ));
         }
         if !self.shutdown_grace.is_finite() || self.shutdown_grace < 0.0 {
             return Err(invalid("shutdown_grace", format!("must be 0 or more seconds, got {}", self.shutdown_grace)));

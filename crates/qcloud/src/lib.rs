@@ -54,6 +54,11 @@ pub fn service_config(c: &Config) -> Result<ServiceConfig, ConfigError> {
         lease: chrono::Duration::milliseconds(c.lease_ms.clamp(100, i64::MAX as u64) as i64),
         max_payload_bytes: c.max_body_bytes,
         idempotency_window: Config::duration("idempotency_window", c.idempotency_window)?,
+        job_retention: if c.job_retention > 0.0 {
+            Some(Config::duration("job_retention", c.job_retention)?)
+        } else {
+            None
+        },
         ..ServiceConfig::default()
     })
 }

@@ -516,8 +516,8 @@ async fn leader_killed_under_load() {
         assert!(rerun || given_up, "killed job {id}: {status} {reason:?} attempt {attempt}");
     }
     println!(
-        "replicas under load: {JOBS} jobs on {DEVICES} devices, {} running on the killed leader, all terminal {:.1} s after the queue was full
-        ",
+        "replicas under load: {JOBS} jobs on {DEVICES} devices, {} running on the killed leader, all terminal {:.1} s \
+         after the queue was full",
         killed.len(),
         t0.elapsed().as_secs_f64()
     );

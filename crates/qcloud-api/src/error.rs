@@ -66,6 +66,12 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         use ServiceError::*;
         match e {
+            AtIndex { index, source } => {
+                let mut e = ApiError::from(*source);
+                e.message = format!("jobs[{index}]: {}", e.message);
+                e.details = Some(serde_json::json!({ "index": index }));
+                e
+            }
             Unauthenticated(m) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m),
             Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             NotFound { what, id } => {

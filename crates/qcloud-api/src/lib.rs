@@ -89,6 +89,7 @@ pub fn router(svc: Service, cfg: &ApiConfig) -> Router {
         .route("/sessions/{id}/close", post(v1::sessions::close))
         .route("/sessions/{id}/cancel", post(v1::sessions::cancel))
         .route("/jobs", get(v1::jobs::list).post(v1::jobs::submit))
+        .route("/jobs:batch", post(v1::jobs::submit_batch))
         .route("/jobs/{id}", get(v1::jobs::get))
         .route("/jobs/{id}/result", get(v1::jobs::result))
         .route("/jobs/{id}/cancel", post(v1::jobs::cancel))

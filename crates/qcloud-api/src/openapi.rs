@@ -17,7 +17,7 @@ use crate::schema::{
 };
 use crate::v1;
 use crate::v1::devices::{AgentView, DevicePatch, DeviceView, NewDeviceRequest};
-use crate::v1::jobs::{JobProgress, JobResult, JobView, NewJobRequest};
+use crate::v1::jobs::{JobProgress, JobResult, JobView, JobsCreated, NewBatchJob, NewJobRequest, NewJobsRequest};
 use crate::v1::sessions::{NewSessionRequest, SessionView};
 use crate::v1::tokens::{NewTokenRequest, NewTokenResponse, TokenView};
 use crate::v1::webhooks::{
@@ -46,7 +46,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         v1::devices::list, v1::devices::get, v1::devices::create, v1::devices::update,
         v1::sessions::create, v1::sessions::list, v1::sessions::get, v1::sessions::close, v1::sessions::cancel,
-        v1::jobs::submit, v1::jobs::list, v1::jobs::get, v1::jobs::result, v1::jobs::cancel,
+        v1::jobs::submit, v1::jobs::submit_batch, v1::jobs::list, v1::jobs::get, v1::jobs::result, v1::jobs::cancel,
         v1::tokens::list, v1::tokens::create, v1::tokens::revoke,
         v1::events::stream_events,
         v1::webhooks::create, v1::webhooks::list, v1::webhooks::get, v1::webhooks::delete, v1::webhooks::deliveries,
@@ -55,7 +55,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         ErrorBody, ErrorDetail, DeviceView, NewDeviceRequest, DevicePatch, SessionView, NewSessionRequest,
-        JobView, NewJobRequest, JobResult, JobStatusSchema, SessionStateSchema, SessionModeSchema, ClosedReasonSchema,
+        JobView, NewJobRequest, NewJobsRequest, NewBatchJob, JobsCreated, JobResult, JobStatusSchema, SessionStateSchema, SessionModeSchema, ClosedReasonSchema,
         IdlePolicySchema, PrioritySchema, DeviceKindSchema, DriverKindSchema, DeviceStatusSchema, TimingSchema,
         JsonValueSchema, JsonObjectSchema, DeviceNameSchema, TokenView, NewTokenRequest,
         NewTokenResponse, EventTypeSchema, NewWebhookRequest, NewWebhookResponse, WebhookView, WebhookSpecRequest,

@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/sessions/{id}/cancel"),
     ("GET", "/v1/jobs"),
     ("POST", "/v1/jobs"),
+    ("POST", "/v1/jobs:batch"),
     ("GET", "/v1/jobs/{id}"),
     ("GET", "/v1/jobs/{id}/result"),
     ("POST", "/v1/jobs/{id}/cancel"),

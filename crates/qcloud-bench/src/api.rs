@@ -126,6 +126,16 @@ impl Api {
         self.post("/v1/jobs", body).await
     }
 
+    /// `POST /v1/jobs:batch` with job bodies (job-mode, each with a device); the created jobs.
+    pub async fn submit_batch(&self, jobs: &[Value]) -> Result<Vec<Job>> {
+        #[derive(Deserialize)]
+        struct Created {
+            jobs: Vec<Job>,
+        }
+        let c: Created = self.post("/v1/jobs:batch", &json!({ "jobs": jobs })).await?;
+        Ok(c.jobs)
+    }
+
     pub async fn job(&self, id: Uuid) -> Result<Job> {
         self.get(&format!("/v1/jobs/{id}"), &[]).await
     }

@@ -29,6 +29,15 @@ pub enum Scenario {
     Batch,
     /// The agent path beside the in-process noop driver (issue 12).
     Agent,
+    /// `POST /v1/jobs:batch`: requests of `--bulk-size` jobs over the largest device count.
+    Bulk,
+    /// `--drain-jobs` queued on `--drain-devices` paused devices, then all resumed.
+    Drain,
+    /// One device with `--deep-jobs` queued while paused, then resumed: rate per 10,000.
+    Deep,
+    /// `--hold-jobs` queued on 64 paused devices and left there (run it last: it leaves them
+    /// queued); bench/server/run.sh reads the server's RSS after it.
+    Hold,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -73,6 +82,24 @@ pub struct Args {
     /// Zero-work jobs of each throughput run of the agent scenario.
     #[arg(long, default_value_t = 1000)]
     pub agent_jobs: usize,
+    /// Jobs per `POST /v1/jobs:batch` request (bulk, drain and deep scenarios).
+    #[arg(long, default_value_t = 10_000)]
+    pub bulk_size: usize,
+    /// Requests of the bulk scenario.
+    #[arg(long, default_value_t = 3)]
+    pub bulk_requests: usize,
+    /// Jobs of the drain scenario.
+    #[arg(long, default_value_t = 100_000)]
+    pub drain_jobs: usize,
+    /// Paused devices of the drain scenario.
+    #[arg(long, default_value_t = 64)]
+    pub drain_devices: usize,
+    /// Jobs of the deep-queue scenario (one device).
+    #[arg(long, default_value_t = 100_000)]
+    pub deep_jobs: usize,
+    /// Jobs of the hold scenario (queued and left queued).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub hold_jobs: usize,
     /// Time limit of each scenario, seconds; a scenario past it reports what it has.
     #[arg(long, default_value_t = 120.0)]
     pub time_limit: f64,
@@ -83,6 +110,9 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     if args.clients == 0 || args.jobs == 0 || args.devices.is_empty() || args.devices.contains(&0) {
         bail!("--clients, --jobs and every --devices count must be positive");
+    }
+    if args.bulk_size == 0 || args.drain_devices == 0 {
+        bail!("--bulk-size and --drain-devices must be positive");
     }
     if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
         bail!("--time-limit must be a positive number of seconds");
@@ -115,6 +145,18 @@ async fn main() -> Result<()> {
     }
     if want(Scenario::Agent) {
         rows.extend(scenarios::bounded("agent", limit, agent::agent_vs_noop(&ctx, limit)).await);
+    }
+    if want(Scenario::Bulk) {
+        rows.extend(scenarios::bounded("bulk", limit, scenarios::bulk(&ctx, limit)).await);
+    }
+    if want(Scenario::Drain) {
+        rows.extend(scenarios::bounded("drain", limit, scenarios::drain(&ctx, limit)).await);
+    }
+    if want(Scenario::Deep) {
+        rows.extend(scenarios::bounded("deep", limit, scenarios::deep(&ctx, limit)).await);
+    }
+    if want(Scenario::Hold) {
+        rows.extend(scenarios::bounded("hold", limit, scenarios::hold(&ctx)).await);
     }
     println!();
     print!("{}", stats::table(&rows));

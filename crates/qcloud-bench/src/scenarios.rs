@@ -594,3 +594,221 @@ pub async fn batch_vs_session(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
     }
     Ok(rows)
 }
+
+/// Post `bodies` in `POST /v1/jobs:batch` requests of `size`, `clients` at a time; returns the
+/// jobs, the latency of each request and the wall time of the whole submission.
+async fn submit_batches(
+    api: &Api,
+    bodies: Vec<Value>,
+    size: usize,
+    clients: usize,
+) -> Result<(Vec<Job>, Micros, Duration)> {
+    // A server without `POST /v1/jobs:batch` (a baseline build) gets the jobs one by one.
+    if let Err(e) = api.submit_batch(&[]).await {
+        if format!("{e:#}").contains("404") {
+            eprintln!("  no POST /v1/jobs:batch on this server: submitting one by one with {} clients", 64);
+            let s = submit_all(api, bodies, 64, Instant::now() + Duration::from_secs(3600)).await;
+            if let Some(e) = s.first_error {
+                return Err(anyhow!("{} submit errors, first: {e}", s.errors));
+            }
+            return Ok((s.jobs, s.post_latency, s.elapsed));
+        }
+    }
+    let t0 = Instant::now();
+    let chunks: Vec<Vec<Value>> = bodies.chunks(size.max(1)).map(<[Value]>::to_vec).collect();
+    let results: Vec<Result<(Vec<Job>, f64)>> = futures::stream::iter(chunks)
+        .map(|c| async move {
+            let s = Instant::now();
+            let jobs = api.submit_batch(&c).await?;
+            Ok((jobs, ms(s.elapsed())))
+        })
+        .buffer_unordered(clients.max(1))
+        .collect()
+        .await;
+    let elapsed = t0.elapsed();
+    let mut jobs = Vec::new();
+    let mut lat = Micros::default();
+    for r in results {
+        let (j, l) = r?;
+        jobs.extend(j);
+        lat.record_ms(l);
+    }
+    Ok((jobs, lat, elapsed))
+}
+
+/// Bulk submit: `--bulk-requests` requests of `--bulk-size` jobs each, one at a time, over the
+/// largest device count (online: the scheduler runs them meanwhile).
+pub async fn bulk(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
+    let a = &ctx.args;
+    let n_dev = a.devices.iter().copied().max().unwrap_or(1);
+    let devices = ctx.devices("bulk", n_dev, "noop", 1, false).await?;
+    let tag = ctx.tag("bulk");
+    let n = a.bulk_size * a.bulk_requests.max(1);
+    let bodies: Vec<Value> = (0..n).map(|i| noop_job(&devices[i % n_dev], &tag, 0)).collect();
+    let after = Utc::now() - chrono::Duration::seconds(2);
+    let deadline = Instant::now() + limit;
+    let (jobs, lat, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 1).await?;
+    let (done, complete) = wait_terminal(&ctx.api, &devices, &tag, after, jobs.len(), deadline).await?;
+    let per_request: Vec<f64> = [0.5, 0.99].iter().filter_map(|q| lat.pct_ms(*q)).collect();
+    let mut note = format!(
+        "{} requests of {} jobs, one at a time; jobs/s = jobs / sum of request times{}",
+        a.bulk_requests.max(1),
+        a.bulk_size,
+        if complete { "" } else { "; NOT ALL DONE at the time limit" }
+    );
+    note += &status_note(&done);
+    let p50 = per_request.first().copied().unwrap_or(f64::NAN);
+    Ok(vec![Row {
+        scenario: "bulk".into(),
+        devices: n_dev.to_string(),
+        jobs: jobs.len() as u64,
+        clients: 1,
+        wall_s: Some(elapsed.as_secs_f64()),
+        jobs_per_s: Some(a.bulk_size as f64 / (p50 / 1000.0).max(1e-9)),
+        metric: "POST /v1/jobs:batch (per request latency)".into(),
+        note,
+        ..Row::default()
+    }
+    .latency(&lat)])
+}
+
+/// Queue `n` jobs on `n_dev` fresh paused devices with bulk requests, resume them all, wait until
+/// every job is terminal; returns the jobs and the submission figures.
+async fn queued_then_resumed(
+    ctx: &Ctx,
+    label: &str,
+    n_dev: usize,
+    n: usize,
+    deadline: Instant,
+) -> Result<(Vec<Job>, bool, Duration, Micros)> {
+    let a = &ctx.args;
+    let devices = ctx.devices(label, n_dev, "noop", 1, true).await?;
+    let tag = ctx.tag(label);
+    let bodies: Vec<Value> = (0..n).map(|i| noop_job(&devices[i % n_dev], &tag, 0)).collect();
+    let after = Utc::now() - chrono::Duration::seconds(2);
+    let (submitted, lat, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 2).await?;
+    let resumed: Vec<Result<()>> = futures::stream::iter(devices.iter())
+        .map(|d| ctx.api.set_device_status(d, "online"))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    resumed.into_iter().collect::<Result<Vec<()>>>()?;
+    let (jobs, complete) = wait_terminal(&ctx.api, &devices, &tag, after, submitted.len(), deadline).await?;
+    Ok((jobs, complete, elapsed, lat))
+}
+
+/// Drain: `--drain-jobs` queued on `--drain-devices` paused devices, then resumed; rate =
+/// completed / (first started_at -> last finished_at).
+pub async fn drain(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
+    let a = &ctx.args;
+    let deadline = Instant::now() + limit;
+    let (jobs, complete, sub_elapsed, lat) =
+        queued_then_resumed(ctx, "drain", a.drain_devices, a.drain_jobs, deadline).await?;
+    let completed: Vec<&Job> = jobs.iter().filter(|j| j.status == "completed").collect();
+    let first = completed.iter().filter_map(|j| j.started_at).min();
+    let last = completed.iter().filter_map(|j| j.finished_at).max();
+    let span_s = match (first, last) {
+        (Some(f), Some(l)) => ms_between(f, l) / 1000.0,
+        _ => 0.0,
+    };
+    let mut run = Micros::default();
+    for j in &completed {
+        if let (Some(s), Some(f)) = (j.started_at, j.finished_at) {
+            run.record_ms(ms_between(s, f));
+        }
+    }
+    let mut note = format!(
+        "DB span first started_at -> last finished_at; queued by bulk requests at {:.0} jobs/s (request p50 {:.0} ms){}",
+        jobs.len() as f64 / sub_elapsed.as_secs_f64().max(1e-9),
+        lat.pct_ms(0.5).unwrap_or(0.0),
+        if complete { "" } else { "; NOT ALL DONE at the time limit" }
+    );
+    note += &status_note(&jobs);
+    Ok(vec![Row {
+        scenario: "drain".into(),
+        devices: format!("{} paused", a.drain_devices),
+        jobs: completed.len() as u64,
+        clients: 0,
+        wall_s: Some(span_s),
+        jobs_per_s: (span_s > 0.0).then(|| completed.len() as f64 / span_s),
+        metric: "completed after resume (per job start->finish)".into(),
+        note,
+        ..Row::default()
+    }
+    .latency(&run)])
+}
+
+/// One device, deep queue: `--deep-jobs` queued while paused, then resumed; the rate of every
+/// 10,000 jobs in start order shows whether the queue's depth costs.
+pub async fn deep(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
+    let a = &ctx.args;
+    let deadline = Instant::now() + limit;
+    let (mut jobs, complete, _, _) = queued_then_resumed(ctx, "deep", 1, a.deep_jobs, deadline).await?;
+    jobs.retain(|j| j.started_at.is_some() && j.finished_at.is_some());
+    jobs.sort_by_key(|j| j.started_at);
+    const CHUNK: usize = 10_000;
+    let mut rates = Vec::new();
+    for c in jobs.chunks(CHUNK) {
+        if let (Some(f), Some(l)) = (c.first().and_then(|j| j.started_at), c.last().and_then(|j| j.finished_at)) {
+            let s = ms_between(f, l) / 1000.0;
+            if s > 0.0 {
+                rates.push(c.len() as f64 / s);
+            }
+        }
+    }
+    let span_s = match (jobs.first().and_then(|j| j.started_at), jobs.last().and_then(|j| j.finished_at)) {
+        (Some(f), Some(l)) => ms_between(f, l) / 1000.0,
+        _ => 0.0,
+    };
+    let mut cycle = Micros::default();
+    for w in jobs.windows(2) {
+        if let (Some(p), Some(q)) = (w[0].started_at, w[1].started_at) {
+            cycle.record_ms(ms_between(p, q));
+        }
+    }
+    let shown: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    let mut note = format!(
+        "jobs/s per {CHUNK} in start order: [{}]; last/first = {:.2}{}",
+        shown.join(", "),
+        match (rates.first(), rates.last()) {
+            (Some(f), Some(l)) if *f > 0.0 => l / f,
+            _ => f64::NAN,
+        },
+        if complete { "" } else { "; NOT ALL DONE at the time limit" }
+    );
+    note += &status_note(&jobs);
+    Ok(vec![Row {
+        scenario: "deep".into(),
+        devices: "1 deep".into(),
+        jobs: jobs.len() as u64,
+        clients: 0,
+        wall_s: Some(span_s),
+        jobs_per_s: (span_s > 0.0).then(|| jobs.len() as f64 / span_s),
+        metric: "completed (start[i] -> start[i+1])".into(),
+        note,
+        ..Row::default()
+    }
+    .latency(&cycle)])
+}
+
+/// Hold: `--hold-jobs` queued on 64 paused devices by bulk requests, and left queued (the server's
+/// memory must not grow with the queue; bench/server/run.sh reads its RSS afterwards).
+pub async fn hold(ctx: &Ctx) -> Result<Vec<Row>> {
+    let a = &ctx.args;
+    let devices = ctx.devices("hold", 64, "noop", 1, true).await?;
+    let tag = ctx.tag("hold");
+    let bodies: Vec<Value> = (0..a.hold_jobs).map(|i| noop_job(&devices[i % devices.len()], &tag, 0)).collect();
+    let (jobs, lat, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 2).await?;
+    Ok(vec![Row {
+        scenario: "hold".into(),
+        devices: "64 paused".into(),
+        jobs: jobs.len() as u64,
+        clients: 2,
+        wall_s: Some(elapsed.as_secs_f64()),
+        jobs_per_s: Some(jobs.len() as f64 / elapsed.as_secs_f64().max(1e-9)),
+        metric: "queued and left queued (per request latency)".into(),
+        note: "server RSS: see the run.sh summary".into(),
+        ..Row::default()
+    }
+    .latency(&lat)])
+}

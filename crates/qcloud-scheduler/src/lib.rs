@@ -102,6 +102,9 @@ impl Scheduler {
         if shared.cfg.lead {
             tasks.push(tokio::spawn(leader::run(shared.clone(), wake_rx)));
         }
+        if shared.cfg.lead {
+            tasks.push(tokio::spawn(prune(shared.clone())));
+        }
         tasks.push(tokio::spawn(worker::claimer(shared.clone())));
         tasks.push(tokio::spawn(worker::heartbeat(shared.clone())));
         Ok(Scheduler { shared, tasks })
@@ -136,6 +139,33 @@ impl Scheduler {
             t.abort();
         }
         info!("scheduler stopped");
+    }
+}
+
+/// Jobs deleted per retention batch.
+const PRUNE_BATCH: i64 = 500;
+/// Pause between retention batches while there is a backlog: the scheduler's queries go first.
+const PRUNE_PAUSE: Duration = Duration::from_millis(20);
+/// How often retention looks for expired jobs when there is no backlog.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// Retention (`job_retention`): delete terminal jobs past it, in small batches. Deleting is
+/// idempotent and skips locked rows, so it needs no leader term; replicas that take part in
+/// leader election run it.
+async fn prune(shared: Arc<Shared>) {
+    loop {
+        let pause = match shared.svc.prune_jobs(PRUNE_BATCH).await {
+            Ok(n) if n as i64 >= PRUNE_BATCH => PRUNE_PAUSE,
+            Ok(_) => PRUNE_EVERY,
+            Err(e) => {
+                warn!(error = %e, "pruning old jobs failed");
+                PRUNE_EVERY
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
     }
 }
 

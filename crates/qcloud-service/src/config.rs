@@ -36,6 +36,9 @@ pub struct ServiceConfig {
     pub agent_offline_after: Duration,
     /// Longest an agent's claim waits for a job (the long poll).
     pub agent_max_wait: Duration,
+    /// Terminal jobs (and their results) are deleted this long after they finished; `None`
+    /// keeps them forever.
+    pub job_retention: Option<Duration>,
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +59,7 @@ impl Default for ServiceConfig {
             event_poll: std::time::Duration::from_millis(50),
             agent_offline_after: Duration::seconds(60),
             agent_max_wait: Duration::seconds(30),
+            job_retention: Some(Duration::days(30)),
         }
     }
 }

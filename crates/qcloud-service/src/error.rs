@@ -35,6 +35,10 @@ pub enum ServiceError {
     /// runs elsewhere): nothing was recorded.
     #[error("the job's lease was lost")]
     LeaseLost,
+    /// One job of a bulk submission was refused (`index`: its place in the request, 0-based);
+    /// nothing of the submission was stored.
+    #[error("jobs[{index}]: {source}")]
+    AtIndex { index: usize, source: Box<ServiceError> },
     #[error("database error: {0}")]
     Db(#[from] qcloud_store::Error),
     #[error("internal error: {0}")]
@@ -56,6 +60,7 @@ impl ServiceError {
         match self {
             ServiceError::Db(DbError::PoolTimedOut | DbError::PoolClosed | DbError::Io(_)) => true,
             ServiceError::Db(DbError::Database(e)) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
+            ServiceError::AtIndex { source, .. } => source.is_unavailable(),
             _ => false,
         }
     }

@@ -296,6 +296,36 @@ impl Service {
             let checked = checks::run(check, &device, &req.program, &req.payload, req.shots, payload_bytes).await?;
             shots = shots.or(checked.shots);
         }
+        let new_job = |priority: Option<Priority>| NewJob {
+            id: Uuid::now_v7(),
+            project: &who.project,
+            user: &who.user,
+            device: &device.name,
+            session_id: req.session_id,
+            program: &req.program,
+            payload: &req.payload,
+            shots,
+            tags: &req.tags,
+            priority: priority.unwrap_or_default(),
+            idempotency_key,
+            request_hash: request_hash.as_ref().map(|h| h.as_slice()),
+            max_execution: max_exec,
+        };
+        if req.session_id.is_none() && expired_key.is_none() {
+            // A job-mode job is one statement (insert + wake-up), so it runs in an implicit
+            // transaction: one round trip, committed before the answer.
+            let inserted = qcloud_store::jobs::insert_waking(&mut conn, new_job(req.priority)).await?;
+            if let Some(qcloud_store::jobs::Inserted { job, .. }) = inserted {
+                return Ok((job_view(job, None), true));
+            }
+            // A concurrent request with the same key won the race: answer with its job.
+            let k = idempotency_key.unwrap_or_default();
+            let hit = qcloud_store::jobs::by_idempotency_key(&mut conn, &who.project, k)
+                .await?
+                .ok_or_else(|| ServiceError::Internal("idempotency conflict without a job".into()))?;
+            same_request(k, &hit, request_hash.as_ref())?;
+            return Ok((self.view_with_position(&mut conn, hit.job).await?, false));
+        }
         drop(conn);
 
         let mut tx = self.pool.begin().await?;
@@ -323,25 +353,7 @@ impl Service {
             }
             priority = priority.or(Some(s.priority));
         }
-        let inserted = qcloud_store::jobs::insert(
-            &mut tx,
-            NewJob {
-                id: Uuid::now_v7(),
-                project: &who.project,
-                user: &who.user,
-                device: &device.name,
-                session_id: req.session_id,
-                program: &req.program,
-                payload: &req.payload,
-                shots,
-                tags: &req.tags,
-                priority: priority.unwrap_or_default(),
-                idempotency_key,
-                request_hash: request_hash.as_ref().map(|h| h.as_slice()),
-                max_execution: max_exec,
-            },
-        )
-        .await?;
+        let inserted = qcloud_store::jobs::insert(&mut tx, new_job(priority)).await?;
         let Some(qcloud_store::jobs::Inserted { job: row, device_idle }) = inserted else {
             // A concurrent request with the same key won the race: answer with its job.
             drop(tx);

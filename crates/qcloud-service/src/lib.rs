@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod auth;
 pub mod batches;
+pub mod bulk;
 pub mod checks;
 pub mod config;
 pub mod devices;
@@ -19,6 +20,7 @@ pub mod jobs;
 pub mod list;
 pub mod pipeline;
 pub mod projects;
+pub mod retention;
 pub mod sessions;
 pub mod users;
 pub mod validate;

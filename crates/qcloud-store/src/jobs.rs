@@ -155,6 +155,124 @@ pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Opti
     .await
 }
 
+/// [`insert`] and, when the device had no running job, `NOTIFY qcloud_wake '<device>'`, in one
+/// statement: run outside an explicit transaction it is one round trip and one implicit
+/// transaction (the insert and its wake-up commit together, or neither does).
+pub async fn insert_waking(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Option<Inserted>> {
+    sqlx::query_as(
+        "WITH ins AS (
+            INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
+                    priority, idempotency_key, max_execution_ms, request_hash)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            ON CONFLICT ON CONSTRAINT jobs_idempotency_key_unique DO NOTHING
+            RETURNING *),
+         idle AS (
+            SELECT ins.*, NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')
+                   AS device_idle
+            FROM ins)
+         SELECT idle.*,
+                CASE WHEN idle.device_idle THEN (SELECT 1 FROM pg_notify($14, idle.device) AS x) END AS woke
+         FROM idle",
+    )
+    .bind(j.id)
+    .bind(j.project)
+    .bind(j.user)
+    .bind(j.device)
+    .bind(j.session_id)
+    .bind(j.program)
+    .bind(Json(j.payload))
+    .bind(j.shots)
+    .bind(j.tags)
+    .bind(j.priority.rank())
+    .bind(j.idempotency_key)
+    .bind(j.max_execution.num_milliseconds())
+    .bind(j.request_hash)
+    .bind(crate::channel::WAKE)
+    .fetch_optional(conn)
+    .await
+}
+
+/// One job of a bulk insert (no idempotency key: a bulk request is one unit).
+pub struct BulkJob<'a> {
+    pub id: Uuid,
+    pub device: &'a str,
+    pub program: &'a str,
+    pub payload: &'a serde_json::Value,
+    pub shots: Option<i64>,
+    /// Stored as a text array literal per job (`UNNEST` cannot take an array of arrays of
+    /// different lengths).
+    pub tags: &'a [String],
+    pub priority: Priority,
+    pub max_execution: Duration,
+}
+
+/// Insert many job-mode jobs of one project and user in one statement (`UNNEST` of one array per
+/// column), and wake each device that had no running job (`NOTIFY qcloud_wake`, once per
+/// device). Returns the inserted rows in the order given.
+pub async fn insert_bulk(
+    conn: &mut PgConnection,
+    project: &str,
+    user: &str,
+    jobs: &[BulkJob<'_>],
+) -> sqlx::Result<Vec<Job>> {
+    let n = jobs.len();
+    let (mut ids, mut devices, mut programs, mut payloads, mut shots, mut tags, mut prios, mut max_ms, mut ord) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (i, j) in jobs.iter().enumerate() {
+        ids.push(j.id);
+        devices.push(j.device);
+        programs.push(j.program);
+        payloads.push(Json(j.payload));
+        shots.push(j.shots);
+        // A JSON array of strings: decoded into text[] in SQL.
+        tags.push(Json(j.tags));
+        prios.push(j.priority.rank());
+        max_ms.push(j.max_execution.num_milliseconds());
+        ord.push(i as i32);
+    }
+    sqlx::query_as(
+        "WITH input AS (
+            SELECT * FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int8[], $8::jsonb[],
+                                 $9::int2[], $10::int8[], $11::int4[])
+                   AS t(id, device, program, payload, shots, tags, priority, max_ms, ord)),
+         ins AS (
+            INSERT INTO jobs (id, project, user_name, device, program, payload, shots, tags, priority,
+                    max_execution_ms)
+            SELECT id, $1, $2, device, program, payload, shots,
+                   ARRAY(SELECT jsonb_array_elements_text(tags)), priority, max_ms
+            FROM input ORDER BY ord
+            RETURNING *),
+         idle AS (
+            SELECT DISTINCT ins.device FROM ins
+            WHERE NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')),
+         woke AS (SELECT count(*) AS n FROM idle CROSS JOIN LATERAL pg_notify($12, idle.device) AS x)
+         SELECT ins.* FROM ins, woke ORDER BY ins.seq",
+    )
+    .bind(project)
+    .bind(user)
+    .bind(ids)
+    .bind(devices)
+    .bind(programs)
+    .bind(payloads)
+    .bind(shots)
+    .bind(tags)
+    .bind(prios)
+    .bind(max_ms)
+    .bind(ord)
+    .bind(crate::channel::WAKE)
+    .fetch_all(conn)
+    .await
+}
+
 /// The job an idempotency key names, with the hash of the request that created it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyedJob {
@@ -285,7 +403,8 @@ pub async fn queued_in_session(conn: &mut PgConnection, session: Uuid, limit: i6
 }
 
 /// queued -> running (and the session's `last_job_started`). With `owner`, the caller's replica
-/// holds the lease at once (it will run the job); without, workers claim it. Returns the row when
+/// holds the lease at once (it will run the job); without, workers claim it, and the same
+/// statement sends `NOTIFY qcloud_run` (delivered at commit). Returns the row when
 /// the job was still queued. The caller holds the session's lock already (lock order).
 ///
 /// `started_at` and `finished_at` are `clock_timestamp()`, not `now()`: `now()` is when the
@@ -310,12 +429,50 @@ pub async fn start(
          session AS (
             UPDATE sessions SET last_job_started = started.started_at FROM started
             WHERE sessions.id = started.session_id RETURNING sessions.mode)
-         SELECT started.*, (SELECT mode FROM session) AS session_mode FROM started",
+         SELECT started.*, (SELECT mode FROM session) AS session_mode,
+                CASE WHEN $3::uuid IS NULL THEN (SELECT 1 FROM pg_notify($5, started.device) AS x) END AS woke
+         FROM started",
     )
     .bind(id)
     .bind(term)
     .bind(owner)
     .bind(lease_ms)
+    .bind(crate::channel::RUN)
+    .fetch_optional(conn)
+    .await
+}
+
+/// [`start`] the next queued job of a session (arrival order, as [`next_in_session`] picks it),
+/// in one statement. `None` when the session has no queued job (or it stopped being queued
+/// meanwhile, as with [`start`]).
+pub async fn start_next_in_session(
+    conn: &mut PgConnection,
+    session: Uuid,
+    term: Option<i64>,
+    owner: Option<Uuid>,
+    lease_ms: i64,
+) -> sqlx::Result<Option<Started>> {
+    sqlx::query_as(
+        "WITH started AS (
+            UPDATE jobs SET status = 'running', started_at = clock_timestamp(), assigned_term = $2, lease_owner = $3,
+                   lease_epoch = lease_epoch + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
+                   attempt = attempt + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
+                   lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
+                                           ELSE now() + make_interval(secs => $4::float8 / 1000) END
+            WHERE id = (SELECT id FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1)
+              AND status = 'queued' RETURNING *),
+         session AS (
+            UPDATE sessions SET last_job_started = started.started_at FROM started
+            WHERE sessions.id = started.session_id RETURNING sessions.mode)
+         SELECT started.*, (SELECT mode FROM session) AS session_mode,
+                CASE WHEN $3::uuid IS NULL THEN (SELECT 1 FROM pg_notify($5, started.device) AS x) END AS woke
+         FROM started",
+    )
+    .bind(session)
+    .bind(term)
+    .bind(owner)
+    .bind(lease_ms)
+    .bind(crate::channel::RUN)
     .fetch_optional(conn)
     .await
 }
@@ -407,6 +564,78 @@ pub async fn finish_leased(
     .bind(usage_seconds)
     .bind(result.map(Json))
     .bind(log)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A job finished by [`finish_leased_locking`], with its device row (locked by the statement).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub job: Job,
+    pub device: Option<Device>,
+}
+
+impl<'r> FromRow<'r, PgRow> for Finished {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        let has_device: Option<String> = row.try_get("device_name")?;
+        let device = match has_device {
+            Some(_) => Some(Device::from_columns(row, DEVICE_PREFIX)?),
+            None => None,
+        };
+        Ok(Finished { job: Job::from_row(row)?, device })
+    }
+}
+
+/// The first statement of a completion, in one round trip: lock the device row, record the
+/// completion on the session (its lock), then [`finish_leased`] the job (result and device usage
+/// in the same statement). Lock order is kept inside the statement: the device lock and the
+/// session update are init plans of the job update's one-time filter (evaluated left to right,
+/// device first), so they run before the job row is scanned and locked. `None` when the lease no longer holds (the caller rolls back: the session update is
+/// part of its transaction).
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_leased_locking(
+    conn: &mut PgConnection,
+    id: Uuid,
+    device: &str,
+    session: Option<Uuid>,
+    owner: Uuid,
+    epoch: i64,
+    status: JobStatus,
+    reason: Option<&str>,
+    reason_code: Option<&str>,
+    usage_seconds: f64,
+    result: Option<&serde_json::Value>,
+) -> sqlx::Result<Option<Finished>> {
+    sqlx::query_as(&format!(
+        "WITH d AS (SELECT * FROM devices WHERE name = $9 FOR NO KEY UPDATE),
+         sess AS (
+            UPDATE sessions SET last_job_completed = now(), usage_seconds = usage_seconds + $7
+            WHERE id = $10 AND (SELECT count(*) FROM d) >= 0 RETURNING id),
+         done AS (
+            UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7,
+                   finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_epoch = $3
+              AND (SELECT count(*) FROM d) + (SELECT count(*) FROM sess) >= 0
+            RETURNING *),
+         res AS (
+            INSERT INTO job_results (job_id, result) SELECT id, $8 FROM done WHERE $8::jsonb IS NOT NULL
+            ON CONFLICT (job_id) DO NOTHING),
+         used AS (
+            INSERT INTO device_usage (device, project, bucket, seconds)
+            SELECT device, project, date_trunc('minute', now()), $7 FROM done WHERE $7 > 0
+            ON CONFLICT (device, project, bucket) DO UPDATE SET seconds = device_usage.seconds + EXCLUDED.seconds)
+         SELECT done.*, {DEVICE_COLUMNS} FROM done LEFT JOIN d ON true"
+    ))
+    .bind(id)
+    .bind(owner)
+    .bind(epoch)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(reason_code)
+    .bind(usage_seconds)
+    .bind(result.map(Json))
+    .bind(device)
+    .bind(session)
     .fetch_optional(conn)
     .await
 }
@@ -539,6 +768,23 @@ pub async fn fail_lost(conn: &mut PgConnection, id: Uuid, epoch: i64, reason: &s
     .await?
     .rows_affected()
         == 1)
+}
+
+/// Delete up to `limit` terminal jobs that finished more than `older_than_ms` ago, oldest first
+/// (their results go with them); rows another transaction holds are skipped. Returns how many.
+pub async fn prune_terminal(conn: &mut PgConnection, older_than_ms: i64, limit: i64) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM jobs WHERE id IN (
+            SELECT id FROM jobs
+            WHERE status IN ('completed', 'failed', 'canceled')
+              AND finished_at < now() - make_interval(secs => $1::float8 / 1000)
+            ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(older_than_ms)
+    .bind(limit)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 /// Filters of a job listing.

@@ -120,6 +120,8 @@ pub struct Config {
     pub agent_offline_after: f64,
     /// Largest result an agent may post (after gzip decompression), bytes.
     pub agent_max_result_bytes: usize,
+    /// Terminal jobs are deleted this long after they finished, seconds; 0 keeps them forever.
+    pub job_retention: f64,
     /// Memory the simulations of this replica may hold at once, bytes; 0 = half of the machine's.
     pub sim_memory_budget: u64,
     /// How long shutdown waits for running jobs before handing them back, seconds.
@@ -184,6 +186,7 @@ impl Default for Config {
             idempotency_window: 86_400.0,
             agent_offline_after: 60.0,
             agent_max_result_bytes: 256 << 20,
+            job_retention: 30.0 * 86_400.0,
             sim_memory_budget: 0,
             shutdown_grace: 10.0,
             rate_limit_per_second: 50.0,
@@ -239,6 +242,7 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("idempotency_window", &["QCLOUD_IDEMPOTENCY_WINDOW"], Kind::Number),
     ("agent_offline_after", &["QCLOUD_AGENT_OFFLINE_AFTER"], Kind::Number),
     ("agent_max_result_bytes", &["QCLOUD_AGENT_MAX_RESULT_BYTES"], Kind::Number),
+    ("job_retention", &["QCLOUD_JOB_RETENTION"], Kind::Number),
     ("sim_memory_budget", &["QCLOUD_SIM_MEMORY_BUDGET"], Kind::Number),
     ("shutdown_grace", &["QCLOUD_SHUTDOWN_GRACE"], Kind::Number),
     ("rate_limit_per_second", &["QCLOUD_RATE_LIMIT_PER_SECOND"], Kind::Number),
@@ -450,6 +454,11 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_max_result_bytes: Option<usize>,
+    /// Terminal jobs are deleted this long after they finished, seconds; 0 keeps them forever
+    /// [env: QCLOUD_JOB_RETENTION] [default: 2592000 (30 days)]
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_retention: Option<f64>,
     /// Memory the simulations of this replica may hold at once, bytes; 0 = half of the machine's
     /// [env: QCLOUD_SIM_MEMORY_BUDGET] [default: 0]
     #[arg(long)]
@@ -621,6 +630,12 @@ impl Config {
             ("agent_offline_after", self.agent_offline_after),
         ] {
             seconds(key, v)?;
+        }
+        if !self.job_retention.is_finite() || self.job_retention < 0.0 {
+            return Err(invalid(
+                "job_retention",
+                format!("must be 0 (keep forever) or more seconds, got {}", self.job_retention),
+            ));
         }
         if !self.shutdown_grace.is_finite() || self.shutdown_grace < 0.0 {
             return Err(invalid("shutdown_grace", format!("must be 0 or more seconds, got {}", self.shutdown_grace)));

@@ -60,6 +60,11 @@ pub fn service_config(c: &Config) -> Result<ServiceConfig, ConfigError> {
             .map_err(|message| ConfigError::Invalid { key: "webhook_allow", message })?,
         event_retention: Config::duration("event_retention", c.event_retention)?,
         agent_offline_after: Config::duration("agent_offline_after", c.agent_offline_after)?,
+        job_retention: if c.job_retention > 0.0 {
+            Some(Config::duration("job_retention", c.job_retention)?)
+        } else {
+            None
+        },
         ..ServiceConfig::default()
     })
 }

@@ -266,3 +266,85 @@ pub async fn list(
 ) -> ApiResult<Json<Page<JobView>>> {
     Ok(Json(Page::from_service(s.svc.list_jobs(&who, q.into_command()?).await?, JobView::from)))
 }
+
+/// `POST /v1/jobs:batch`: many job-mode jobs at once, all or nothing.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewJobsRequest {
+    /// 1 to 10,000 jobs.
+    #[schema(min_items = 1, max_items = 10000)]
+    pub jobs: Vec<NewBatchJob>,
+}
+
+/// One job of `POST /v1/jobs:batch`: a job-mode job, as `POST /v1/jobs` takes it with a
+/// `device` and no `session_id`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBatchJob {
+    #[schema(value_type = DeviceNameSchema)]
+    pub device: String,
+    /// What the device runs (one of its `programs`).
+    #[schema(pattern = r"^[^\u0000]*$")]
+    pub program: String,
+    /// The program's input: a JSON object.
+    #[schema(value_type = JsonObjectSchema)]
+    pub payload: serde_json::Map<String, serde_json::Value>,
+    #[schema(minimum = 1, maximum = 10000000)]
+    #[serde(default, deserialize_with = "crate::de::opt_integer")]
+    pub shots: Option<i64>,
+    #[serde(default)]
+    #[schema(schema_with = schema::tags)]
+    pub tags: Vec<String>,
+    /// Default: medium.
+    #[schema(value_type = Option<PrioritySchema>)]
+    pub priority: Option<String>,
+    /// Rule 10: maximum execution time in seconds, more than 0 and at most one day (default 3 h).
+    #[schema(exclusive_minimum = 0, maximum = 86400)]
+    pub max_execution_time: Option<f64>,
+}
+
+impl NewBatchJob {
+    fn into_command(self) -> qcloud_service::Result<SubmitJob> {
+        NewJobRequest {
+            device: Some(self.device),
+            session_id: None,
+            program: self.program,
+            payload: self.payload,
+            shots: self.shots,
+            tags: self.tags,
+            priority: self.priority,
+            max_execution_time: self.max_execution_time,
+        }
+        .into_command(None)
+    }
+}
+
+/// The jobs a bulk submission created, in the order given.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobsCreated {
+    pub jobs: Vec<JobView>,
+}
+
+/// Submit up to 10,000 job-mode jobs in one request, stored all or nothing in one transaction.
+/// A refused job answers for the whole request, naming its index (`details.index`, 0-based,
+/// and `jobs[i]` in the message); nothing is stored then.
+#[utoipa::path(post, path = "/v1/jobs:batch", operation_id = "submit_jobs", tag = "jobs", security(("bearer" = [])), request_body = NewJobsRequest,
+    responses((status = 201, body = JobsCreated),
+        (status = 400, body = ErrorBody, description = "A job is malformed (`details.index` names it), or the batch is empty or has more than 10,000 jobs"),
+        (status = 403, body = ErrorBody, description = "The project's quota of device seconds is used up (`quota_exceeded`)"),
+        (status = 404, body = ErrorBody, description = "A job names no known device (`details.index` names it)"),
+        (status = 409, body = ErrorBody, description = "A job's device does not run its program (`unknown_program`)")))]
+pub async fn submit_batch(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<NewJobsRequest>,
+) -> ApiResult<(StatusCode, Json<JobsCreated>)> {
+    let mut cmds = Vec::with_capacity(req.jobs.len());
+    for (i, j) in req.jobs.into_iter().enumerate() {
+        cmds.push(
+            j.into_command().map_err(|e| qcloud_service::ServiceError::AtIndex { index: i, source: Box::new(e) })?,
+        );
+    }
+    let jobs = s.svc.submit_jobs(&who, cmds).await?;
+    Ok((StatusCode::CREATED, Json(JobsCreated { jobs: jobs.into_iter().map(JobView::from).collect() })))
+}

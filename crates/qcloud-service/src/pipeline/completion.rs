@@ -54,19 +54,19 @@ impl Service {
             Outcome::Canceled { reason } => (JobStatus::Canceled, Some(reason.as_str()), Some("canceled")),
         };
         let mut tx = self.pool().begin().await?;
-        // Lock order: device, session, then the job (see the module docs). Recording the
-        // completion on the session is its lock; if the lease turns out lost, all of it rolls back.
-        let device = qcloud_store::devices::lock(&mut tx, &job.device.name).await?;
-        if let Some(sid) = job.session_id {
-            qcloud_store::sessions::record_completion(&mut tx, sid, usage_seconds).await?;
-        }
+        // Lock order: device, session, then the job (see the module docs), all in the first
+        // statement: the device row is locked, the completion recorded on the session (its lock)
+        // and the job finished while the lease holds. If the lease turns out lost, all of it
+        // rolls back.
         let result = match &outcome {
             Outcome::Completed { result } => Some(result),
             _ => None,
         };
-        let Some(done) = qcloud_store::jobs::finish_leased(
+        let Some(qcloud_store::jobs::Finished { job: done, device }) = qcloud_store::jobs::finish_leased_locking(
             &mut tx,
             job.id,
+            &job.device.name,
+            job.session_id,
             job.lease.owner,
             job.lease.epoch,
             status,

@@ -8,7 +8,7 @@ use crate::Service;
 use qcloud_core::rules::{decide_device, Candidate, CandidateKind, DeviceDecision, DeviceFacts, HolderFacts};
 use qcloud_core::DeviceStatus;
 use qcloud_store::devices::Device;
-use qcloud_store::{channel, PgConnection};
+use qcloud_store::PgConnection;
 use std::collections::{HashMap, HashSet};
 use tracing::{debug, instrument};
 use uuid::Uuid;
@@ -90,25 +90,27 @@ impl Service {
             Vec::new()
         };
         let decision = decide_device(&facts, &candidates);
-        let (job_id, session) = match &decision {
+        let (started, session) = match &decision {
             DeviceDecision::Idle | DeviceDecision::HoldForSession => return Ok(None),
             DeviceDecision::StartSessionJob => {
                 let Some(h) = &holder else { return Ok(None) };
-                match qcloud_store::jobs::next_in_session(conn, h.session.id).await? {
-                    Some(j) => (j, Some(h.session.id)),
-                    None => return Ok(None),
-                }
+                // The session's next job in arrival order, picked and started in one statement.
+                let started =
+                    qcloud_store::jobs::start_next_in_session(conn, h.session.id, term, owner, lease_ms).await?;
+                (started, Some(h.session.id))
             }
-            DeviceDecision::Take(Candidate { kind: CandidateKind::Job(j), .. }) => (*j, None),
+            DeviceDecision::Take(Candidate { kind: CandidateKind::Job(j), .. }) => {
+                (qcloud_store::jobs::start(conn, *j, term, owner, lease_ms).await?, None)
+            }
             DeviceDecision::Take(Candidate { kind: CandidateKind::Session(sid), .. }) => {
                 let sid = *sid;
                 let Some(j) = qcloud_store::jobs::next_in_session(conn, sid).await? else { return Ok(None) };
                 qcloud_store::sessions::activate(conn, sid).await?;
                 debug!(session_id = %sid, device, "session activated");
-                (j, Some(sid))
+                (qcloud_store::jobs::start(conn, j, term, owner, lease_ms).await?, Some(sid))
             }
         };
-        let Some(started) = qcloud_store::jobs::start(conn, job_id, term, owner, lease_ms).await? else {
+        let Some(started) = started else {
             return Ok(None);
         };
         if let Some(sid) = session {
@@ -118,9 +120,7 @@ impl Service {
                 self.refresh_deadline(conn, sid).await?;
             }
         }
-        if owner.is_none() {
-            qcloud_store::notify(conn, channel::RUN, device).await?;
-        }
+        // Without an owner, the start statement itself sent `NOTIFY qcloud_run` for the claimers.
         debug!(job_id = %started.job.id, device, "job started");
         Ok(owner.and_then(|_| ClaimedJob::new(started, dev.clone())))
     }

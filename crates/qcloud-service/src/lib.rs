@@ -58,7 +58,14 @@ pub struct Service {
 
 impl Service {
     pub fn new(pool: PgPool, cfg: ServiceConfig) -> Self {
-        Service { pool, cfg: Arc::new(cfg), tokens: Arc::default(), checks: None, hub: Arc::default(), claim_wake: Arc::default() }
+        Service {
+            pool,
+            cfg: Arc::new(cfg),
+            tokens: Arc::default(),
+            checks: None,
+            hub: Arc::default(),
+            claim_wake: Arc::default(),
+        }
     }
 
     /// Check program inputs at submit with `check` (the drivers' validate steps).

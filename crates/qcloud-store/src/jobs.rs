@@ -605,6 +605,7 @@ pub async fn finish_leased_locking(
     reason_code: Option<&str>,
     usage_seconds: f64,
     result: Option<&serde_json::Value>,
+    log: Option<&str>,
 ) -> sqlx::Result<Option<Finished>> {
     sqlx::query_as(&format!(
         "WITH d AS (SELECT * FROM devices WHERE name = $9 FOR NO KEY UPDATE),
@@ -613,7 +614,8 @@ pub async fn finish_leased_locking(
             WHERE id = $10 AND (SELECT count(*) FROM d) >= 0 RETURNING id),
          done AS (
             UPDATE jobs SET status = $4, reason = $5, reason_code = $6, usage_seconds = $7,
-                   finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
+                   finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,
+                   log = COALESCE($11, log)
             WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_epoch = $3
               AND (SELECT count(*) FROM d) + (SELECT count(*) FROM sess) >= 0
             RETURNING *),
@@ -636,6 +638,7 @@ pub async fn finish_leased_locking(
     .bind(result.map(Json))
     .bind(device)
     .bind(session)
+    .bind(log)
     .fetch_optional(conn)
     .await
 }

@@ -314,8 +314,10 @@ impl NewBatchJob {
             tags: self.tags,
             priority: self.priority,
             max_execution_time: self.max_execution_time,
+            webhook: None,
         }
         .into_command(None)
+        .map(|(cmd, _)| cmd)
     }
 }
 

@@ -311,9 +311,10 @@ impl Service {
             request_hash: request_hash.as_ref().map(|h| h.as_slice()),
             max_execution: max_exec,
         };
-        if req.session_id.is_none() && expired_key.is_none() {
+        if req.session_id.is_none() && expired_key.is_none() && webhook.is_none() {
             // A job-mode job is one statement (insert + wake-up), so it runs in an implicit
-            // transaction: one round trip, committed before the answer.
+            // transaction: one round trip, committed before the answer. (A job with its own
+            // webhook takes the transaction below, which subscribes it atomically.)
             let inserted = qcloud_store::jobs::insert_waking(&mut conn, new_job(req.priority)).await?;
             if let Some(qcloud_store::jobs::Inserted { job, .. }) = inserted {
                 return Ok((job_view(job, None), true));

@@ -124,72 +124,61 @@ pub struct Inserted {
     pub device_idle: bool,
 }
 
-/// Insert a job. With an idempotency key already used by the project, nothing is inserted and
-/// `None` is returned.
-pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Option<Inserted>> {
-    sqlx::query_as(
-        "WITH ins AS (
+/// The insert both [`insert`] and [`insert_waking`] start with, as the CTE `ins` (parameters $1-$13,
+/// bound by [`bind_new_job`]).
+const INSERT_JOB: &str = "WITH ins AS (
             INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
                     priority, idempotency_key, max_execution_ms, request_hash)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
             ON CONFLICT ON CONSTRAINT jobs_idempotency_key_unique DO NOTHING
-            RETURNING *)
+            RETURNING *)";
+
+fn bind_new_job<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    j: &NewJob<'q>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(j.id)
+        .bind(j.project)
+        .bind(j.user)
+        .bind(j.device)
+        .bind(j.session_id)
+        .bind(j.program)
+        .bind(Json(j.payload))
+        .bind(j.shots)
+        .bind(j.tags)
+        .bind(j.priority.rank())
+        .bind(j.idempotency_key)
+        .bind(j.max_execution.num_milliseconds())
+        .bind(j.request_hash)
+}
+
+/// Insert a job. With an idempotency key already used by the project, nothing is inserted and
+/// `None` is returned.
+pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Option<Inserted>> {
+    let sql = format!(
+        "{INSERT_JOB}
          SELECT ins.*, NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')
                 AS device_idle
-         FROM ins",
-    )
-    .bind(j.id)
-    .bind(j.project)
-    .bind(j.user)
-    .bind(j.device)
-    .bind(j.session_id)
-    .bind(j.program)
-    .bind(Json(j.payload))
-    .bind(j.shots)
-    .bind(j.tags)
-    .bind(j.priority.rank())
-    .bind(j.idempotency_key)
-    .bind(j.max_execution.num_milliseconds())
-    .bind(j.request_hash)
-    .fetch_optional(conn)
-    .await
+         FROM ins"
+    );
+    bind_new_job(sqlx::query_as(&sql), &j).fetch_optional(conn).await
 }
 
 /// [`insert`] and, when the device had no running job, `NOTIFY qcloud_wake '<device>'`, in one
 /// statement: run outside an explicit transaction it is one round trip and one implicit
 /// transaction (the insert and its wake-up commit together, or neither does).
 pub async fn insert_waking(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Option<Inserted>> {
-    sqlx::query_as(
-        "WITH ins AS (
-            INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
-                    priority, idempotency_key, max_execution_ms, request_hash)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-            ON CONFLICT ON CONSTRAINT jobs_idempotency_key_unique DO NOTHING
-            RETURNING *),
+    let sql = format!(
+        "{INSERT_JOB},
          idle AS (
             SELECT ins.*, NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')
                    AS device_idle
             FROM ins)
          SELECT idle.*,
                 CASE WHEN idle.device_idle THEN (SELECT 1 FROM pg_notify($14, idle.device) AS x) END AS woke
-         FROM idle",
-    )
-    .bind(j.id)
-    .bind(j.project)
-    .bind(j.user)
-    .bind(j.device)
-    .bind(j.session_id)
-    .bind(j.program)
-    .bind(Json(j.payload))
-    .bind(j.shots)
-    .bind(j.tags)
-    .bind(j.priority.rank())
-    .bind(j.idempotency_key)
-    .bind(j.max_execution.num_milliseconds())
-    .bind(j.request_hash)
-    .bind(crate::channel::WAKE)
-    .fetch_optional(conn)
-    .await
+         FROM idle"
+    );
+    bind_new_job(sqlx::query_as(&sql), &j).bind(crate::channel::WAKE).fetch_optional(conn).await
 }
 
 /// One job of a bulk insert (no idempotency key: a bulk request is one unit).

@@ -72,6 +72,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Connections in the pool.
     pub db_max_connections: u32,
+    /// Run every statement with a generic plan (`plan_cache_mode = force_generic_plan` on the
+    /// pool's connections) instead of Postgres's default re-planning.
+    pub db_generic_plans: bool,
     /// Address to listen on (`launch` takes a bound listener; the CLI binds this one).
     pub listen: String,
     /// A first admin token (at least 16 characters), registered at start.
@@ -163,6 +166,7 @@ impl Default for Config {
             database_url: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             db_max_connections: 32,
+            db_generic_plans: true,
             listen: "127.0.0.1:8080".into(),
             admin_token: None,
             no_seed: false,
@@ -219,6 +223,7 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("database_url", &["DATABASE_URL"], Kind::Text),
     ("data_dir", &["QCLOUD_DATA_DIR"], Kind::Text),
     ("db_max_connections", &["QCLOUD_DB_MAX_CONNECTIONS"], Kind::Number),
+    ("db_generic_plans", &["QCLOUD_DB_GENERIC_PLANS"], Kind::Flag),
     ("listen", &["QCLOUD_LISTEN"], Kind::Text),
     ("admin_token", &["QCLOUD_ADMIN_TOKEN"], Kind::Text),
     ("no_seed", &["QCLOUD_NO_SEED"], Kind::Flag),

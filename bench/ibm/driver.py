@@ -35,21 +35,59 @@ isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(qc
 SamplerV2(mode=backend).run([isa], shots=a.shots).result()  # warm-up: caches, first connection
 
 
+# Where each row's wall time goes: time inside HTTP calls (qcloud's work plus loopback and the
+# requests library), time asleep between polls (runtime_job_v2's poll interval), and the rest
+# (the client's own Python work: QPY, encoding, decoding, result objects).
+import requests  # noqa: E402
+
+split = {"http": 0.0, "sleep": 0.0}
+_request = requests.Session.request
+_sleep = time.sleep
+
+
+def _timed_request(self, *args, **kwargs):
+    t0 = time.perf_counter()
+    try:
+        return _request(self, *args, **kwargs)
+    finally:
+        split["http"] += time.perf_counter() - t0
+
+
+def _timed_sleep(s):
+    t0 = time.perf_counter()
+    try:
+        return _sleep(s)
+    finally:
+        split["sleep"] += time.perf_counter() - t0
+
+
+requests.Session.request = _timed_request
+time.sleep = _timed_sleep
+
+
+def reset():
+    split.update(http=0.0, sleep=0.0)
+
+
 def check(r):
     assert sum(r[0].data.c.get_counts().values()) == a.shots
 
 
 def row(name, n, wall, poll):
     per = wall / n
-    print(f"{name:<22} {n:>4} jobs  wall {wall:7.3f} s  per job {per * 1000:7.1f} ms  "
-          f"expected poll wait {poll * 1000:5.0f} ms/job  (qcloud + client work {max(per - poll, 0) * 1000:6.1f} ms/job)")
+    http, slept = split["http"] / n, split["sleep"] / n
+    print(f"{name:<22} {n:>4} jobs  wall {wall:7.3f} s  per job {per * 1000:6.1f} ms = HTTP {http * 1000:5.1f} "
+          f"+ poll sleeps {slept * 1000:5.1f} + client work {max(per - http - slept, 0) * 1000:5.1f} ms  "
+          f"(expected poll wait without the hold {poll * 1000:4.0f} ms/job)")
 
 
+reset()
 t = time.perf_counter()
 for _ in range(a.jobs):
     check(SamplerV2(mode=backend).run([isa], shots=a.shots).result())
 row("job mode (sequential)", a.jobs, time.perf_counter() - t, 0.25)
 
+reset()
 t = time.perf_counter()
 with Batch(backend=backend) as batch:
     s = SamplerV2(mode=batch)
@@ -59,6 +97,7 @@ with Batch(backend=backend) as batch:
 wall = time.perf_counter() - t
 row("Batch (all up front)", a.jobs, wall, 0.05 / a.jobs)
 
+reset()
 t = time.perf_counter()
 with Session(backend=backend) as session:
     s = SamplerV2(mode=session)
@@ -68,11 +107,9 @@ row("Session (sequential)", a.session_jobs, time.perf_counter() - t, 0.05)
 
 
 if a.trace:
-    import requests
     from datetime import datetime
 
     calls = []
-    _request = requests.Session.request
 
     def traced(self, method, url, *args, **kwargs):
         t = time.perf_counter()
@@ -104,6 +141,19 @@ if a.trace:
             print(f"  {1000 * (v - w0).total_seconds():8.1f} ms  server {k}")
 
     trace("one job in job mode", backend)
+
+    calls.clear()
+    t0 = time.perf_counter()
+    with Batch(backend=backend) as batch:
+        s = SamplerV2(mode=batch)
+        jobs = [s.run([isa], shots=a.shots) for _ in range(5)]
+        t_sub = time.perf_counter()
+        for j in jobs:
+            check(j.result())
+    end = time.perf_counter()
+    print(f"\na Batch of 5: {1000 * (end - t0):.1f} ms (submits {1000 * (t_sub - t0):.1f} ms)")
+    for s_, e_, m, path in calls:
+        print(f"  {1000 * (s_ - t0):8.1f} ms  +{1000 * (e_ - s_):6.1f} ms  {m:<6} {path}")
     with Session(backend=backend) as session:
         SamplerV2(mode=session).run([isa], shots=a.shots).result()
         trace("one job in a session (after a first)", session)

@@ -243,7 +243,8 @@ if [ -n "$PERF_PID" ]; then
     else
         # Without inferno: fold perf script's stacks here (one line per stack, outermost frame first).
         awk '/^[^ \t]/ { comm = $1; n = 0; next }
-             /^[ \t]/ { sym = $2; sub(/\+0x[0-9a-f]+$/, "", sym); f[++n] = sym; next }
+             /^[ \t]/ { sym = $0; sub(/^[ \t]*[0-9a-f]+ /, "", sym); sub(/ \([^()]*\)$/, "", sym)
+                        sub(/\+0x[0-9a-f]+$/, "", sym); f[++n] = sym; next }
              /^$/ { if (n) { s = comm; for (i = n; i >= 1; i--) s = s ";" f[i]; c[s]++ } n = 0 }
              END { if (n) { s = comm; for (i = n; i >= 1; i--) s = s ";" f[i]; c[s]++ } for (k in c) print k, c[k] }' \
             "$OUT/perf.script" | sort >"$OUT/server.folded"

@@ -13,7 +13,36 @@
 #              BENCH_OUT (target/bench-server: logs and samples), BENCH_SCENARIOS (scenario[:devices] ...),
 #              BENCH_SERVER_BIN, BENCH_CLIENT_BIN (the binaries; default the release build), BENCH_NO_BUILD=1 (skip cargo build),
 #              BENCH_LOG_STATEMENTS=1 (log every statement of the bench database with its duration, and print
-#              bench/server/statements.py's profile per scenario: needs read access to the Postgres log).
+#              bench/server/statements.py's profile per scenario: needs read access to the Postgres log),
+#              BENCH_PROFILE=debug (run target/debug binaries instead of the release build: tool tests only),
+#              BENCH_PRIVATE_PG=1, BENCH_PERF=1 (below).
+#
+# Scenario `history` (last by default: it leaves its history in the database) loads --history-jobs terminal
+# jobs (default 5,000,000) straight into the bench database by SQL and prints submit, GET and list latencies
+# before and after, with their ratio, then times one pass of the retention pruner; the bench client gets
+# --database-url for it. In the summary, jobs are the server's own (seq > 0; the loaded history has seq <= 0).
+#
+# BENCH_PRIVATE_PG=1: run on a private Postgres cluster started by scripts/pg-env (under .qcloud/bench-pg,
+#   port BENCH_PG_PORT, default 5439; stopped at the end if this run started it) with
+#   shared_preload_libraries=pg_stat_statements and durable settings (fsync and synchronous_commit on, as on
+#   the shared server; BENCH_PG_OPTS adds `-c name=value` settings), and print at the end the top 15
+#   statements of the bench database by total_exec_time (bench/server/pgss.sql): calls, total and mean ms,
+#   rows, and per 1,000 of the server's jobs. run.sh's own queries and the history loader are not tracked.
+#   The default (the shared server on PGHOST:PGPORT) is unchanged. --with-graphile still runs graphile's
+#   script on 127.0.0.1:5432 (it names its server), so its ratio is then not from the same Postgres.
+#   Example: BENCH_PRIVATE_PG=1 BENCH_SCENARIOS="submit e2e:64 drain" bash bench/server/run.sh --jobs 10000
+#
+# BENCH_PERF=1: record the server with `perf record` (BENCH_PERF_FREQ Hz, default 99; call graphs by
+#   BENCH_PERF_CALLGRAPH, default dwarf,16384: release builds keep no frame pointers, so stacks are copied and
+#   unwound from .eh_frame; about 16 KB per sample, ~3 MB/s with both cores busy) from its start to the end of
+#   the scenarios, then write $BENCH_OUT/perf.data, server.folded (folded stacks, one line per stack and count)
+#   and, when inferno is installed (cargo install inferno), server-flame.svg; without inferno an awk folds the
+#   stacks. The unwinder stops at the task's future (the handler or the scheduler loop), so stacks start there,
+#   under an `[unknown]` frame. Equivalent by hand:
+#     perf record -F 99 --call-graph dwarf,16384 -p <server pid> -o perf.data   (until Ctrl-C)
+#     perf script --no-inline -i perf.data | inferno-collapse-perf > server.folded
+#     inferno-flamegraph < server.folded > server-flame.svg
+#   Example: BENCH_PERF=1 BENCH_SCENARIOS="e2e:64" bash bench/server/run.sh --jobs 10000
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -24,7 +53,7 @@ OUT="${BENCH_OUT:-$TARGET/bench-server}"
 DB="qcloud_bench_$$"
 TOKEN="bench-admin-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 URL="http://127.0.0.1:$PORT"
-SCENARIOS="${BENCH_SCENARIOS:-submit e2e:1 e2e:8 e2e:64 latency gap batch bulk drain deep}"
+SCENARIOS="${BENCH_SCENARIOS:-submit e2e:1 e2e:8 e2e:64 latency gap batch bulk drain deep history}"
 WITH_GRAPHILE=0
 GRAPHILE_RUN="${GRAPHILE_RUN:-$ROOT/../shared/bench/graphile/run.sh}"
 [ -f "$GRAPHILE_RUN" ] || GRAPHILE_RUN=/work/shared/bench/graphile/run.sh
@@ -44,16 +73,50 @@ set -- "${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"}"
 mkdir -p "$OUT"
 
 # BENCH_SERVER_BIN runs another server binary (a baseline build) under the same bench client.
-SERVER_BIN="${BENCH_SERVER_BIN:-$TARGET/release/qcloud}"
-CLIENT_BIN="${BENCH_CLIENT_BIN:-$TARGET/release/qcloud-bench}"
-[ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build --release -q -p qcloud -p qcloud-bench
+PROFILE="${BENCH_PROFILE:-release}"
+case "$PROFILE" in
+release) BUILD_FLAGS=(--release) ;;
+debug) BUILD_FLAGS=() ;;
+*) echo "BENCH_PROFILE must be release or debug, not $PROFILE" >&2; exit 2 ;;
+esac
+SERVER_BIN="${BENCH_SERVER_BIN:-$TARGET/$PROFILE/qcloud}"
+CLIENT_BIN="${BENCH_CLIENT_BIN:-$TARGET/$PROFILE/qcloud-bench}"
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build "${BUILD_FLAGS[@]+"${BUILD_FLAGS[@]}"}" -q -p qcloud -p qcloud-bench
+
+PRIVATE_PG="${BENCH_PRIVATE_PG:-0}"
+PERF="${BENCH_PERF:-0}"
+PG_STARTED=0
+if [ "$PRIVATE_PG" = 1 ]; then
+    # A private cluster of its own (not the tests' .qcloud/test-pg), durable like the shared server.
+    export QCLOUD_TEST_PG_DIR="$ROOT/.qcloud/bench-pg" QCLOUD_TEST_PG_PORT="${BENCH_PG_PORT:-5439}"
+    export QCLOUD_TEST_PG_PRIVATE=1 QCLOUD_TEST_PG_DURABLE=1
+    export QCLOUD_TEST_PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=10000 ${BENCH_PG_OPTS:-}"
+    # shellcheck source=../../scripts/pg-env
+    source "$ROOT/scripts/pg-env"
+    qcloud_pg_env
+    PG_STARTED="$QCLOUD_TEST_PG_STARTED"
+    export PGHOST=127.0.0.1 PGPORT="$QCLOUD_TEST_PG_PORT" PGUSER=postgres PGDATABASE=postgres
+    if ! psql -Atqc 'SHOW shared_preload_libraries' | grep -q pg_stat_statements; then
+        echo "the Postgres on port $PGPORT runs without pg_stat_statements (a cluster started by someone else?):" \
+            "stop it (scripts/pg-env stop with QCLOUD_TEST_PG_DIR=$QCLOUD_TEST_PG_DIR) or set BENCH_PG_PORT" >&2
+        exit 1
+    fi
+    # run.sh's own queries (the activity sampler above all) stay out of the statement profile; the
+    # server and the bench client do not inherit this.
+    export PGOPTIONS="-c pg_stat_statements.track=none"
+fi
 
 SERVER_PID=""
 SAMPLER_PID=""
+PERF_PID=""
 cleanup() {
     # The sampler loop ends when its flag file goes; psql ends with its input.
     rm -f "$OUT/.sampling"
     [ -n "$SAMPLER_PID" ] && wait "$SAMPLER_PID" 2>/dev/null || true
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID" 2>/dev/null || true
+        wait "$PERF_PID" 2>/dev/null || true
+    fi
     if [ -n "$SERVER_PID" ]; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -61,17 +124,24 @@ cleanup() {
         wait "$SERVER_PID" 2>/dev/null || true
     fi
     dropdb --if-exists --force "$DB" 2>/dev/null || true
+    if [ "$PG_STARTED" = 1 ]; then qcloud_pg_stop || true; fi
 }
 trap cleanup EXIT
 
 createdb "$DB"
-PGLOG="${PGLOG:-$(ls -t /var/log/postgresql/postgresql-*.log 2>/dev/null | head -1)}"
+if [ "$PRIVATE_PG" = 1 ]; then
+    PGLOG="${PGLOG:-$(qcloud_pg__cluster_dir)/postgres.log}"
+    PGOPTIONS= psql -d "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+else
+    PGLOG="${PGLOG:-$(ls -t /var/log/postgresql/postgresql-*.log 2>/dev/null | head -1)}"
+fi
 if [ "${BENCH_LOG_STATEMENTS:-0}" = 1 ]; then
     # Every statement of this database only, with its duration (slows Postgres: profile runs only).
     psql -d "$DB" -qc "ALTER DATABASE $DB SET log_min_duration_statement = 0"
 fi
-RUST_LOG="${RUST_LOG:-warn}" "$SERVER_BIN" serve --listen "127.0.0.1:$PORT" \
-    --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$DB" --admin-token "$TOKEN" --no-seed \
+DB_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
+RUST_LOG="${RUST_LOG:-warn}" env -u PGOPTIONS "$SERVER_BIN" serve --listen "127.0.0.1:$PORT" \
+    --database-url "$DB_URL" --admin-token "$TOKEN" --no-seed \
     >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 300); do
@@ -80,6 +150,13 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 curl -fsS "$URL/readyz" >/dev/null
+if [ "$PERF" = 1 ]; then
+    perf record -F "${BENCH_PERF_FREQ:-99}" --call-graph "${BENCH_PERF_CALLGRAPH:-dwarf,16384}" -p "$SERVER_PID" \
+        -o "$OUT/perf.data" >"$OUT/perf.log" 2>&1 &
+    PERF_PID=$!
+    sleep 1
+    kill -0 "$PERF_PID" 2>/dev/null || { cat "$OUT/perf.log" >&2; echo "perf record did not start" >&2; exit 1; }
+fi
 
 q() { psql -d "$DB" -Atqc "$1"; }
 # CPU seconds (user + system) of a process, from /proc.
@@ -95,7 +172,8 @@ pg_cpu() {
 # Resident memory of a process, MB.
 rss_of() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 xacts() { q "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'"; }
-jobs_count() { q "SELECT count(*) FROM jobs"; }
+# The server's jobs: the history scenario's loaded jobs carry seq <= 0.
+jobs_count() { q "SELECT count(*) FROM jobs WHERE seq > 0"; }
 
 # One psql session samples pg_stat_activity every 50 ms while the bench runs.
 : >"$OUT/activity.txt"
@@ -112,7 +190,8 @@ sleep 2
 x0=$(xacts); sleep 5; x1=$(xacts)
 IDLE_TPS=$(awk -v a="$x0" -v b="$x1" 'BEGIN { printf "%.1f", (b - a) / 5 }')
 
-printf '%s\n' "qcloud server benchmark: $(nproc) cores, $(psql -Atqc 'SHOW server_version' -d "$DB") on $PGHOST:$PGPORT, database $DB" >"$OUT/figures.txt"
+printf '%s\n' "qcloud server benchmark: $(nproc) cores, $(psql -Atqc 'SHOW server_version' -d "$DB") on $PGHOST:$PGPORT, database $DB, $PROFILE build" >"$OUT/figures.txt"
+[ "$PRIVATE_PG" = 1 ] && q "SELECT pg_stat_statements_reset()" >/dev/null
 : >"$OUT/bench.txt"
 declare -a SUMMARY
 for s in $SCENARIOS; do
@@ -125,7 +204,7 @@ for s in $SCENARIOS; do
     : >"$OUT/activity.raw"
     t0=$(date +%s.%N)
     TIMEFORMAT="%U %S"
-    { time "$CLIENT_BIN" --url "$URL" --token "$TOKEN" "${args[@]}" "$@" \
+    { time env -u PGOPTIONS "$CLIENT_BIN" --url "$URL" --token "$TOKEN" --database-url "$DB_URL" "${args[@]}" "$@" \
         >"$OUT/bench-$s.txt" 2>"$OUT/bench-$s.log"; } 2>"$OUT/bench-$s.time"
     t1=$(date +%s.%N)
     sleep 2
@@ -149,8 +228,34 @@ for s in $SCENARIOS; do
             (jobs > 0 ? (p1 - p0) * 1000 / jobs : 0), rss }')")
 done
 
+PERF_LINE=""
+if [ -n "$PERF_PID" ]; then
+    # The profile covers the server from its start to the end of the last scenario.
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=""
+    # --no-inline: resolving inlined frames (addr2line) takes minutes; the symbols suffice here.
+    perf script --no-inline -i "$OUT/perf.data" 2>>"$OUT/perf.log" >"$OUT/perf.script" || true
+    if command -v inferno-collapse-perf >/dev/null 2>&1; then
+        inferno-collapse-perf "$OUT/perf.script" >"$OUT/server.folded"
+        inferno-flamegraph --title "qcloud server: $SCENARIOS" <"$OUT/server.folded" >"$OUT/server-flame.svg"
+        PERF_LINE="server profile: $OUT/server.folded, $OUT/server-flame.svg ($(wc -l <"$OUT/server.folded") stacks)"
+    else
+        # Without inferno: fold perf script's stacks here (one line per stack, outermost frame first).
+        awk '/^[^ \t]/ { comm = $1; n = 0; next }
+             /^[ \t]/ { sym = $0; sub(/^[ \t]*[0-9a-f]+ /, "", sym); sub(/ \([^()]*\)$/, "", sym)
+                        sub(/\+0x[0-9a-f]+$/, "", sym); f[++n] = sym; next }
+             /^$/ { if (n) { s = comm; for (i = n; i >= 1; i--) s = s ";" f[i]; c[s]++ } n = 0 }
+             END { if (n) { s = comm; for (i = n; i >= 1; i--) s = s ";" f[i]; c[s]++ } for (k in c) print k, c[k] }' \
+            "$OUT/perf.script" | sort >"$OUT/server.folded"
+        PERF_LINE="server profile: $OUT/server.folded (no inferno-flamegraph for an SVG: cargo install inferno)"
+    fi
+    rm -f "$OUT/perf.script"
+fi
+
 GRAPHILE_LINE=""
 if [ "$WITH_GRAPHILE" = 1 ]; then
+    [ "$PRIVATE_PG" = 1 ] && echo "note: graphile's script runs on 127.0.0.1:5432, not on the private Postgres" >&2
     # Same Postgres, same run, after qcloud's scenarios (the server stays up but idle).
     GRAPHILE_CONFIGS=1x1 bash "$GRAPHILE_RUN" "$DRAIN_JOBS" >"$OUT/graphile.txt" 2>"$OUT/graphile.log" || true
     g=$(sed -n 's/.*burn-down \([0-9.]*\) jobs\/s.*/\1/p' "$OUT/graphile.txt" | head -1)
@@ -176,6 +281,11 @@ fi
     printf '%s\n' "${SUMMARY[@]}"
     echo
     [ -n "$GRAPHILE_LINE" ] && { echo "$GRAPHILE_LINE"; echo; }
+    [ -n "$PERF_LINE" ] && { echo "$PERF_LINE"; echo; }
+    if [ "$PRIVATE_PG" = 1 ]; then
+        psql -d "$DB" -X -q -v jobs="$(jobs_count)" -v db="$DB" -f "$ROOT/bench/server/pgss.sql" || true
+        echo
+    fi
     cat "$OUT/activity.txt"
 } >>"$OUT/figures.txt"
 cat "$OUT/figures.txt"

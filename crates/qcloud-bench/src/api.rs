@@ -180,3 +180,11 @@ impl Api {
         Ok(())
     }
 }
+
+impl Api {
+    /// One page of `GET /v1/jobs` with the given query; how many items it held.
+    pub async fn list_jobs(&self, query: &[(&str, String)]) -> Result<usize> {
+        let page: Page<Value> = self.get("/v1/jobs", query).await?;
+        Ok(page.items.len())
+    }
+}

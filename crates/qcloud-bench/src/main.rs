@@ -1,7 +1,10 @@
 //! qcloud-bench: drives a running qcloud server over HTTP with many concurrent clients and noop
 //! devices of zero duration, and prints submit throughput, end-to-end throughput per device
 //! count, submit-to-start latency on an idle device, the job-to-job gap inside a dedicated
-//! session, and batch versus dedicated session wall time (rule 12, docs/architecture.md).
+//! session, and batch versus dedicated session wall time (rule 12, docs/architecture.md); the
+//! bulk, drain, deep-queue and hold scenarios of issue 11; and the cost of history (submit, get
+//! and list latencies before and after loading millions of terminal jobs by SQL, and one pass of
+//! the retention pruner: `history.rs`).
 //!
 //! Latencies come from the database timestamps of the jobs (`created_at`, `started_at`,
 //! `finished_at`, one clock for all), read back through the list API after each run; the noop
@@ -12,6 +15,7 @@
 
 mod agent;
 mod api;
+mod history;
 mod scenarios;
 mod stats;
 
@@ -38,6 +42,10 @@ pub enum Scenario {
     /// `--hold-jobs` queued on 64 paused devices and left there (run it last: it leaves them
     /// queued); bench/server/run.sh reads the server's RSS after it.
     Hold,
+    /// Submit, get and list latencies on the empty database, then with `--history-jobs`
+    /// terminal jobs loaded by SQL (needs `--database-url`), and one pass of the retention
+    /// pruner (run it last: it leaves the history in place).
+    History,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -100,6 +108,37 @@ pub struct Args {
     /// Jobs of the hold scenario (queued and left queued).
     #[arg(long, default_value_t = 1_000_000)]
     pub hold_jobs: usize,
+    /// The server's database, for the history scenario (which writes its jobs straight into it
+    /// as a superuser).
+    #[arg(long, env = "QCLOUD_BENCH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Terminal jobs the history scenario loads (finished over the last 20 days).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub history_jobs: usize,
+    /// Terminal jobs past the retention window it loads afterwards for one pass of the pruner.
+    #[arg(long, default_value_t = 20_000)]
+    pub history_expired: usize,
+    /// The server's `job_retention` in days (the expired jobs are placed 1 to 10 days past it).
+    #[arg(long, default_value_t = 30.0)]
+    pub history_retention_days: f64,
+    /// Projects of the loaded history (the first is the admin token's own).
+    #[arg(long, default_value_t = 8)]
+    pub history_projects: usize,
+    /// Devices of the loaded history (fresh, paused).
+    #[arg(long, default_value_t = 16)]
+    pub history_devices: usize,
+    /// Jobs per transaction of the load.
+    #[arg(long, default_value_t = 250_000)]
+    pub history_chunk: usize,
+    /// Circuit text bytes of each loaded job's payload.
+    #[arg(long, default_value_t = 512)]
+    pub history_payload_bytes: usize,
+    /// Requests of each figure per phase (submits, gets, lists; a quarter as many tag lists).
+    #[arg(long, default_value_t = 1000)]
+    pub history_samples: usize,
+    /// Requests in flight in the history scenario's measurements.
+    #[arg(long, default_value_t = 4)]
+    pub history_clients: usize,
     /// Time limit of each scenario, seconds; a scenario past it reports what it has.
     #[arg(long, default_value_t = 120.0)]
     pub time_limit: f64,
@@ -157,6 +196,13 @@ async fn main() -> Result<()> {
     }
     if want(Scenario::Hold) {
         rows.extend(scenarios::bounded("hold", limit, scenarios::hold(&ctx)).await);
+    }
+    if args.scenario == Scenario::History || (args.scenario == Scenario::All && args.database_url.is_some()) {
+        // Each of its four phases has the time limit; the load gets time at 2,000 jobs/s and VACUUM a
+        // quarter of that on top.
+        let rows_to_load = (args.history_jobs + args.history_expired) as f64;
+        let hard = limit * 4 + Duration::from_secs_f64(rows_to_load / 2000.0 * 1.25);
+        rows.extend(scenarios::bounded("history", hard, history::history(&ctx, limit)).await);
     }
     println!();
     print!("{}", stats::table(&rows));

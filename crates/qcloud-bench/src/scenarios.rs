@@ -32,7 +32,7 @@ impl Ctx {
         Ok(Ctx { api, run, args: args.clone() })
     }
 
-    fn tag(&self, label: &str) -> String {
+    pub(crate) fn tag(&self, label: &str) -> String {
         format!("bench-{}-{label}", self.run)
     }
 
@@ -42,7 +42,14 @@ impl Ctx {
     }
 
     /// `n` fresh devices named `bench-<run>-<label>-<i>`.
-    async fn devices(&self, label: &str, n: usize, driver: &str, qubits: u32, paused: bool) -> Result<Vec<String>> {
+    pub(crate) async fn devices(
+        &self,
+        label: &str,
+        n: usize,
+        driver: &str,
+        qubits: u32,
+        paused: bool,
+    ) -> Result<Vec<String>> {
         let names: Vec<String> = (0..n).map(|i| format!("bench-{}-{label}-{i}", self.run)).collect();
         let made: Vec<Result<()>> = futures::stream::iter(names.iter().cloned())
             .map(|name| async move {
@@ -60,7 +67,7 @@ impl Ctx {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -68,7 +75,7 @@ fn ms_between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
     (b - a).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
 }
 
-fn noop_job(device: &str, tag: &str, duration_ms: u64) -> Value {
+pub(crate) fn noop_job(device: &str, tag: &str, duration_ms: u64) -> Value {
     json!({"device": device, "program": "noop", "payload": {"duration_ms": duration_ms}, "tags": [tag]})
 }
 
@@ -103,19 +110,19 @@ pub async fn bounded(name: &str, limit: Duration, fut: impl Future<Output = Resu
     rows
 }
 
-struct Submitted {
-    jobs: Vec<Job>,
-    errors: usize,
-    first_error: Option<String>,
+pub(crate) struct Submitted {
+    pub(crate) jobs: Vec<Job>,
+    pub(crate) errors: usize,
+    pub(crate) first_error: Option<String>,
     /// Client-observed latency of each accepted POST.
-    post_latency: Micros,
+    pub(crate) post_latency: Micros,
     /// From the first request sent to the last acceptance received.
-    elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 /// Post every body with `clients` concurrent clients (each one request at a time, on the shared
 /// connection pool), stopping at `deadline`.
-async fn submit_all(api: &Api, bodies: Vec<Value>, clients: usize, deadline: Instant) -> Submitted {
+pub(crate) async fn submit_all(api: &Api, bodies: Vec<Value>, clients: usize, deadline: Instant) -> Submitted {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
@@ -181,7 +188,7 @@ async fn submit_all(api: &Api, bodies: Vec<Value>, clients: usize, deadline: Ins
 
 /// Wait until the devices' queues are empty and every job tagged `tag` is terminal, or until
 /// `deadline`; returns the jobs as last read and whether all `expected` were terminal.
-async fn wait_terminal(
+pub(crate) async fn wait_terminal(
     api: &Api,
     devices: &[String],
     tag: &str,
@@ -207,7 +214,7 @@ async fn wait_terminal(
     }
 }
 
-fn submit_note(s: &Submitted) -> String {
+pub(crate) fn submit_note(s: &Submitted) -> String {
     match (&s.first_error, s.errors) {
         (Some(e), n) if n > 0 => {
             let e: String = e.chars().take(160).collect();

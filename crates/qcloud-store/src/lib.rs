@@ -87,7 +87,8 @@ pub struct Window {
 /// `created_at` and `id`.
 pub(crate) fn push_window(q: &mut sqlx::QueryBuilder<'_, Postgres>, w: &Window) {
     if let Some(v) = &w.tag {
-        q.push(" AND ").push_bind(v.clone()).push(" = ANY(tags)");
+        // Containment, not `= ANY(tags)`: `@>` is what the GIN index `jobs_tags` serves.
+        q.push(" AND tags @> ARRAY[").push_bind(v.clone()).push("]::text[]");
     }
     if let Some(v) = w.created_after {
         q.push(" AND created_at >= ").push_bind(v);

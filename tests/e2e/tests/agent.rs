@@ -622,3 +622,54 @@ async fn two_agents_on_one_device_never_run_two_jobs_at_once() {
     let served = [a.log_text(), b.log_text()].iter().filter(|l| l.contains("finished")).count();
     println!("agents that ran jobs: {served} of 2");
 }
+
+#[tokio::test]
+async fn the_agent_reaches_an_https_server_trusting_its_private_ca_and_refuses_it_otherwise() {
+    let e = env(&[]).await;
+    let upstream = e.server.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let (port, ca_pem) = qcloud_e2e::tls_terminator(upstream).await;
+    let https = format!("https://localhost:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;
+
+    // Without the CA: the agent stops at once with a certificate error (it does not retry).
+    let mut untrusting = Agent::start(&https, &dev, &token, &["--engine", "statevector"]);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = untrusting.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(t0.elapsed() < LIMIT, "the agent kept going without trusting the server: {}", untrusting.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = untrusting.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("TLS certificate was refused") && log.contains("--ca-cert"), "{log}");
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    assert_eq!(device_status(&e.user, &dev).await, "offline", "it never got through");
+
+    // With --ca-cert: it reports the device and runs a job over https.
+    let agent =
+        Agent::start(&https, &dev, &token, &["--engine", "statevector", "--ca-cert", ca_file.to_str().unwrap()]);
+    wait_status(&e.user, &dev, "online").await;
+    let (done, result) = e
+        .user
+        .run_job(json!({"device": dev, "program": "sampler", "payload": {"pubs": [[BELL, null, 100]]}}), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "completed", "{done} {}", agent.log_text());
+    let counts = result["pub_results"][0]["data"]["c"]["counts"].as_object().unwrap().clone();
+    assert!(counts.keys().all(|k| k == "00" || k == "11"), "{counts:?}");
+    assert_eq!(counts.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 100);
+
+    // A file with no certificate in it is refused at start, with the file named.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let mut bad =
+        Agent::start(&https, &dev, &token, &["--engine", "statevector", "--ca-cert", empty.to_str().unwrap()]);
+    let status = bad.child.wait().unwrap();
+    assert!(!status.success());
+    assert!(bad.log_text().contains("empty.pem"), "{}", bad.log_text());
+}

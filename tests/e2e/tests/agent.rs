@@ -538,6 +538,35 @@ async fn exec_runs_every_program_fails_with_stderr_and_is_stopped_on_cancel_and_
 }
 
 #[tokio::test]
+async fn a_jobs_maximum_execution_time_counts_from_the_agents_claim_not_from_its_start() {
+    let e = env(&[]).await;
+    let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;
+    let agent = agent_client(&e, &token);
+    agent.call(Method::PUT, "/v1/agent/device", Some(json!({"status": "online"}))).await.unwrap();
+    // Started while the agent still counts as connected, then no agent calls for more than the
+    // job's maximum (2 s) after it started: the device goes offline (agent_offline_after: 2 s).
+    let job = submit(&e.user, json!({"device": dev, "program": "raw", "payload": {}, "max_execution_time": 2})).await;
+    wait_job_until(&e.user, &job, |j| j["status"] == "running").await;
+    let started = Instant::now();
+    wait_status(&e.user, &dev, "offline").await;
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed())).await;
+    let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
+    assert_eq!(j["status"], "running", "not timed out before any agent had it: {j}");
+    // The agent returns and claims it: its time starts now.
+    let (s, c) = agent.post("/v1/agent/claim", json!({"wait_seconds": 10})).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["job"]["id"], job.as_str());
+    let epoch = c["lease"]["epoch"].as_i64().unwrap();
+    let (s, h) = agent.post(&format!("/v1/agent/jobs/{job}/heartbeat"), json!({"epoch": epoch})).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{h}");
+    assert_eq!(h["stop"], Value::Null, "{h}");
+    let (s, v) =
+        agent.post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": epoch, "result": {}})).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "completed");
+}
+
+#[tokio::test]
 async fn an_agent_killed_mid_job_loses_the_job_which_runs_again_once_after_a_restart() {
     let e = env(&[]).await;
     let dir = tempfile::tempdir().unwrap();

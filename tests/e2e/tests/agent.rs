@@ -348,6 +348,56 @@ async fn large_results_are_accepted_gzip_compressed() {
 }
 
 #[tokio::test]
+async fn a_result_over_the_configured_maximum_is_413_after_decompression_and_changes_nothing() {
+    let e = env(&["--agent-max-result-bytes", "1048576"]).await;
+    let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;
+    let agent = agent_client(&e, &token);
+    agent.call(Method::PUT, "/v1/agent/device", Some(json!({"status": "online"}))).await.unwrap();
+    let job = submit(&e.user, json!({"device": dev, "program": "raw", "payload": {}})).await;
+    let (_, c) = agent.post("/v1/agent/claim", json!({"wait_seconds": 10})).await.unwrap();
+    let epoch = c["lease"]["epoch"].as_i64().unwrap();
+    // 2 MiB of JSON that gzips to a few KiB: the limit counts what it decompresses to.
+    let body = serde_json::to_vec(&json!({"epoch": epoch, "result": {"blob": "0".repeat(2 << 20)}})).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &body).unwrap();
+    let zipped = gz.finish().unwrap();
+    assert!(zipped.len() < 64 << 10);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/agent/jobs/{job}/complete", e.server.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(zipped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
+    let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
+    assert_eq!(j["status"], "running", "{j}");
+    // A body that is not gzip although it says so: a 4xx, not a 500.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/agent/jobs/{job}/complete", e.server.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(json!({"epoch": epoch, "result": {"not": "gzip"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
+    assert_eq!(j["status"], "running", "{j}");
+    // Under the limit it is taken.
+    let (s, v) = agent
+        .post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": epoch, "result": {"small": true}}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
 async fn a_device_goes_offline_without_its_agent_and_comes_back_with_it() {
     let e = env(&[]).await;
     let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;

@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -19,6 +20,9 @@ pub enum CallError {
     LeaseLost(String),
     /// 4xx other than 409: our mistake or a refused token; retrying will not help.
     Refused(StatusCode, String),
+    /// The server's TLS certificate was not accepted (an unknown CA, a wrong name, expired):
+    /// retrying will not help until the operator gives the CA (`--ca-cert`) or fixes the server.
+    Tls(String),
     /// Network trouble or a 5xx: worth retrying.
     Transient(anyhow::Error),
 }
@@ -30,6 +34,7 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::LeaseLost(m) => write!(f, "lease lost: {m}"),
             CallError::Refused(s, m) => write!(f, "refused ({s}): {m}"),
+            CallError::Tls(m) => write!(f, "{m}"),
             CallError::Transient(e) => write!(f, "{e:#}"),
         }
     }
@@ -43,22 +48,34 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(server: &str, token: &str) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
+    /// A client of `server` (http:// or https://). An https server's certificate is checked
+    /// against the bundled Mozilla roots, the system's roots and the certificates of `ca_cert`
+    /// (a PEM file, one or more certificates: a lab's private CA).
+    pub fn new(server: &str, token: &str, ca_cert: Option<&Path>) -> anyhow::Result<Client> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // A claim waits up to 30 s on the server.
-            .timeout(Duration::from_secs(75))
-            .build()
-            .context("HTTP client")?;
+            .timeout(Duration::from_secs(75));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).with_context(|| format!("--ca-cert {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--ca-cert {}: not PEM certificates", path.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!("--ca-cert {}: no certificate in the file", path.display());
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("HTTP client")?;
         Ok(Client { http, base: format!("{}{}", server.trim_end_matches('/'), wire::PREFIX), token: token.into() })
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CallError> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| CallError::Transient(anyhow!(e).context("the server did not answer")))?;
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| match tls_error(&e) {
+            Some(m) => CallError::Tls(m),
+            None => CallError::Transient(anyhow!(e).context("the server did not answer")),
+        })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -154,4 +171,24 @@ impl Client {
         let resp = self.send(self.http.get(format!("{}/device", self.base))).await?;
         resp.json().await.map_err(|e| CallError::Transient(anyhow!(e).context("unreadable answer")))
     }
+}
+
+/// The reason, if a request failed because the server's certificate was refused.
+fn tls_error(e: &reqwest::Error) -> Option<String> {
+    // The causes, and inside each io::Error the error it wraps (its `source` skips that one;
+    // rustls' error arrives wrapped twice).
+    let mut todo: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    while let Some(c) = todo.pop() {
+        if let Some(tls @ rustls::Error::InvalidCertificate(_)) = c.downcast_ref::<rustls::Error>() {
+            return Some(format!(
+                "the server's TLS certificate was refused ({tls}); if it is signed by a private CA, give that \
+                 CA's certificate with --ca-cert PEM (QCLOUD_AGENT_CA_CERT)"
+            ));
+        }
+        if let Some(inner) = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            todo.push(inner);
+        }
+        todo.extend(c.source());
+    }
+    None
 }

@@ -25,9 +25,13 @@ use tracing::{error, info, warn, Instrument};
 #[derive(Parser, Debug)]
 #[command(name = "qcloud-agent", version, about = "Serve one qcloud device from outside the server")]
 struct Args {
-    /// The qcloud server, e.g. http://qcloud.lab:8080
+    /// The qcloud server, e.g. http://qcloud.lab:8080 or https://qcloud.lab
     #[arg(long, env = "QCLOUD_AGENT_SERVER")]
     server: String,
+    /// A PEM file of CA certificates to trust for an https server, besides the bundled Mozilla
+    /// roots and the system's (a lab's private CA).
+    #[arg(long, env = "QCLOUD_AGENT_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     /// The device this agent serves (its device token names it; this is checked against it).
     #[arg(long, env = "QCLOUD_AGENT_DEVICE")]
     device: String,
@@ -91,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => bail!("give one backend: --engine statevector|analog, --exec CMD or --qdmi LIBRARY --qdmi-prefix PREFIX"),
     };
-    let client = Client::new(&args.server, &args.token)?;
+    let client = Client::new(&args.server, &args.token, args.ca_cert.as_deref())?;
     let shutdown = CancellationToken::new();
     {
         let shutdown = shutdown.clone();
@@ -141,6 +145,7 @@ async fn serve(args: &Args, client: &Client, engine: &dyn Engine, shutdown: &Can
                 break;
             }
             Err(CallError::Refused(s, m)) => bail!("the server refused the agent ({s}): {m}"),
+            Err(CallError::Tls(m)) => bail!("{m}"),
             Err(e) => {
                 warn!(error = %e, "could not reach the server; retrying");
                 if sleep_or_stop(backoff, shutdown).await {
@@ -168,6 +173,7 @@ async fn serve(args: &Args, client: &Client, engine: &dyn Engine, shutdown: &Can
                 }
             }
             Err(CallError::Refused(s, m)) => bail!("the server refused the agent ({s}): {m}"),
+            Err(CallError::Tls(m)) => bail!("{m}"),
             Err(e) => {
                 warn!(error = %e, "claim failed; retrying");
                 if sleep_or_stop(backoff, shutdown).await {

@@ -211,8 +211,9 @@ pub async fn report(
 const NOT_GATES: &[&str] = &["measure", "barrier", "reset", "delay"];
 
 /// A reported target in the shape of a device's `config.target` (what the IBM facade serves):
-/// basis gates, coupling map (all-to-all when empty), per-gate figures, per-qubit figures (their
-/// mean: the stored shape has one set).
+/// basis gates (the one- and two-qubit gates of Qiskit's standard library, aliases under their
+/// standard names, other operations left out), coupling map (all-to-all when empty), per-gate
+/// figures, per-qubit figures (their mean: the stored shape has one set).
 pub fn target_config(t: &wire::Target) -> Result<Value, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_target", m);
     if t.num_qubits == 0 || t.num_qubits > 100_000 {
@@ -238,8 +239,9 @@ pub fn target_config(t: &wire::Target) -> Result<Value, ApiError> {
         Some(x) if !x.is_finite() || !(0.0..=max).contains(&x) => Err(bad(format!("{name}: {x} is out of range"))),
         _ => Ok(()),
     };
-    let mut basis = Vec::new();
+    let mut basis: Vec<String> = Vec::new();
     let mut gates = BTreeMap::new();
+    let mut dropped = Vec::new();
     for op in &t.operations {
         if op.name.is_empty() || op.name.len() > 64 || !op.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
         {
@@ -250,15 +252,28 @@ pub fn target_config(t: &wire::Target) -> Result<Value, ApiError> {
         if NOT_GATES.contains(&op.name.as_str()) {
             continue;
         }
-        if !basis.contains(&op.name) {
-            basis.push(op.name.clone());
+        // Only gates Qiskit's Target can build are published, under their standard names
+        // (`cu1` as `cp`, ...); others (`rccx`, `mcx`, a lab's own) are left out, and the
+        // transpiler decomposes circuits into what is left.
+        let Some(name) = crate::ibm::target::standard_gate(&op.name, op.num_qubits as usize) else {
+            dropped.push(op.name.as_str());
+            continue;
+        };
+        if !basis.iter().any(|g| g == name) {
+            basis.push(name.to_string());
         }
         if op.duration.is_some() || op.error.is_some() {
-            gates.insert(
-                op.name.clone(),
-                json!({"duration": op.duration.unwrap_or(0.0), "error": op.error.unwrap_or(0.0)}),
-            );
+            // A gate reported twice (`cu1` and `cp`) keeps its first figures.
+            gates
+                .entry(name.to_string())
+                .or_insert_with(|| json!({"duration": op.duration.unwrap_or(0.0), "error": op.error.unwrap_or(0.0)}));
         }
+    }
+    if basis.is_empty() {
+        return Err(bad(format!(
+            "operations: none is a one- or two-qubit gate of Qiskit's standard library (got {})",
+            dropped.join(", ")
+        )));
     }
     let coupling: Vec<[u32; 2]> = if t.coupling_map.is_empty() {
         (0..t.num_qubits).flat_map(|a| (0..t.num_qubits).filter(move |&b| b != a).map(move |b| [a, b])).collect()
@@ -361,6 +376,90 @@ mod tests {
         assert!((c["qubits"]["t1"].as_f64().unwrap() - 2e-4).abs() < 1e-12, "{c}");
         let all = target_config(&wire::Target { coupling_map: vec![], ..t.clone() }).unwrap();
         assert_eq!(all["coupling_map"], json!([[0, 1], [1, 0]]));
+    }
+
+    #[test]
+    fn only_gates_qiskit_can_build_are_published_under_their_standard_names() {
+        // What MQT Core's DDSIM QDMI device reports (mqt-core 4.1.1), less gphase and the
+        // operations of no fixed arity, which the agent leaves out.
+        let ddsim = [
+            ("id", 1),
+            ("x", 1),
+            ("cx", 2),
+            ("ccx", 3),
+            ("y", 1),
+            ("cy", 2),
+            ("z", 1),
+            ("cz", 2),
+            ("ccz", 3),
+            ("h", 1),
+            ("ch", 2),
+            ("s", 1),
+            ("cs", 2),
+            ("sdg", 1),
+            ("csdg", 2),
+            ("t", 1),
+            ("tdg", 1),
+            ("sx", 1),
+            ("csx", 2),
+            ("sxdg", 1),
+            ("r", 1),
+            ("rx", 1),
+            ("crx", 2),
+            ("ry", 1),
+            ("cry", 2),
+            ("rz", 1),
+            ("crz", 2),
+            ("p", 1),
+            ("cp", 2),
+            ("u1", 1),
+            ("cu1", 2),
+            ("u2", 1),
+            ("u", 1),
+            ("u3", 1),
+            ("cu3", 2),
+            ("swap", 2),
+            ("cswap", 3),
+            ("iswap", 2),
+            ("dcx", 2),
+            ("ecr", 2),
+            ("rxx", 2),
+            ("ryy", 2),
+            ("rzz", 2),
+            ("rzx", 2),
+            ("xx_minus_yy", 2),
+            ("xx_plus_yy", 2),
+            ("rccx", 3),
+            ("measure", 1),
+            ("reset", 1),
+        ];
+        let mut operations: Vec<wire::Operation> = ddsim.iter().map(|(n, q)| op(n, *q, None, None)).collect();
+        operations[2] = op("cx", 2, Some(2e-7), Some(0.01));
+        operations.push(op("cu1", 2, Some(9e-7), Some(0.5)));
+        operations.push(op("my_gate", 1, None, None));
+        operations.push(op("cx", 1, None, None));
+        let t = wire::Target { num_qubits: 3, coupling_map: vec![[0, 1]], operations, qubits: vec![] };
+        let c = target_config(&t).unwrap();
+        let basis: Vec<&str> = c["basis_gates"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+        for gone in ["ccx", "ccz", "cswap", "rccx", "u1", "u3", "cu1", "measure", "reset", "my_gate"] {
+            assert!(!basis.contains(&gone), "{gone} is published: {basis:?}");
+        }
+        for kept in ["id", "cx", "cp", "p", "u", "u2", "cu3", "rzz", "xx_plus_yy", "ecr", "sxdg"] {
+            assert_eq!(basis.iter().filter(|g| **g == kept).count(), 1, "{kept} once: {basis:?}");
+        }
+        assert_eq!(basis.len(), 40, "{basis:?}");
+        assert_eq!(c["gates"]["cx"], json!({"duration": 2e-7, "error": 0.01}));
+        // Aliases map to the gate they are; an operation with another arity is not that gate.
+        assert_eq!(crate::ibm::target::standard_gate("cu1", 2), Some("cp"));
+        assert_eq!(crate::ibm::target::standard_gate("u1", 1), Some("p"));
+        assert_eq!(crate::ibm::target::standard_gate("u3", 1), Some("u"));
+        assert_eq!(crate::ibm::target::standard_gate("i", 1), Some("id"));
+        assert_eq!(crate::ibm::target::standard_gate("cx", 1), None);
+        assert_eq!(crate::ibm::target::standard_gate("rccx", 3), None);
+        // Nothing Qiskit knows: refused, with the names.
+        let none = wire::Target { operations: vec![op("my_gate", 1, None, None)], ..t };
+        let e = format!("{:?}", target_config(&none).unwrap_err());
+        assert!(e.contains("my_gate"), "{e}");
     }
 
     #[test]

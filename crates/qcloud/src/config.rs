@@ -4,7 +4,8 @@
 //! The settings file is the one named by `--config PATH` or `QCLOUD_CONFIG`, else `qcloud.toml`
 //! in the working directory when there is one. Its keys are the flags' names in snake_case, with
 //! the flags' units (TTLs in seconds, `*_ms` in milliseconds); an unknown key is an error that
-//! names it. Relative paths in the file (`data_dir`, `devices_file`) are relative to the file.
+//! names it. Relative paths in the file (`data_dir`, `devices_file`, `webhook_ca_cert`) are
+//! relative to the file.
 //!
 //! [`Config::load`] reads all layers; [`Config::from_flags`] reads defaults and flags only (what an
 //! in-process test wants: nothing from the machine it runs on).
@@ -138,6 +139,10 @@ pub struct Config {
     /// Hosts webhooks may reach besides public addresses: comma-separated CIDRs or host names
     /// (loopback, link-local and private ranges are refused otherwise).
     pub webhook_allow: String,
+    /// A PEM file of CA certificates webhooks to https:// receivers trust besides the bundled
+    /// Mozilla roots and the system's (a private CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_ca_cert: Option<PathBuf>,
     /// Longest wait for a webhook receiver's answer, seconds.
     pub webhook_timeout: f64,
     /// First webhook retry delay, seconds (doubled per attempt, with jitter).
@@ -197,6 +202,7 @@ impl Default for Config {
             rate_limit_burst: 100,
             rate_limit_admins: false,
             webhook_allow: String::new(),
+            webhook_ca_cert: None,
             webhook_timeout: 10.0,
             webhook_retry_base: 5.0,
             webhook_retry_max: 600.0,
@@ -254,6 +260,7 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("rate_limit_burst", &["QCLOUD_RATE_LIMIT_BURST"], Kind::Number),
     ("rate_limit_admins", &["QCLOUD_RATE_LIMIT_ADMINS"], Kind::Flag),
     ("webhook_allow", &["QCLOUD_WEBHOOK_ALLOW"], Kind::Text),
+    ("webhook_ca_cert", &["QCLOUD_WEBHOOK_CA_CERT"], Kind::Text),
     ("webhook_timeout", &["QCLOUD_WEBHOOK_TIMEOUT"], Kind::Number),
     ("webhook_retry_base", &["QCLOUD_WEBHOOK_RETRY_BASE"], Kind::Number),
     ("webhook_retry_max", &["QCLOUD_WEBHOOK_RETRY_MAX"], Kind::Number),
@@ -493,6 +500,11 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_allow: Option<String>,
+    /// A PEM file of CA certificates that webhooks to https:// receivers trust besides the bundled
+    /// Mozilla roots and the system's [env: QCLOUD_WEBHOOK_CA_CERT] [default: none]
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_ca_cert: Option<PathBuf>,
     /// Longest wait for a webhook receiver, seconds [env: QCLOUD_WEBHOOK_TIMEOUT] [default: 10]
     #[arg(long, allow_negative_numbers = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -592,6 +604,7 @@ impl Config {
                 beside.into_iter().chain([machine.cwd.join(DEVICES_FILE)]).find(|p| p.is_file())
             }
         };
+        cfg.webhook_ca_cert = cfg.webhook_ca_cert.take().map(|p| base("webhook_ca_cert").join(p));
         cfg.validate()?;
         Ok(cfg)
     }
@@ -923,6 +936,7 @@ mod tests {
             database_url: Some(String::new()),
             admin_token: Some(String::new()),
             devices_file: Some(PathBuf::new()),
+            webhook_ca_cert: Some(PathBuf::new()),
             log: Some(String::new()),
             metrics_listen: Some(String::new()),
             ..Config::default()

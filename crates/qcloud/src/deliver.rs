@@ -39,6 +39,8 @@ pub struct DeliverConfig {
     pub give_up_after: Duration,
     /// Deliveries in flight per replica.
     pub concurrency: usize,
+    /// CA certificates trusted for https:// receivers besides the bundled and the system's roots.
+    pub ca_certs: Vec<reqwest::Certificate>,
 }
 
 impl Default for DeliverConfig {
@@ -49,6 +51,7 @@ impl Default for DeliverConfig {
             retry_max: Duration::from_secs(600),
             give_up_after: Duration::from_secs(24 * 3600),
             concurrency: 16,
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -120,13 +123,6 @@ async fn attempt(svc: &Service, cfg: &DeliverConfig, c: &ClaimedDelivery) -> Out
         Err(Refusal::Forbidden(e)) => return Outcome::Failed { status: None, error: e.to_string() },
         Err(Refusal::Unresolved(e)) => return retry(None, e.to_string()),
     };
-    if parsed.https {
-        // This build's HTTP client has no TLS (docs/architecture.md, "Planned, not built").
-        return Outcome::Failed {
-            status: None,
-            error: "https:// receivers are not supported by this build (no TLS client)".into(),
-        };
-    }
     let body = match payload(svc, c).await {
         Ok(b) => b,
         Err(e) => return retry(None, format!("building the payload failed: {e}")),
@@ -134,7 +130,11 @@ async fn attempt(svc: &Service, cfg: &DeliverConfig, c: &ClaimedDelivery) -> Out
     let msg_id = format!("evt_{}", c.event.seq);
     let ts = chrono::Utc::now().timestamp();
     let signature = sign(&secret_key(&c.webhook.secret), &msg_id, ts, &body);
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for cert in &cfg.ca_certs {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    let client = match builder
         .redirect(reqwest::redirect::Policy::none())
         .timeout(cfg.timeout)
         .connect_timeout(cfg.timeout)
@@ -176,10 +176,33 @@ async fn attempt(svc: &Service, cfg: &DeliverConfig, c: &ClaimedDelivery) -> Out
             }
         }
         Err(e) => {
-            let what = if e.is_timeout() { "timed out".to_string() } else { format!("could not be reached ({e})") };
+            let what = if e.is_timeout() {
+                "timed out".to_string()
+            } else {
+                // reqwest's message names only the URL; the causes say why (refused, a TLS
+                // certificate that is not trusted, ...).
+                let mut why = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    why = format!("{why}: {c}");
+                    cause = c.source();
+                }
+                format!("could not be reached ({why})")
+            };
             retry(None, what)
         }
     }
+}
+
+/// The CA certificates of a PEM file (`webhook_ca_cert`).
+pub fn read_ca_certs(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: not PEM certificates ({e})", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in the file", path.display()));
+    }
+    Ok(certs)
 }
 
 /// The body of a delivery: the event JSON, or for a Pasqal batch's webhook the Pasqal job object

@@ -99,14 +99,21 @@ fn api_config(c: &Config) -> ApiConfig {
     }
 }
 
-fn deliver_config(c: &Config) -> deliver::DeliverConfig {
-    deliver::DeliverConfig {
+fn deliver_config(c: &Config) -> Result<deliver::DeliverConfig, ConfigError> {
+    let ca_certs = match &c.webhook_ca_cert {
+        Some(path) => {
+            deliver::read_ca_certs(path).map_err(|message| ConfigError::Invalid { key: "webhook_ca_cert", message })?
+        }
+        None => Vec::new(),
+    };
+    Ok(deliver::DeliverConfig {
         timeout: secs(c.webhook_timeout),
         retry_base: secs(c.webhook_retry_base),
         retry_max: secs(c.webhook_retry_max),
         give_up_after: secs(c.webhook_give_up_after),
+        ca_certs,
         ..deliver::DeliverConfig::default()
-    }
+    })
 }
 
 /// The HTTP server's connection limits from the settings.
@@ -257,7 +264,8 @@ pub async fn launch(
 ) -> anyhow::Result<Server> {
     config.validate()?;
     let svc_cfg = service_config(&config)?;
-    // A bad devices file fails before anything is touched.
+    // A bad webhook CA file or devices file fails before anything is touched.
+    let deliver_cfg = deliver_config(&config)?;
     let listed = match (&config.devices_file, config.no_seed) {
         (Some(path), false) => Some(seed::load_file(path)?),
         _ => None,
@@ -312,7 +320,7 @@ pub async fn launch(
             None
         }
     };
-    let deliverer = tokio::spawn(deliver::run(svc.clone(), replica_id, deliver_config(&config), stop.clone()));
+    let deliverer = tokio::spawn(deliver::run(svc.clone(), replica_id, deliver_cfg, stop.clone()));
     let app = qcloud_api::router(svc.clone(), &api_cfg);
     let graceful = {
         let stop = stop.clone();

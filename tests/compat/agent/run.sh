@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The agent suite (issue 12): examples/agent.py (requests only) and `qcloud-agent --qdmi` driving MQT Core's DDSIM
 # QDMI device (the mqt-core 4.1.1 wheel of requirements.txt), each against a `qcloud serve` started on a fresh
-# database, with Qiskit submitting a QPY circuit. Uses $QCLOUD_COMPAT_PYTHON (scripts/test sets it) else
+# database, with Qiskit submitting a QPY circuit and, through the IBM facade, transpiling for the device. Uses
+# $QCLOUD_COMPAT_PYTHON (scripts/test sets it) else
 # tests/compat/.venv; $QCLOUD_BIN else builds the debug binary; builds qcloud-agent.
 #   tests/compat/agent/run.sh [PYTEST ARGS...]
 set -euo pipefail
@@ -13,8 +14,8 @@ if [ -z "$PY" ]; then
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     PY="$VENV/bin/python"
 fi
-if ! "$PY" -c "import qiskit, requests, pytest" 2>/dev/null; then
-    "$PY" -m pip install -q -r "$ROOT/tests/compat/requirements.txt" pytest==8.4.2
+if ! "$PY" -c "import qiskit, qiskit_ibm_runtime, requests, pytest" 2>/dev/null; then
+    "$PY" -m pip install -q -r "$ROOT/tests/compat/requirements.txt" -r "$HERE/requirements.txt" pytest==8.4.2
 fi
 # The DDSIM device library: $QCLOUD_QDMI_LIB, else from the mqt-core wheel (found without importing it, so a
 # separate venv holding only mqt-core works too: QCLOUD_QDMI_SITE=<its site-packages>).

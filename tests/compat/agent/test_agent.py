@@ -31,7 +31,7 @@ def server():
         return out.stdout.strip().splitlines()[-1]
 
     user = cli("tokens", "create", "--project", "lab", "--user", "alice")
-    yield {"url": url, "cli": cli, "user": {"Authorization": f"Bearer {user}"}}
+    yield {"url": url, "cli": cli, "user": {"Authorization": f"Bearer {user}"}, "token": user}
     proc.terminate()
     proc.wait(10)
     subprocess.run(["psql", base, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
@@ -142,6 +142,42 @@ def test_a_qpy_circuit_from_qiskit_runs_on_ddsim(server, qdmi):
     assert j["status"] == "completed", (j, open(qdmi["log"]).read())
     c = counts(result(server, job))
     assert set(c) <= {"000", "111"} and sum(c.values()) == 300, c
+
+
+def test_qiskit_transpiles_for_the_qdmi_device_and_samples_through_the_ibm_facade(server, qdmi):
+    # The unmodified qiskit-ibm-runtime client, connected as tests/compat/ibm does.
+    import warnings
+    from qiskit import QuantumCircuit
+    from qiskit.transpiler import generate_preset_pass_manager
+    from qiskit_ibm_runtime import QiskitRuntimeService, SamplerV2
+    url = server["url"].rstrip("/")
+    os.environ.update(IAM_URL=f"{url}/ibm", GLOBAL_SEARCH_URL=f"{url}/ibm", GLOBAL_CATALOG_URL=f"{url}/ibm/catalog")
+    r = requests.post(f"{url}/ibm/v3/resources/search", headers=server["user"],
+                      json={"query": "service_name:quantum-computing"})
+    r.raise_for_status()
+    service = QiskitRuntimeService(channel="ibm_quantum_platform", token=server["token"],
+                                   instance=r.json()["items"][0]["crn"], url=f"{url}/ibm/api/v1",
+                                   url_resolver=lambda u, *a, **k: u)
+    with warnings.catch_warnings():
+        # "No gate definition for ... is being excluded": every published gate is one Qiskit builds.
+        warnings.simplefilter("error", RuntimeWarning)
+        backend = service.backend(qdmi["name"])
+        target = backend.target
+    assert backend.num_qubits == 20
+    names = set(target.operation_names)
+    assert {"cx", "h", "measure"} <= names, names
+    assert not names & {"cu1", "rccx", "ccx", "mcx"}, names
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(qc)
+    assert set(isa.count_ops()) <= names | {"barrier"}, isa.count_ops()
+    assert isa.num_qubits == 20
+    job = SamplerV2(mode=backend).run([isa], shots=400)
+    got = job.result()[0].data.meas.get_counts()
+    assert set(got) <= {"00", "11"} and sum(got.values()) == 400, (got, open(qdmi["log"]).read())
+    assert len(got) == 2, got
 
 
 def test_a_cancel_reaches_job_cancel(server, qdmi):

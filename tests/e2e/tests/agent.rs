@@ -348,6 +348,56 @@ async fn large_results_are_accepted_gzip_compressed() {
 }
 
 #[tokio::test]
+async fn a_result_over_the_configured_maximum_is_413_after_decompression_and_changes_nothing() {
+    let e = env(&["--agent-max-result-bytes", "1048576"]).await;
+    let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;
+    let agent = agent_client(&e, &token);
+    agent.call(Method::PUT, "/v1/agent/device", Some(json!({"status": "online"}))).await.unwrap();
+    let job = submit(&e.user, json!({"device": dev, "program": "raw", "payload": {}})).await;
+    let (_, c) = agent.post("/v1/agent/claim", json!({"wait_seconds": 10})).await.unwrap();
+    let epoch = c["lease"]["epoch"].as_i64().unwrap();
+    // 2 MiB of JSON that gzips to a few KiB: the limit counts what it decompresses to.
+    let body = serde_json::to_vec(&json!({"epoch": epoch, "result": {"blob": "0".repeat(2 << 20)}})).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &body).unwrap();
+    let zipped = gz.finish().unwrap();
+    assert!(zipped.len() < 64 << 10);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/agent/jobs/{job}/complete", e.server.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(zipped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
+    let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
+    assert_eq!(j["status"], "running", "{j}");
+    // A body that is not gzip although it says so: a 4xx, not a 500.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/agent/jobs/{job}/complete", e.server.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(json!({"epoch": epoch, "result": {"not": "gzip"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
+    assert_eq!(j["status"], "running", "{j}");
+    // Under the limit it is taken.
+    let (s, v) = agent
+        .post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": epoch, "result": {"small": true}}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
 async fn a_device_goes_offline_without_its_agent_and_comes_back_with_it() {
     let e = env(&[]).await;
     let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;
@@ -538,6 +588,35 @@ async fn exec_runs_every_program_fails_with_stderr_and_is_stopped_on_cancel_and_
 }
 
 #[tokio::test]
+async fn a_jobs_maximum_execution_time_counts_from_the_agents_claim_not_from_its_start() {
+    let e = env(&[]).await;
+    let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;
+    let agent = agent_client(&e, &token);
+    agent.call(Method::PUT, "/v1/agent/device", Some(json!({"status": "online"}))).await.unwrap();
+    // Started while the agent still counts as connected, then no agent calls for more than the
+    // job's maximum (2 s) after it started: the device goes offline (agent_offline_after: 2 s).
+    let job = submit(&e.user, json!({"device": dev, "program": "raw", "payload": {}, "max_execution_time": 2})).await;
+    wait_job_until(&e.user, &job, |j| j["status"] == "running").await;
+    let started = Instant::now();
+    wait_status(&e.user, &dev, "offline").await;
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed())).await;
+    let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
+    assert_eq!(j["status"], "running", "not timed out before any agent had it: {j}");
+    // The agent returns and claims it: its time starts now.
+    let (s, c) = agent.post("/v1/agent/claim", json!({"wait_seconds": 10})).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["job"]["id"], job.as_str());
+    let epoch = c["lease"]["epoch"].as_i64().unwrap();
+    let (s, h) = agent.post(&format!("/v1/agent/jobs/{job}/heartbeat"), json!({"epoch": epoch})).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{h}");
+    assert_eq!(h["stop"], Value::Null, "{h}");
+    let (s, v) =
+        agent.post(&format!("/v1/agent/jobs/{job}/complete"), json!({"epoch": epoch, "result": {}})).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "completed");
+}
+
+#[tokio::test]
 async fn an_agent_killed_mid_job_loses_the_job_which_runs_again_once_after_a_restart() {
     let e = env(&[]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -621,4 +700,55 @@ async fn two_agents_on_one_device_never_run_two_jobs_at_once() {
     // Both agents took part (not asserted: which one wins a claim is up to the database).
     let served = [a.log_text(), b.log_text()].iter().filter(|l| l.contains("finished")).count();
     println!("agents that ran jobs: {served} of 2");
+}
+
+#[tokio::test]
+async fn the_agent_reaches_an_https_server_trusting_its_private_ca_and_refuses_it_otherwise() {
+    let e = env(&[]).await;
+    let upstream = e.server.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let (port, ca_pem) = qcloud_e2e::tls_terminator(upstream).await;
+    let https = format!("https://localhost:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let (dev, token) = agent_device(&e, "gate", 2, json!({})).await;
+
+    // Without the CA: the agent stops at once with a certificate error (it does not retry).
+    let mut untrusting = Agent::start(&https, &dev, &token, &["--engine", "statevector"]);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = untrusting.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(t0.elapsed() < LIMIT, "the agent kept going without trusting the server: {}", untrusting.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = untrusting.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("TLS certificate was refused") && log.contains("--ca-cert"), "{log}");
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    assert_eq!(device_status(&e.user, &dev).await, "offline", "it never got through");
+
+    // With --ca-cert: it reports the device and runs a job over https.
+    let agent =
+        Agent::start(&https, &dev, &token, &["--engine", "statevector", "--ca-cert", ca_file.to_str().unwrap()]);
+    wait_status(&e.user, &dev, "online").await;
+    let (done, result) = e
+        .user
+        .run_job(json!({"device": dev, "program": "sampler", "payload": {"pubs": [[BELL, null, 100]]}}), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "completed", "{done} {}", agent.log_text());
+    let counts = result["pub_results"][0]["data"]["c"]["counts"].as_object().unwrap().clone();
+    assert!(counts.keys().all(|k| k == "00" || k == "11"), "{counts:?}");
+    assert_eq!(counts.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 100);
+
+    // A file with no certificate in it is refused at start, with the file named.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let mut bad =
+        Agent::start(&https, &dev, &token, &["--engine", "statevector", "--ca-cert", empty.to_str().unwrap()]);
+    let status = bad.child.wait().unwrap();
+    assert!(!status.success());
+    assert!(bad.log_text().contains("empty.pem"), "{}", bad.log_text());
 }

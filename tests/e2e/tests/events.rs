@@ -703,3 +703,60 @@ async fn qcloud_jobs_watch_follows_a_job_to_its_end_and_exits_by_its_outcome() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("5/5") && text.contains("closed (completed)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_https_receiver_signed_by_the_configured_ca_gets_its_events_and_an_untrusted_one_none() {
+    // Two receivers behind TLS terminators, each with a CA of its own; the server trusts one.
+    let trusted = Receiver::default();
+    let (url, _h) = start_receiver(trusted.clone(), 0).await;
+    let (port, ca_pem) = qcloud_e2e::tls_terminator(url["http://".len()..].trim_end_matches("/hook").into()).await;
+    let untrusted = Receiver::default();
+    let (url2, _h2) = start_receiver(untrusted.clone(), 0).await;
+    let (port2, _) = qcloud_e2e::tls_terminator(url2["http://".len()..].trim_end_matches("/hook").into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let mut flags: Vec<&str> =
+        WEBHOOK_FLAGS.iter().map(|f| if *f == "127.0.0.1" { "localhost,127.0.0.1" } else { f }).collect();
+    flags.extend(["--webhook-ca-cert", ca.to_str().unwrap()]);
+    let server = Server::start(&db, &flags).await.unwrap();
+    let dev = device(&server.client(ADMIN_TOKEN)).await;
+    let token = create_token(&db, "tls", "u").unwrap();
+    let user = server.client(&token);
+    let mut hooks = Vec::new();
+    for p in [port, port2] {
+        let (s, w) = user
+            .post(
+                "/v1/webhooks",
+                json!({"url": format!("https://localhost:{p}/hook"), "event_types": ["job.completed"]}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s, StatusCode::CREATED, "{w}");
+        hooks.push((w["id"].as_str().unwrap().to_string(), w["secret"].as_str().unwrap().to_string()));
+    }
+    let job = submit(&user, json!({"device": dev, "program": "noop", "payload": {}})).await;
+    wait_for("the delivery over TLS", || !trusted.got.lock().unwrap().is_empty()).await;
+    let got = trusted.got.lock().unwrap().clone();
+    assert_signed(&hooks[0].1, &got[0].0, &got[0].1);
+    assert_eq!(serde_json::from_str::<Value>(&got[0].1).unwrap()["job_id"], job.as_str());
+    // The other one is retried with the reason on the delivery, and never reached.
+    let t0 = Instant::now();
+    let error = loop {
+        let (_, d) = user.get(&format!("/v1/webhooks/{}/deliveries", hooks[1].0)).await.unwrap();
+        if let Some(e) = d["items"][0]["last_error"].as_str() {
+            break e.to_string();
+        }
+        assert!(t0.elapsed() < WAIT, "no failed attempt recorded: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("certificate"), "{error}");
+    assert!(untrusted.got.lock().unwrap().is_empty(), "the untrusted receiver got a request");
+
+    // A CA file with no certificate stops the server at start, naming the setting.
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "nothing here\n").unwrap();
+    let e = Server::start(&db, &["--no-seed", "--webhook-ca-cert", bad.to_str().unwrap()]).await.err().unwrap();
+    assert!(format!("{e:#}").contains("webhook_ca_cert"), "{e:#}");
+}

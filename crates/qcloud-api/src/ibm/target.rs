@@ -80,22 +80,92 @@ pub fn is_backend(d: &DeviceView) -> bool {
     d.kind == DeviceKind::Gate
 }
 
-/// Number of qubits a gate takes, for the standard gates a target may name.
+/// The gates of Qiskit's standard library that a backend's target may name (the one- and
+/// two-qubit gates of `qiskit.circuit.library.get_standard_gate_name_mapping()`, Qiskit 2.x):
+/// name, qubits, parameter names. The facade places a gate on every qubit or on every coupling
+/// pair, so gates on three or more qubits have no place in a target here (the transpiler
+/// decomposes them).
+pub const STANDARD_GATES: &[(&str, usize, &[&str])] = &[
+    ("h", 1, &[]),
+    ("id", 1, &[]),
+    ("p", 1, &["theta"]),
+    ("r", 1, &["theta", "phi"]),
+    ("rx", 1, &["theta"]),
+    ("ry", 1, &["theta"]),
+    ("rz", 1, &["theta"]),
+    ("s", 1, &[]),
+    ("sdg", 1, &[]),
+    ("sx", 1, &[]),
+    ("sxdg", 1, &[]),
+    ("t", 1, &[]),
+    ("tdg", 1, &[]),
+    ("u", 1, &["theta", "phi", "lambda"]),
+    ("u1", 1, &["theta"]),
+    ("u2", 1, &["phi", "lambda"]),
+    ("u3", 1, &["theta", "phi", "lambda"]),
+    ("x", 1, &[]),
+    ("y", 1, &[]),
+    ("z", 1, &[]),
+    ("ch", 2, &[]),
+    ("cp", 2, &["theta"]),
+    ("crx", 2, &["theta"]),
+    ("cry", 2, &["theta"]),
+    ("crz", 2, &["theta"]),
+    ("cs", 2, &[]),
+    ("csdg", 2, &[]),
+    ("csx", 2, &[]),
+    ("cu", 2, &["theta", "phi", "lambda", "gamma"]),
+    ("cu1", 2, &["theta"]),
+    ("cu3", 2, &["theta", "phi", "lambda"]),
+    ("cx", 2, &[]),
+    ("cy", 2, &[]),
+    ("cz", 2, &[]),
+    ("dcx", 2, &[]),
+    ("ecr", 2, &[]),
+    ("iswap", 2, &[]),
+    ("rxx", 2, &["theta"]),
+    ("ryy", 2, &["theta"]),
+    ("rzx", 2, &["theta"]),
+    ("rzz", 2, &["theta"]),
+    ("swap", 2, &[]),
+    ("xx_minus_yy", 2, &["theta", "beta"]),
+    ("xx_plus_yy", 2, &["theta", "beta"]),
+];
+
+/// Other names of standard gates, each the same operation as the gate it names: the legacy
+/// `u1`, `u3`, `cu1` (Qiskit keeps them but OpenQASM 3's `stdgates.inc` lacks `cu1`, and the
+/// transpiler optimises the modern ones), QDMI's `i`, OpenQASM's `phase`, `cphase`, `CX`, `cnot`.
+const GATE_ALIASES: &[(&str, &str)] = &[
+    ("i", "id"),
+    ("u1", "p"),
+    ("phase", "p"),
+    ("u3", "u"),
+    ("U", "u"),
+    ("cu1", "cp"),
+    ("cphase", "cp"),
+    ("CX", "cx"),
+    ("cnot", "cx"),
+];
+
+/// The standard gate a device's operation of `num_qubits` qubits is, by its name or an alias;
+/// `None` for a name Qiskit's target cannot build (or one on three or more qubits, or with
+/// another number of qubits than the gate's).
+pub fn standard_gate(name: &str, num_qubits: usize) -> Option<&'static str> {
+    let name = GATE_ALIASES.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, g)| *g);
+    STANDARD_GATES.iter().find(|(g, n, _)| *g == name && *n == num_qubits).map(|(g, _, _)| *g)
+}
+
+/// Number of qubits a gate takes: the standard gates' own, else 1 (a seeded target names
+/// standard gates; `ccx` and `cswap` take 3).
 fn arity(gate: &str) -> usize {
     match gate {
-        "cx" | "cz" | "ecr" | "rzz" | "swap" | "cy" | "ch" | "crz" | "cp" | "iswap" => 2,
-        "ccx" | "cswap" => 3,
-        _ => 1,
+        "ccx" | "cswap" | "ccz" | "rccx" => 3,
+        _ => STANDARD_GATES.iter().find(|(g, _, _)| *g == gate).map_or(1, |(_, n, _)| *n),
     }
 }
 
 fn gate_params(gate: &str) -> Vec<&'static str> {
-    match gate {
-        "rz" | "rx" | "ry" | "p" | "rzz" | "crz" | "cp" | "u1" => vec!["theta"],
-        "u2" => vec!["phi", "lambda"],
-        "u" | "u3" => vec!["theta", "phi", "lambda"],
-        _ => vec![],
-    }
+    STANDARD_GATES.iter().find(|(g, _, _)| *g == gate).map_or_else(Vec::new, |(_, _, p)| p.to_vec())
 }
 
 /// Default figures of a gate when the target gives none: virtual `rz` is free.

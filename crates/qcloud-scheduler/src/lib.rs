@@ -104,6 +104,7 @@ impl Scheduler {
         }
         if shared.cfg.lead {
             tasks.push(tokio::spawn(prune(shared.clone())));
+            tasks.push(tokio::spawn(vacuum_queue(shared.clone())));
         }
         tasks.push(tokio::spawn(worker::claimer(shared.clone())));
         tasks.push(tokio::spawn(worker::heartbeat(shared.clone())));
@@ -164,6 +165,24 @@ async fn prune(shared: Arc<Shared>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// How often the queue table's dead rows are checked (and vacuumed when there are enough).
+const QUEUE_VACUUM_EVERY: Duration = Duration::from_secs(1);
+
+/// Keep `job_queue` free of the rows of jobs that started (see `Service::vacuum_queue_if_needed`).
+/// VACUUM takes no lock that the scheduler's statements wait on, and two replicas vacuuming at
+/// once only repeat work, so it needs no leader term.
+async fn vacuum_queue(shared: Arc<Shared>) {
+    loop {
+        if let Err(e) = shared.svc.vacuum_queue_if_needed().await {
+            warn!(error = %e, "vacuuming the queue table failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(QUEUE_VACUUM_EVERY) => {}
             _ = shared.shutdown.cancelled() => return,
         }
     }

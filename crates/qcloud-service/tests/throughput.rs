@@ -213,3 +213,78 @@ async fn retention_prunes_old_terminal_jobs_only(pool: PgPool) {
         .unwrap();
     assert_eq!(off.prune_jobs(100).await.unwrap(), 0);
 }
+
+impl Env {
+    /// `job_queue` holds exactly the queued jobs, with their queue columns.
+    async fn assert_queue_mirrors_jobs(&self, when: &str) {
+        let diff = self
+            .count(
+                "SELECT count(*) FROM (
+                    (SELECT job_id, device, project, session_id, priority, seq FROM job_queue
+                     EXCEPT SELECT id, device, project, session_id, priority, seq FROM jobs WHERE status = 'queued')
+                    UNION ALL
+                    (SELECT id, device, project, session_id, priority, seq FROM jobs WHERE status = 'queued'
+                     EXCEPT SELECT job_id, device, project, session_id, priority, seq FROM job_queue)) d",
+            )
+            .await;
+        assert_eq!(diff, 0, "job_queue differs from the queued jobs {when}");
+        let (q, j) = (
+            self.count("SELECT count(*) FROM job_queue").await,
+            self.count("SELECT count(*) FROM jobs WHERE status = 'queued'").await,
+        );
+        assert_eq!(q, j, "queue rows vs queued jobs {when}");
+    }
+}
+
+/// The queue table (migration 0012) follows every way a job enters or leaves the queue: bulk and
+/// single submits, session jobs, cancel, a session's cancel, starts and completions, a lost
+/// worker's requeue, retention; and the leader's VACUUM of it clears the rows jobs left behind.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn the_queue_table_mirrors_the_queued_jobs_through_every_transition(pool: PgPool) {
+    let cfg = ServiceConfig { lease: chrono::Duration::milliseconds(1), ..ServiceConfig::default() };
+    let e = env(pool, cfg).await;
+    let bulk = e.svc.submit_jobs(&e.alice, (0..600).map(|i| noop("dev_a", i)).collect()).await.unwrap();
+    let single = e.svc.submit_job(&e.alice, noop("dev_b", 1000)).await.unwrap().0.id;
+    let sid = e.svc.open_session(&e.alice, OpenSession::new("dev_b", SessionMode::Batch)).await.unwrap().id;
+    for i in 0..3 {
+        e.svc
+            .submit_job(&e.alice, SubmitJob { session_id: Some(sid), device: None, ..noop("dev_b", 2000 + i) })
+            .await
+            .unwrap();
+    }
+    e.assert_queue_mirrors_jobs("after submits").await;
+    assert_eq!(e.count("SELECT count(*) FROM job_queue").await, 604);
+
+    e.svc.cancel_job(&e.alice, qcloud_service::jobs::CancelJob { id: bulk[599].id }).await.unwrap();
+    e.assert_queue_mirrors_jobs("after a cancel").await;
+    e.svc.cancel_session(&e.alice, qcloud_service::sessions::CancelSession { id: sid }).await.unwrap();
+    e.assert_queue_mirrors_jobs("after a session's cancel").await;
+
+    // A worker claims dev_b's job and is lost (its 1 ms lease runs out): the job is queued again.
+    e.svc.dispatch_device("dev_b", Fence::Leader { me: e.me, term: e.term }).await.unwrap();
+    let lost = e.svc.claim_jobs(Uuid::now_v7(), 32).await.unwrap();
+    assert_eq!(lost.iter().map(|j| j.id).collect::<Vec<_>>(), vec![single]);
+    e.assert_queue_mirrors_jobs("while dev_b's job runs").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(e.svc.recover_lost_jobs(e.me, e.term).await.unwrap(), 1);
+    assert_eq!(e.status(single).await, "queued");
+    e.assert_queue_mirrors_jobs("after a lost worker's job was requeued").await;
+
+    // Running the queue to the end leaves it empty; the VACUUM removes what the starts left.
+    assert_eq!(e.run_device("dev_a").await.len(), 599);
+    assert_eq!(e.run_device("dev_b").await, vec![single]);
+    e.assert_queue_mirrors_jobs("after every job ran").await;
+    assert_eq!(e.count("SELECT count(*) FROM job_queue").await, 0);
+    // The statistics the vacuum task reads arrive within a second or so.
+    let t0 = std::time::Instant::now();
+    while !e.svc.vacuum_queue_if_needed().await.unwrap() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "the dead queue rows never showed in the statistics"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dead: i64 = e.count("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'job_queue'").await;
+    assert!(dead < qcloud_service::retention::QUEUE_VACUUM_MIN_DEAD, "{dead} dead rows after the VACUUM");
+    assert!(!e.svc.vacuum_queue_if_needed().await.unwrap(), "nothing left to vacuum");
+}

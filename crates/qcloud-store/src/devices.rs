@@ -88,7 +88,7 @@ pub struct DeviceOverview {
 }
 
 const OVERVIEW: &str = "SELECT d.*,
-        (SELECT count(*) FROM jobs j WHERE j.device = d.name AND j.status = 'queued') AS queued_jobs,
+        (SELECT count(*) FROM job_queue q WHERE q.device = d.name) AS queued_jobs,
         h.id AS held_by, h.project AS held_by_project
     FROM devices d
     LEFT JOIN LATERAL (SELECT s.id, s.project FROM sessions s WHERE s.device = d.name AND s.state = 'active' LIMIT 1) h
@@ -188,7 +188,7 @@ pub async fn with_pending_work(conn: &mut PgConnection) -> sqlx::Result<Vec<Stri
          WHERE d.status = 'online'
            AND (d.driver <> 'agent' OR (d.agent_connected AND d.agent_status = 'online'))
            AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = d.name AND r.status = 'running')
-           AND EXISTS (SELECT 1 FROM jobs q WHERE q.device = d.name AND q.status = 'queued')",
+           AND EXISTS (SELECT 1 FROM job_queue q WHERE q.device = d.name)",
     )
     .fetch_all(conn)
     .await

@@ -220,7 +220,7 @@ pub async fn cluster_gauges(conn: &mut PgConnection, replica: Uuid) -> sqlx::Res
     // Every device appears (0 when idle), so that a series does not vanish.
     let jobs: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT d.name,
-                (SELECT count(*) FROM jobs j WHERE j.device = d.name AND j.status = 'queued'),
+                (SELECT count(*) FROM job_queue q WHERE q.device = d.name),
                 (SELECT count(*) FROM jobs j WHERE j.device = d.name AND j.status = 'running')
          FROM devices d ORDER BY d.name",
     )

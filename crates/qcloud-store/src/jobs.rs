@@ -301,7 +301,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Job>
 /// (priority, then arrival; fair share can still reorder projects).
 pub async fn queue_position(conn: &mut PgConnection, job: &Job) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "SELECT count(*) + 1 FROM jobs WHERE device = $1 AND status = 'queued'
+        "SELECT count(*) + 1 FROM job_queue WHERE device = $1
            AND (priority > $2 OR (priority = $2 AND seq < $3))",
     )
     .bind(&job.device)
@@ -347,24 +347,24 @@ impl<'r> FromRow<'r, PgRow> for CandidateRow {
 }
 
 /// Rule 3's candidates of a device in one query: the head of each project's job-mode queue (found
-/// by a loose index scan on `jobs_queued_heads`, one probe per project), and the waiting sessions
+/// by a loose index scan on `job_queue_heads`, one probe per project), and the waiting sessions
 /// (pending or inactive) with a queued job; each as (is_session, id, project, priority, arrival
 /// sequence). `limit` bounds the projects and the sessions considered.
 pub async fn candidates(conn: &mut PgConnection, device: &str, limit: i64) -> sqlx::Result<Vec<CandidateRow>> {
     sqlx::query_as(
         "(WITH RECURSIVE heads AS (
-            (SELECT id, project, priority, seq FROM jobs
-             WHERE device = $1 AND status = 'queued' AND session_id IS NULL
+            (SELECT job_id AS id, project, priority, seq FROM job_queue
+             WHERE device = $1 AND session_id IS NULL
              ORDER BY project, priority DESC, seq LIMIT 1)
             UNION ALL
             SELECT n.* FROM heads h CROSS JOIN LATERAL (
-                SELECT id, project, priority, seq FROM jobs
-                WHERE device = $1 AND status = 'queued' AND session_id IS NULL AND project > h.project
+                SELECT job_id AS id, project, priority, seq FROM job_queue
+                WHERE device = $1 AND session_id IS NULL AND project > h.project
                 ORDER BY project, priority DESC, seq LIMIT 1) n)
           SELECT false AS is_session, id, project, priority, seq FROM heads LIMIT $2)
          UNION ALL
          (SELECT true, s.id, s.project, s.priority, q.seq FROM sessions s
-          CROSS JOIN LATERAL (SELECT min(seq) AS seq FROM jobs j WHERE j.session_id = s.id AND j.status = 'queued') q
+          CROSS JOIN LATERAL (SELECT min(seq) AS seq FROM job_queue j WHERE j.session_id = s.id) q
           WHERE s.device = $1 AND s.state IN ('pending', 'inactive') AND q.seq IS NOT NULL
           ORDER BY s.priority DESC, q.seq LIMIT $2)",
     )
@@ -376,7 +376,7 @@ pub async fn candidates(conn: &mut PgConnection, device: &str, limit: i64) -> sq
 
 /// The next queued job of a session (arrival order).
 pub async fn next_in_session(conn: &mut PgConnection, session: Uuid) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1")
+    sqlx::query_scalar("SELECT job_id FROM job_queue WHERE session_id = $1 ORDER BY seq LIMIT 1")
         .bind(session)
         .fetch_optional(conn)
         .await
@@ -384,11 +384,13 @@ pub async fn next_in_session(conn: &mut PgConnection, session: Uuid) -> sqlx::Re
 
 /// Queued jobs of a session, after the first `skip`, for preparing ahead (rule 12).
 pub async fn queued_in_session(conn: &mut PgConnection, session: Uuid, limit: i64) -> sqlx::Result<Vec<Job>> {
-    sqlx::query_as("SELECT * FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT $2")
-        .bind(session)
-        .bind(limit)
-        .fetch_all(conn)
-        .await
+    sqlx::query_as(
+        "SELECT j.* FROM job_queue q JOIN jobs j ON j.id = q.job_id WHERE q.session_id = $1 ORDER BY q.seq LIMIT $2",
+    )
+    .bind(session)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
 }
 
 /// queued -> running (and the session's `last_job_started`). With `owner`, the caller's replica
@@ -448,7 +450,7 @@ pub async fn start_next_in_session(
                    attempt = attempt + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
                    lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
                                            ELSE now() + make_interval(secs => $4::float8 / 1000) END
-            WHERE id = (SELECT id FROM jobs WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1)
+            WHERE id = (SELECT job_id FROM job_queue WHERE session_id = $1 ORDER BY seq LIMIT 1)
               AND status = 'queued' RETURNING *),
          session AS (
             UPDATE sessions SET last_job_started = started.started_at FROM started
@@ -760,6 +762,22 @@ pub async fn fail_lost(conn: &mut PgConnection, id: Uuid, epoch: i64, reason: &s
     .await?
     .rows_affected()
         == 1)
+}
+
+/// Dead rows in `job_queue` (jobs that left the queue since its last VACUUM), from the table
+/// statistics (updated by each backend within about a second).
+pub async fn queue_dead_rows(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'job_queue'::regclass), 0)",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// `VACUUM job_queue`: removes the rows (and index entries) of jobs that left the queue, so that
+/// the queue's index scans never walk them. Runs outside any transaction.
+pub async fn vacuum_queue(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("VACUUM job_queue").persistent(false).execute(conn).await.map(|_| ())
 }
 
 /// Delete up to `limit` terminal jobs that finished more than `older_than_ms` ago, oldest first

@@ -138,7 +138,7 @@ pub struct Holder {
 pub async fn lock_holder(conn: &mut PgConnection, device: &str) -> sqlx::Result<Option<Holder>> {
     sqlx::query_as(
         "SELECT s.*, now() AS db_now,
-                EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id AND j.status = 'queued') AS has_queued,
+                EXISTS (SELECT 1 FROM job_queue j WHERE j.session_id = s.id) AS has_queued,
                 EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id AND j.status = 'running') AS has_running
          FROM sessions s WHERE s.device = $1 AND s.state = 'active' FOR NO KEY UPDATE OF s",
     )
@@ -150,7 +150,7 @@ pub async fn lock_holder(conn: &mut PgConnection, device: &str) -> sqlx::Result<
 /// Whether the session has queued jobs and running jobs.
 pub async fn job_presence(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<(bool, bool)> {
     sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1 AND status = 'queued'),
+        "SELECT EXISTS (SELECT 1 FROM job_queue WHERE session_id = $1),
                 EXISTS (SELECT 1 FROM jobs WHERE session_id = $1 AND status = 'running')",
     )
     .bind(id)

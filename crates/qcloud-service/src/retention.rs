@@ -6,8 +6,12 @@
 use crate::error::Result;
 use crate::Service;
 
-/// Dead queue rows that make a VACUUM of `job_queue` worth running (a few index pages' worth).
+/// Dead queue rows that make a VACUUM of `job_queue` worth running (a few index pages' worth)...
 pub const QUEUE_VACUUM_MIN_DEAD: i64 = 500;
+/// ... and at least this fraction of the live rows: a VACUUM scans the queue's whole indexes, so
+/// its cost grows with the queue, and it runs about once per tenth of the queue that started
+/// (a deep queue's heads then walk at most that many dead entries).
+pub const QUEUE_VACUUM_DEAD_FRACTION: f64 = 0.1;
 
 impl Service {
     /// VACUUM the queue table when enough jobs left it since the last one; returns whether it ran.
@@ -16,7 +20,8 @@ impl Service {
     /// autovacuum is off or slow.)
     pub async fn vacuum_queue_if_needed(&self) -> Result<bool> {
         let mut conn = self.pool.acquire().await?;
-        if qcloud_store::jobs::queue_dead_rows(&mut conn).await? < QUEUE_VACUUM_MIN_DEAD {
+        let (dead, live) = qcloud_store::jobs::queue_rows(&mut conn).await?;
+        if dead < QUEUE_VACUUM_MIN_DEAD.max((live as f64 * QUEUE_VACUUM_DEAD_FRACTION) as i64) {
             return Ok(false);
         }
         qcloud_store::jobs::vacuum_queue(&mut conn).await?;

@@ -764,14 +764,14 @@ pub async fn fail_lost(conn: &mut PgConnection, id: Uuid, epoch: i64, reason: &s
         == 1)
 }
 
-/// Dead rows in `job_queue` (jobs that left the queue since its last VACUUM), from the table
-/// statistics (updated by each backend within about a second).
-pub async fn queue_dead_rows(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'job_queue'::regclass), 0)",
-    )
-    .fetch_one(conn)
-    .await
+/// Dead and live rows of `job_queue` (dead: jobs that left the queue since its last VACUUM), from
+/// the table statistics (updated by each backend within about a second).
+pub async fn queue_rows(conn: &mut PgConnection) -> sqlx::Result<(i64, i64)> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT n_dead_tup, n_live_tup FROM pg_stat_user_tables WHERE relid = 'job_queue'::regclass")
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.unwrap_or((0, 0)))
 }
 
 /// `VACUUM job_queue`: removes the rows (and index entries) of jobs that left the queue, so that

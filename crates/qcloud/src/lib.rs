@@ -150,7 +150,11 @@ async fn connect(
     // paired runs of the drain scenario (bench/server/run.sh, 10,000 jobs on 64 devices, the same
     // binary with QCLOUD_DB_GENERIC_PLANS=false/true): 1.10-1.16x the jobs/s, 0.87-0.94x the
     // Postgres CPU per job. Queries whose shape depends on their filters are built per call.
+    // No JIT: every statement is short, and a generic plan's estimate for `LIMIT $n` (a tenth of
+    // the rows) crossed `jit_above_cost` on a large history, so a 0.1 ms page of 20 jobs spent
+    // 12 ms compiling (measured by the history benchmark with 5,000,000 jobs: list p99 224 ms).
     let options: PgConnectOptions = local.url.parse().context("parsing the database URL")?;
+    let options = options.options([("jit", "off")]);
     let options =
         if c.db_generic_plans { options.options([("plan_cache_mode", "force_generic_plan")]) } else { options };
     let pool = PgPoolOptions::new()

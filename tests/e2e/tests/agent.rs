@@ -145,6 +145,27 @@ fn agent_client(e: &Env, token: &str) -> Client {
     e.server.client(token)
 }
 
+/// gzip `body` at `level`.
+fn gzip(body: &[u8], level: flate2::Compression) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+    std::io::Write::write_all(&mut gz, body).unwrap();
+    gz.finish().unwrap()
+}
+
+/// `POST /v1/agent/jobs/{job}/complete` with a raw body labelled `Content-Encoding: gzip` (whether
+/// or not it is).
+async fn complete_labelled_gzip(e: &Env, token: &str, job: &str, body: Vec<u8>) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/v1/agent/jobs/{job}/complete", e.server.url))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn device_tokens_are_scoped_to_the_agent_routes_of_one_device() {
     let e = env(&[]).await;
@@ -329,18 +350,7 @@ async fn large_results_are_accepted_gzip_compressed() {
     // 20 MB of JSON, above the 16 MiB request limit of the other routes.
     let big = "x".repeat(20 << 20);
     let body = serde_json::to_vec(&json!({"epoch": epoch, "result": {"blob": big}})).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &body).unwrap();
-    let zipped = gz.finish().unwrap();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/agent/jobs/{job}/complete", e.server.url))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(zipped)
-        .send()
-        .await
-        .unwrap();
+    let resp = complete_labelled_gzip(&e, &token, &job, gzip(&body, flate2::Compression::fast())).await;
     beat.abort();
     assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
     let (_, r) = e.user.get(&format!("/v1/jobs/{job}/result")).await.unwrap();
@@ -358,34 +368,17 @@ async fn a_result_over_the_configured_maximum_is_413_after_decompression_and_cha
     let epoch = c["lease"]["epoch"].as_i64().unwrap();
     // 2 MiB of JSON that gzips to a few KiB: the limit counts what it decompresses to.
     let body = serde_json::to_vec(&json!({"epoch": epoch, "result": {"blob": "0".repeat(2 << 20)}})).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    std::io::Write::write_all(&mut gz, &body).unwrap();
-    let zipped = gz.finish().unwrap();
+    let zipped = gzip(&body, flate2::Compression::best());
     assert!(zipped.len() < 64 << 10);
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/agent/jobs/{job}/complete", e.server.url))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(zipped)
-        .send()
-        .await
-        .unwrap();
+    let resp = complete_labelled_gzip(&e, &token, &job, zipped).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
     let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
     assert_eq!(j["status"], "running", "{j}");
     // A body that is not gzip although it says so: a 4xx, not a 500.
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/agent/jobs/{job}/complete", e.server.url))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(json!({"epoch": epoch, "result": {"not": "gzip"}}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let not_gzip = json!({"epoch": epoch, "result": {"not": "gzip"}}).to_string().into_bytes();
+    let resp = complete_labelled_gzip(&e, &token, &job, not_gzip).await;
     assert!(resp.status().is_client_error(), "{}", resp.status());
     let (_, j) = e.user.get(&format!("/v1/jobs/{job}")).await.unwrap();
     assert_eq!(j["status"], "running", "{j}");

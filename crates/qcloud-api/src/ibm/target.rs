@@ -152,7 +152,12 @@ const GATE_ALIASES: &[(&str, &str)] = &[
 /// another number of qubits than the gate's).
 pub fn standard_gate(name: &str, num_qubits: usize) -> Option<&'static str> {
     let name = GATE_ALIASES.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, g)| *g);
-    STANDARD_GATES.iter().find(|(g, n, _)| *g == name && *n == num_qubits).map(|(g, _, _)| *g)
+    standard(name).filter(|(_, n, _)| *n == num_qubits).map(|(g, _, _)| *g)
+}
+
+/// The [`STANDARD_GATES`] entry of `gate` (by its own name, not an alias).
+fn standard(gate: &str) -> Option<&'static (&'static str, usize, &'static [&'static str])> {
+    STANDARD_GATES.iter().find(|(g, _, _)| *g == gate)
 }
 
 /// Number of qubits a gate takes: the standard gates' own, else 1 (a seeded target names
@@ -160,12 +165,12 @@ pub fn standard_gate(name: &str, num_qubits: usize) -> Option<&'static str> {
 fn arity(gate: &str) -> usize {
     match gate {
         "ccx" | "cswap" | "ccz" | "rccx" => 3,
-        _ => STANDARD_GATES.iter().find(|(g, _, _)| *g == gate).map_or(1, |(_, n, _)| *n),
+        _ => standard(gate).map_or(1, |(_, n, _)| *n),
     }
 }
 
 fn gate_params(gate: &str) -> Vec<&'static str> {
-    STANDARD_GATES.iter().find(|(g, _, _)| *g == gate).map_or_else(Vec::new, |(_, _, p)| p.to_vec())
+    standard(gate).map_or_else(Vec::new, |(_, _, p)| p.to_vec())
 }
 
 /// Default figures of a gate when the target gives none: virtual `rz` is free.

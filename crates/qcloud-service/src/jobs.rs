@@ -241,7 +241,13 @@ impl Service {
                 }
             }
         }
+        // A session job that names its device, with no idempotency key or webhook, is one
+        // statement that checks the session as it inserts (below); its session is read only to
+        // say why it was refused.
+        let one_statement_session_job =
+            req.session_id.is_some() && req.device.is_some() && idempotency_key.is_none() && webhook.is_none();
         let device_name = match (req.session_id, &req.device) {
+            (Some(_), Some(d)) if one_statement_session_job => d.clone(),
             (Some(sid), dev) => {
                 let s = qcloud_store::sessions::get(&mut conn, &who.project, sid)
                     .await?
@@ -327,6 +333,15 @@ impl Service {
             same_request(k, &hit, request_hash.as_ref())?;
             return Ok((self.view_with_position(&mut conn, hit.job).await?, false));
         }
+        if let (true, Some(sid)) = (one_statement_session_job, req.session_id) {
+            let own_priority = req.priority.is_some();
+            if let Some(i) =
+                qcloud_store::jobs::insert_into_session(&mut conn, new_job(req.priority), own_priority).await?
+            {
+                return Ok((job_view(i.job, None), true));
+            }
+            return Err(self.session_refusal(&mut conn, &who.project, sid, &device.name).await?);
+        }
         drop(conn);
 
         let mut tx = self.pool.begin().await?;
@@ -390,15 +405,61 @@ impl Service {
         self.view_with_position(&mut conn, row).await
     }
 
+    /// Why session `sid` refused a job for `device` (see [`qcloud_store::jobs::insert_into_session`]):
+    /// the errors of the transactional path, in its order.
+    async fn session_refusal(
+        &self,
+        conn: &mut qcloud_store::PgConnection,
+        project: &str,
+        sid: Uuid,
+        device: &str,
+    ) -> Result<ServiceError> {
+        let Some(s) = qcloud_store::sessions::get(conn, project, sid).await? else {
+            return Ok(ServiceError::not_found("session", sid));
+        };
+        Ok(if s.device != device {
+            ServiceError::conflict(
+                "device_mismatch",
+                format!("session {sid} runs on device '{}', not '{device}'", s.device),
+            )
+        } else if !s.state.is_open() {
+            ServiceError::conflict(
+                "session_closed",
+                format!("session {sid} is closed ({})", s.closed_reason.map(|r| r.as_str()).unwrap_or("closed")),
+            )
+        } else if !s.accepting_jobs {
+            ServiceError::conflict("session_not_accepting", format!("session {sid} does not accept new jobs"))
+        } else {
+            // Open and accepting when read again: it was reopened between the statement and the
+            // read, which no transition allows.
+            ServiceError::Internal(format!("session {sid} refused a job and then looked open"))
+        })
+    }
+
+    /// A job and, once it has completed, its result, in one query (for a facade that answers
+    /// with the one or the other).
+    pub async fn job_with_result(&self, who: &Principal, id: Uuid) -> Result<(JobView, Option<serde_json::Value>)> {
+        let mut conn = self.pool.acquire().await?;
+        let qcloud_store::jobs::WithResult { job, stored_result } =
+            qcloud_store::jobs::get_with_result(&mut conn, &who.project, id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("job", id))?;
+        if job.status == JobStatus::Completed && stored_result.is_none() {
+            return Err(ServiceError::Internal(format!("completed job {id} has no stored result")));
+        }
+        let view = self.view_with_position(&mut conn, job).await?;
+        Ok((view, stored_result.map(|r| r.0)))
+    }
+
     pub async fn job_result(&self, who: &Principal, id: Uuid) -> Result<JobResult> {
         let mut conn = self.pool.acquire().await?;
-        let row = qcloud_store::jobs::get(&mut conn, &who.project, id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("job", id))?;
+        let qcloud_store::jobs::WithResult { job: row, stored_result } =
+            qcloud_store::jobs::get_with_result(&mut conn, &who.project, id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("job", id))?;
         match row.status {
             JobStatus::Completed => {
-                let result = qcloud_store::jobs::result(&mut conn, id)
-                    .await?
+                let result = stored_result
                     .ok_or_else(|| ServiceError::Internal(format!("completed job {id} has no stored result")))?;
                 Ok(JobResult { job_id: id, result: result.0 })
             }

@@ -26,10 +26,9 @@ impl Service {
     /// The caller's project.
     pub async fn my_project(&self, who: &Principal) -> Result<ProjectView> {
         let mut conn = self.pool.acquire().await?;
-        let row = qcloud_store::projects::by_name(&mut conn, &who.project)
+        let (row, used_seconds) = qcloud_store::projects::by_name_with_usage(&mut conn, &who.project)
             .await?
             .ok_or_else(|| ServiceError::not_found("project", &who.project))?;
-        let used_seconds = qcloud_store::tokens::usage(&mut conn, &row.name).await?;
         Ok(ProjectView {
             name: row.name,
             id: row.id,

@@ -875,3 +875,52 @@ async fn intervals_follow_the_device_handover(pool: PgPool) {
         b.started_at
     );
 }
+
+/// A session job is checked the same whether it names its device (one statement that checks the
+/// session as it inserts) or not (the session is read first, then a transaction): the session's
+/// priority unless the job gives its own, and each refusal with its code, nothing stored and the
+/// session untouched.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn session_jobs_are_checked_alike_with_and_without_their_device(pool: PgPool) {
+    let e = env(pool).await;
+    let dev = e.device("d1").await;
+    let other = e.device("d2").await;
+    for named in [false, true] {
+        let device = named.then_some(dev.as_str());
+        let s = e.session(&e.alice, OpenSession { priority: Priority::High, ..session_req(&dev, "batch") }).await;
+        let inherited = e.svc.submit_job(&e.alice, job_req(device, Some(s), None)).await.unwrap().0;
+        assert_eq!((inherited.session_id, e.row(inherited.id).await.priority), (Some(s), 2), "named {named}");
+        let own = e.svc.submit_job(&e.alice, job_req(device, Some(s), Some("low"))).await.unwrap().0;
+        assert_eq!(e.row(own.id).await.priority, 0, "named {named}: the job's own priority");
+
+        let jobs = || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs").fetch_one(e.svc.pool()).await.unwrap()
+        };
+        let touched = || async {
+            sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+                "SELECT last_job_submitted FROM sessions WHERE id = $1",
+            )
+            .bind(s)
+            .fetch_one(e.svc.pool())
+            .await
+            .unwrap()
+        };
+        let (before, at) = (jobs().await, touched().await);
+        // Another project's session is not found; an unknown one neither.
+        let err = e.svc.submit_job(&e.bob, job_req(device, Some(s), None)).await.unwrap_err();
+        assert!(matches!(err, ServiceError::NotFound { .. }), "named {named}: {err:?}");
+        let err = e.svc.submit_job(&e.alice, job_req(device, Some(Uuid::now_v7()), None)).await.unwrap_err();
+        assert!(matches!(err, ServiceError::NotFound { .. }), "named {named}: {err:?}");
+        // Another device than the session's.
+        let err = e.svc.submit_job(&e.alice, job_req(Some(&other), Some(s), None)).await.unwrap_err();
+        assert_eq!(conflict_code(err), "device_mismatch", "named {named}");
+        // Draining, then closed.
+        e.svc.close_session(&e.alice, CloseSession { id: s }).await.unwrap();
+        let err = e.svc.submit_job(&e.alice, job_req(device, Some(s), None)).await.unwrap_err();
+        assert_eq!(conflict_code(err), "session_not_accepting", "named {named}");
+        e.svc.cancel_session(&e.alice, CancelSession { id: s }).await.unwrap();
+        let err = e.svc.submit_job(&e.alice, job_req(device, Some(s), None)).await.unwrap_err();
+        assert_eq!(conflict_code(err), "session_closed", "named {named}");
+        assert_eq!((jobs().await, touched().await), (before, at), "named {named}: a refused job changes nothing");
+    }
+}

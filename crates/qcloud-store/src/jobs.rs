@@ -181,6 +181,53 @@ pub async fn insert_waking(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Resu
     bind_new_job(sqlx::query_as(&sql), &j).bind(crate::channel::WAKE).fetch_optional(conn).await
 }
 
+/// A session job without an idempotency key, in one statement (one implicit transaction when run
+/// outside an explicit one): the session row is touched (`last_job_submitted`, which also locks it
+/// against a concurrent close) only when it is the caller's, open, accepting jobs and on
+/// `j.device`; the job is inserted only then, with the session's priority unless `own_priority`;
+/// and the device is woken (`NOTIFY qcloud_wake`) when it had no running job. `None` when the
+/// session refused (nothing changed): the caller reads the session to say why.
+pub async fn insert_into_session(
+    conn: &mut PgConnection,
+    j: NewJob<'_>,
+    own_priority: bool,
+) -> sqlx::Result<Option<Inserted>> {
+    sqlx::query_as(
+        "WITH s AS (
+            UPDATE sessions SET last_job_submitted = now()
+            WHERE id = $5 AND project = $2 AND device = $4 AND state <> 'closed' AND accepting_jobs
+            RETURNING id, priority),
+         ins AS (
+            INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
+                    priority, max_execution_ms)
+            SELECT $1, $2, $3, $4, s.id, $6, $7, $8, $9, CASE WHEN $11 THEN $10 ELSE s.priority END, $12
+            FROM s
+            RETURNING *),
+         idle AS (
+            SELECT ins.*, NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')
+                   AS device_idle
+            FROM ins)
+         SELECT idle.*,
+                CASE WHEN idle.device_idle THEN (SELECT 1 FROM pg_notify($13, idle.device) AS x) END AS woke
+         FROM idle",
+    )
+    .bind(j.id)
+    .bind(j.project)
+    .bind(j.user)
+    .bind(j.device)
+    .bind(j.session_id)
+    .bind(j.program)
+    .bind(Json(j.payload))
+    .bind(j.shots)
+    .bind(j.tags)
+    .bind(j.priority.rank())
+    .bind(own_priority)
+    .bind(j.max_execution.num_milliseconds())
+    .bind(crate::channel::WAKE)
+    .fetch_optional(conn)
+    .await
+}
+
 /// One job of a bulk insert (no idempotency key: a bulk request is one unit).
 pub struct BulkJob<'a> {
     pub id: Uuid,
@@ -313,6 +360,25 @@ pub async fn queue_position(conn: &mut PgConnection, job: &Job) -> sqlx::Result<
 
 pub async fn result(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Json<serde_json::Value>>> {
     sqlx::query_scalar("SELECT result FROM job_results WHERE job_id = $1").bind(id).fetch_optional(conn).await
+}
+
+/// A job of `project` with its stored result (none until it completes), in one query.
+#[derive(Debug, sqlx::FromRow)]
+pub struct WithResult {
+    #[sqlx(flatten)]
+    pub job: Job,
+    pub stored_result: Option<Json<serde_json::Value>>,
+}
+
+pub async fn get_with_result(conn: &mut PgConnection, project: &str, id: Uuid) -> sqlx::Result<Option<WithResult>> {
+    sqlx::query_as(
+        "SELECT j.*, r.result AS stored_result FROM jobs j LEFT JOIN job_results r ON r.job_id = j.id
+         WHERE j.id = $1 AND j.project = $2",
+    )
+    .bind(id)
+    .bind(project)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn running_on(conn: &mut PgConnection, device: &str) -> sqlx::Result<Option<Uuid>> {

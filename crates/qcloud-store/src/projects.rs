@@ -20,6 +20,26 @@ pub async fn by_name(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option
         .await
 }
 
+/// A project with the device seconds it has used (the sum of its usage rows), in one query.
+pub async fn by_name_with_usage(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<(ProjectRow, f64)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        project: ProjectRow,
+        used_seconds: f64,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT p.name, p.id, p.quota_seconds, p.created_at,
+                COALESCE((SELECT SUM(u.seconds) FROM device_usage u WHERE u.project = p.name), 0)::float8
+                    AS used_seconds
+         FROM projects p WHERE p.name = $1",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.project, r.used_seconds)))
+}
+
 pub async fn by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ProjectRow>> {
     sqlx::query_as("SELECT name, id, quota_seconds, created_at FROM projects WHERE id = $1")
         .bind(id)

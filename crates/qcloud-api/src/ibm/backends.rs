@@ -12,10 +12,40 @@ use serde_json::{json, Value};
 /// The gate device `name`, or IBM's 404 (analog devices are not IBM backends).
 pub(super) async fn backend(s: &IbmState, c: &IbmCaller, name: &str) -> IbmResult<DeviceView> {
     match s.svc.get_device(&c.who, name).await {
-        Ok(d) if target::is_backend(&d) => Ok(d),
+        Ok(d) if target::is_backend(&d) => {
+            remember(s, &d);
+            Ok(d)
+        }
         Ok(_) | Err(qcloud_service::ServiceError::NotFound { .. }) => Err(IbmError::not_found("backend", name)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// How long a backend read by one route spares a submission the same read.
+const RECENT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn remember(s: &IbmState, d: &DeviceView) {
+    if let Ok(mut m) = s.recent_backends.lock() {
+        if m.len() >= 10_000 {
+            m.clear();
+        }
+        m.insert(d.name.clone(), (std::time::Instant::now(), d.num_qubits));
+    }
+}
+
+/// A submission's backend: its name and number of qubits. The client reads the backend's status
+/// just before every submission, so the device read then (at most [`RECENT`] ago) answers; else
+/// it is read. Only a pre-check: the service reads the device again as it stores the job, so a
+/// device deleted since is still a 404, and a paused one takes the job as it would.
+pub(super) async fn submit_target(s: &IbmState, c: &IbmCaller, name: &str) -> IbmResult<(String, i32)> {
+    let seen = s.recent_backends.lock().ok().and_then(|m| m.get(name).copied());
+    if let Some((at, qubits)) = seen {
+        if at.elapsed() < RECENT {
+            return Ok((name.to_owned(), qubits));
+        }
+    }
+    let d = backend(s, c, name).await?;
+    Ok((d.name, d.num_qubits))
 }
 
 /// `GET /backends`.

@@ -115,9 +115,9 @@ pub async fn submit(
         (None, Some(sid)) => s.svc.get_session(&c.who, sid).await?.device,
         (None, None) => return Err(IbmError::bad_request("'backend' is required outside a session")),
     };
-    let device = super::backends::backend(&s, &c, &backend).await?;
+    let (device, num_qubits) = super::backends::submit_target(&s, &c, &backend).await?;
     let mut t = translate::job_params(program, &b.params).map_err(IbmError::bad_request)?;
-    check::fit_pubs(program, &mut t.payload, device.num_qubits.max(0) as usize);
+    check::fit_pubs(program, &mut t.payload, num_qubits.max(0) as usize);
     if let Some(cost) = b.cost {
         if !cost.is_finite() || cost <= 0.0 {
             return Err(IbmError::bad_request(
@@ -130,7 +130,7 @@ pub async fn submit(
         shots: t.shots,
         tags: b.tags.unwrap_or_default(),
         max_execution_time: b.cost,
-        ..SubmitJob::to_device(device.name, program, t.payload)
+        ..SubmitJob::to_device(device, program, t.payload)
     };
     let (j, _) = s.svc.submit_job(&c.who, cmd).await.map_err(|e| match e {
         // The driver's submit-time checks (a circuit that does not parse, parameter values or
@@ -214,22 +214,21 @@ pub async fn get(
 /// job (the client reads it to build its error message).
 pub async fn results(c: IbmCaller, State(s): State<IbmState>, IbmPath(id): IbmPath<String>) -> IbmResult<Response> {
     let id = job_id(&id)?;
-    let j = s.svc.get_job(&c.who, id).await?;
-    match j.status {
-        JobStatus::Completed => {
-            let r = s.svc.job_result(&c.who, id).await?;
-            let body = translate::job_result(&j.program, &r.result).map_err(|e| {
+    let (j, result) = s.svc.job_with_result(&c.who, id).await?;
+    match (j.status, result) {
+        (JobStatus::Completed, Some(result)) => {
+            let body = translate::job_result(&j.program, &result).map_err(|e| {
                 IbmError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("result of job {id}: {e}"))
             })?;
             // Raw text, as IBM serves it: the Python client reads the text and decodes it itself,
             // QRMI's generated client takes a text/plain body verbatim as a string.
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.to_string()).into_response())
         }
-        JobStatus::Failed | JobStatus::Canceled => {
+        (JobStatus::Failed | JobStatus::Canceled, _) => {
             let text = j.reason.unwrap_or_else(|| format!("job {id} is {}", j.status));
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
         }
-        other => {
+        (other, _) => {
             Err(IbmError::new(StatusCode::CONFLICT, "job_not_finished", format!("job {id} is {other}; no result yet")))
         }
     }

@@ -40,11 +40,14 @@ pub struct IbmState {
     project_ids: Arc<Mutex<HashMap<String, Uuid>>>,
     /// Longest hold of a status poll (`jobs::get`).
     pub status_hold: std::time::Duration,
+    /// Gate devices seen lately by a backend route: name -> (when, qubits). See
+    /// [`backends::submit_target`].
+    recent_backends: Arc<Mutex<HashMap<String, (std::time::Instant, i32)>>>,
 }
 
 impl IbmState {
     pub fn new(svc: Service, status_hold: std::time::Duration) -> Self {
-        IbmState { svc, key: Arc::default(), project_ids: Arc::default(), status_hold }
+        IbmState { svc, key: Arc::default(), project_ids: Arc::default(), status_hold, recent_backends: Arc::default() }
     }
 
     /// The HS256 secret of the facade's tokens.

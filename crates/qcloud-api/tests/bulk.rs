@@ -135,3 +135,31 @@ async fn a_batch_holds_one_to_ten_thousand_jobs(pool: PgPool) {
     assert_eq!(body["jobs"].as_array().map(Vec::len), Some(10_000));
     assert_eq!(app.stored().await, 10_000);
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn each_created_job_is_what_a_get_of_it_returns(pool: PgPool) {
+    // The response is built from the request and the stored rows' defaults, not read back: it
+    // must say what the database holds, field for field (but the queue position, which only a
+    // GET computes).
+    let app = app(pool).await;
+    let jobs = json!([
+        {"device": "noop_a", "program": "noop", "payload": {"duration_ms": 0}},
+        {"device": "noop_b", "program": "noop", "payload": {"x": [1, 2.5, "s"]}, "shots": 7, "tags": ["a", "b"],
+         "priority": "high", "max_execution_time": 1.5},
+        {"device": "noop_a", "program": "noop", "payload": {}, "priority": "low", "max_execution_time": 0.0004},
+    ]);
+    let (s, body) = app.send(Method::POST, "/v1/jobs:batch", Some(json!({ "jobs": jobs }))).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let created = body["jobs"].as_array().expect("jobs");
+    assert_eq!(created.len(), 3);
+    for c in created {
+        let (s, mut got) = app.send(Method::GET, &format!("/v1/jobs/{}", c["id"].as_str().unwrap()), None).await;
+        assert_eq!(s, StatusCode::OK, "{got}");
+        assert!(got["queue_position"].as_i64().is_some(), "{got}");
+        got["queue_position"] = Value::Null;
+        assert_eq!(c, &got);
+    }
+    assert_eq!(created[1]["shots"], 7);
+    assert_eq!(created[1]["max_execution_time"], 1.5);
+    assert_eq!(created[2]["max_execution_time"], 0.001, "rounded up to whole milliseconds, as stored");
+}

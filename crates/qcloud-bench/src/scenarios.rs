@@ -603,13 +603,14 @@ pub async fn batch_vs_session(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
 }
 
 /// Post `bodies` in `POST /v1/jobs:batch` requests of `size`, `clients` at a time; returns the
-/// jobs, the latency of each request and the wall time of the whole submission.
+/// jobs, the latency of each request (a histogram, and in the order they ended, ms) and the wall
+/// time of the whole submission.
 async fn submit_batches(
     api: &Api,
     bodies: Vec<Value>,
     size: usize,
     clients: usize,
-) -> Result<(Vec<Job>, Micros, Duration)> {
+) -> Result<(Vec<Job>, Micros, Vec<f64>, Duration)> {
     // A server without `POST /v1/jobs:batch` (a baseline build) gets the jobs one by one.
     if let Err(e) = api.submit_batch(&[]).await {
         if format!("{e:#}").contains("404") {
@@ -618,7 +619,7 @@ async fn submit_batches(
             if let Some(e) = s.first_error {
                 return Err(anyhow!("{} submit errors, first: {e}", s.errors));
             }
-            return Ok((s.jobs, s.post_latency, s.elapsed));
+            return Ok((s.jobs, s.post_latency, Vec::new(), s.elapsed));
         }
     }
     let t0 = Instant::now();
@@ -635,12 +636,14 @@ async fn submit_batches(
     let elapsed = t0.elapsed();
     let mut jobs = Vec::new();
     let mut lat = Micros::default();
+    let mut each = Vec::with_capacity(results.len());
     for r in results {
         let (j, l) = r?;
         jobs.extend(j);
         lat.record_ms(l);
+        each.push(l);
     }
-    Ok((jobs, lat, elapsed))
+    Ok((jobs, lat, each, elapsed))
 }
 
 /// Bulk submit: `--bulk-requests` requests of `--bulk-size` jobs each, one at a time, over the
@@ -654,13 +657,17 @@ pub async fn bulk(ctx: &Ctx, limit: Duration) -> Result<Vec<Row>> {
     let bodies: Vec<Value> = (0..n).map(|i| noop_job(&devices[i % n_dev], &tag, 0)).collect();
     let after = Utc::now() - chrono::Duration::seconds(2);
     let deadline = Instant::now() + limit;
-    let (jobs, lat, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 1).await?;
+    let (jobs, lat, each, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 1).await?;
     let (done, complete) = wait_terminal(&ctx.api, &devices, &tag, after, jobs.len(), deadline).await?;
     let per_request: Vec<f64> = [0.5, 0.99].iter().filter_map(|q| lat.pct_ms(*q)).collect();
+    // Each request's time in order: the first meets an idle scheduler, later ones share the
+    // machine with the drain of the jobs before them.
+    let each_ms: Vec<String> = each.iter().map(|l| format!("{l:.0}")).collect();
     let mut note = format!(
-        "{} requests of {} jobs, one at a time; jobs/s = jobs / sum of request times{}",
+        "{} requests of {} jobs, one at a time (ms each, in order: {}); jobs/s = jobs per request / p50 request time{}",
         a.bulk_requests.max(1),
         a.bulk_size,
+        each_ms.join(", "),
         if complete { "" } else { "; NOT ALL DONE at the time limit" }
     );
     note += &status_note(&done);
@@ -693,7 +700,7 @@ async fn queued_then_resumed(
     let tag = ctx.tag(label);
     let bodies: Vec<Value> = (0..n).map(|i| noop_job(&devices[i % n_dev], &tag, 0)).collect();
     let after = Utc::now() - chrono::Duration::seconds(2);
-    let (submitted, lat, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 2).await?;
+    let (submitted, lat, _, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 2).await?;
     let resumed: Vec<Result<()>> = futures::stream::iter(devices.iter())
         .map(|d| ctx.api.set_device_status(d, "online"))
         .buffer_unordered(16)
@@ -805,7 +812,7 @@ pub async fn hold(ctx: &Ctx) -> Result<Vec<Row>> {
     let devices = ctx.devices("hold", 64, "noop", 1, true).await?;
     let tag = ctx.tag("hold");
     let bodies: Vec<Value> = (0..a.hold_jobs).map(|i| noop_job(&devices[i % devices.len()], &tag, 0)).collect();
-    let (jobs, lat, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 2).await?;
+    let (jobs, lat, _, elapsed) = submit_batches(&ctx.api, bodies, a.bulk_size, 2).await?;
     Ok(vec![Row {
         scenario: "hold".into(),
         devices: "64 paused".into(),

@@ -4,10 +4,11 @@
 
 use crate::auth::Principal;
 use crate::error::{Result, ServiceError};
-use crate::jobs::{job_view, JobView, SubmitJob};
+use crate::jobs::{JobView, SubmitJob};
 use crate::pipeline::Device;
 use crate::Service;
 use crate::{checks, validate};
+use qcloud_core::JobStatus;
 use qcloud_store::jobs::BulkJob;
 use std::collections::HashMap;
 use tracing::instrument;
@@ -71,10 +72,43 @@ impl Service {
             .collect();
         // One statement: its implicit transaction stores all of the jobs or none.
         let stored = qcloud_store::jobs::insert_bulk(&mut conn, &who.project, &who.user, &jobs).await?;
-        if stored.len() != jobs.len() {
-            return Err(ServiceError::Internal(format!("bulk insert stored {} of {} jobs", stored.len(), jobs.len())));
+        let (Ok(count), Some(created_at)) = (usize::try_from(stored.count), stored.created_at) else {
+            return Err(ServiceError::Internal(format!("bulk insert stored {} of {} jobs", stored.count, jobs.len())));
+        };
+        if count != jobs.len() {
+            return Err(ServiceError::Internal(format!("bulk insert stored {count} of {} jobs", jobs.len())));
         }
-        Ok(stored.into_iter().map(|j| job_view(j, None)).collect())
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+        drop(jobs);
+        // The jobs as stored: the columns given, and every other one its default for a new job.
+        Ok(reqs
+            .into_iter()
+            .zip(rows)
+            .zip(ids)
+            .map(|((req, (shots, max_execution)), id)| JobView {
+                id,
+                device: req.device.unwrap_or_default(),
+                session_id: None,
+                program: req.program,
+                status: JobStatus::Queued,
+                reason: None,
+                reason_code: None,
+                queue_position: None,
+                shots,
+                tags: req.tags,
+                priority: req.priority.unwrap_or_default(),
+                user: who.user.clone(),
+                created_at,
+                started_at: None,
+                finished_at: None,
+                usage_seconds: 0.0,
+                attempt: 0,
+                parent_id: None,
+                max_execution,
+                progress: None,
+                log: None,
+            })
+            .collect())
     }
 
     /// The checks of one job of a bulk submission; returns its shots and maximum execution time.

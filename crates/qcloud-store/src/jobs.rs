@@ -242,18 +242,27 @@ pub struct BulkJob<'a> {
     pub max_execution: Duration,
 }
 
+/// What a bulk insert stored: how many rows, and their `created_at` (the column's default,
+/// `now()`: the transaction's start, the same for every row of the statement).
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct BulkInserted {
+    pub count: i64,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
 /// Insert many job-mode jobs of one project and user in one statement (`UNNEST` of one array per
-/// column), and wake each device that had no running job (`NOTIFY qcloud_wake`, once per
-/// device). Returns the inserted rows in the order given.
+/// column, in the order given: `seq` follows it), and wake each device that had no running job
+/// (`NOTIFY qcloud_wake`, once per device). Returns how many rows were stored and when, not the
+/// rows: every other column of a new job is its default (queued, attempt 0, no start, ...), which
+/// the caller knows, and reading 10,000 rows back (payloads included) cost more than writing them.
 pub async fn insert_bulk(
     conn: &mut PgConnection,
     project: &str,
     user: &str,
     jobs: &[BulkJob<'_>],
-) -> sqlx::Result<Vec<Job>> {
+) -> sqlx::Result<BulkInserted> {
     let n = jobs.len();
-    let (mut ids, mut devices, mut programs, mut payloads, mut shots, mut tags, mut prios, mut max_ms, mut ord) = (
-        Vec::with_capacity(n),
+    let (mut ids, mut devices, mut programs, mut payloads, mut shots, mut tags, mut prios, mut max_ms) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -263,7 +272,7 @@ pub async fn insert_bulk(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for (i, j) in jobs.iter().enumerate() {
+    for j in jobs {
         ids.push(j.id);
         devices.push(j.device);
         programs.push(j.program);
@@ -273,25 +282,23 @@ pub async fn insert_bulk(
         tags.push(Json(j.tags));
         prios.push(j.priority.rank());
         max_ms.push(j.max_execution.num_milliseconds());
-        ord.push(i as i32);
     }
     sqlx::query_as(
-        "WITH input AS (
-            SELECT * FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int8[], $8::jsonb[],
-                                 $9::int2[], $10::int8[], $11::int4[])
-                   AS t(id, device, program, payload, shots, tags, priority, max_ms, ord)),
-         ins AS (
+        "WITH ins AS (
             INSERT INTO jobs (id, project, user_name, device, program, payload, shots, tags, priority,
                     max_execution_ms)
             SELECT id, $1, $2, device, program, payload, shots,
                    ARRAY(SELECT jsonb_array_elements_text(tags)), priority, max_ms
-            FROM input ORDER BY ord
-            RETURNING *),
+            FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::int8[], $8::jsonb[],
+                        $9::int2[], $10::int8[]) WITH ORDINALITY
+                 AS t(id, device, program, payload, shots, tags, priority, max_ms, ord)
+            ORDER BY ord
+            RETURNING device, created_at),
          idle AS (
             SELECT DISTINCT ins.device FROM ins
             WHERE NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')),
-         woke AS (SELECT count(*) AS n FROM idle CROSS JOIN LATERAL pg_notify($12, idle.device) AS x)
-         SELECT ins.* FROM ins, woke ORDER BY ins.seq",
+         woke AS (SELECT count(*) AS n FROM idle CROSS JOIN LATERAL pg_notify($11, idle.device) AS x)
+         SELECT count(*) AS count, min(ins.created_at) AS created_at FROM ins, woke",
     )
     .bind(project)
     .bind(user)
@@ -303,9 +310,8 @@ pub async fn insert_bulk(
     .bind(tags)
     .bind(prios)
     .bind(max_ms)
-    .bind(ord)
     .bind(crate::channel::WAKE)
-    .fetch_all(conn)
+    .fetch_one(conn)
     .await
 }
 

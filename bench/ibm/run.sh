@@ -6,6 +6,7 @@
 #   bench/ibm/run.sh [DRIVER ARGS...]       e.g. --jobs 50
 #   bench/ibm/run.sh --batch-vs-session [ARGS...]   Batch faster than Session: batch_vs_session.py instead
 #                                                   (heavyhex_127's QPU-like timing, 50 circuits)
+#   bench/ibm/run.sh --routes [--jobs N]            one Batch, every HTTP call timed by route (routes.py)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PY="${QCLOUD_COMPAT_PYTHON:-$ROOT/tests/compat/.venv/bin/python}"
@@ -34,6 +35,9 @@ TOKEN="$("$BIN" tokens create --project bench --user bench | tail -1)"
 SCRIPT=driver.py
 if [ "${1:-}" = "--batch-vs-session" ]; then
     SCRIPT=batch_vs_session.py
+    shift
+elif [ "${1:-}" = "--routes" ]; then
+    SCRIPT=routes.py
     shift
 fi
 "$PY" "$ROOT/bench/ibm/$SCRIPT" --url "$URL" --token "$TOKEN" "$@"

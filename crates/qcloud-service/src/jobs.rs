@@ -355,17 +355,8 @@ impl Service {
             let s = qcloud_store::sessions::submit_into(&mut tx, sid, &who.project)
                 .await?
                 .ok_or_else(|| ServiceError::not_found("session", sid))?;
-            if !s.state.is_open() {
-                return Err(ServiceError::conflict(
-                    "session_closed",
-                    format!("session {sid} is closed ({})", s.closed_reason.map(|r| r.as_str()).unwrap_or("closed")),
-                ));
-            }
-            if !s.accepting_jobs {
-                return Err(ServiceError::conflict(
-                    "session_not_accepting",
-                    format!("session {sid} does not accept new jobs"),
-                ));
+            if let Some(e) = closed_to_jobs(&s) {
+                return Err(e);
             }
             priority = priority.or(Some(s.priority));
         }
@@ -417,23 +408,16 @@ impl Service {
         let Some(s) = qcloud_store::sessions::get(conn, project, sid).await? else {
             return Ok(ServiceError::not_found("session", sid));
         };
-        Ok(if s.device != device {
-            ServiceError::conflict(
+        if s.device != device {
+            return Ok(ServiceError::conflict(
                 "device_mismatch",
                 format!("session {sid} runs on device '{}', not '{device}'", s.device),
-            )
-        } else if !s.state.is_open() {
-            ServiceError::conflict(
-                "session_closed",
-                format!("session {sid} is closed ({})", s.closed_reason.map(|r| r.as_str()).unwrap_or("closed")),
-            )
-        } else if !s.accepting_jobs {
-            ServiceError::conflict("session_not_accepting", format!("session {sid} does not accept new jobs"))
-        } else {
-            // Open and accepting when read again: it was reopened between the statement and the
-            // read, which no transition allows.
-            ServiceError::Internal(format!("session {sid} refused a job and then looked open"))
-        })
+            ));
+        }
+        // Open and accepting when read again: it was reopened between the statement and the read,
+        // which no transition allows.
+        Ok(closed_to_jobs(&s)
+            .unwrap_or_else(|| ServiceError::Internal(format!("session {sid} refused a job and then looked open"))))
     }
 
     /// A job and, once it has completed, its result, in one query (for a facade that answers
@@ -520,4 +504,20 @@ impl Service {
         }
         Ok(Page { items, next_cursor })
     }
+}
+
+/// Why session `s` takes no new job, if it does not: closed (409 `session_closed`) or draining
+/// (409 `session_not_accepting`).
+fn closed_to_jobs(s: &qcloud_store::sessions::Session) -> Option<ServiceError> {
+    if !s.state.is_open() {
+        let why = s.closed_reason.map(|r| r.as_str()).unwrap_or("closed");
+        return Some(ServiceError::conflict("session_closed", format!("session {} is closed ({why})", s.id)));
+    }
+    if !s.accepting_jobs {
+        return Some(ServiceError::conflict(
+            "session_not_accepting",
+            format!("session {} does not accept new jobs", s.id),
+        ));
+    }
+    None
 }

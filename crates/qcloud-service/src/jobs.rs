@@ -424,34 +424,23 @@ impl Service {
     /// with the one or the other).
     pub async fn job_with_result(&self, who: &Principal, id: Uuid) -> Result<(JobView, Option<serde_json::Value>)> {
         let mut conn = self.pool.acquire().await?;
-        let qcloud_store::jobs::WithResult { job, stored_result } =
-            qcloud_store::jobs::get_with_result(&mut conn, &who.project, id)
-                .await?
-                .ok_or_else(|| ServiceError::not_found("job", id))?;
-        if job.status == JobStatus::Completed && stored_result.is_none() {
-            return Err(ServiceError::Internal(format!("completed job {id} has no stored result")));
-        }
+        let (job, result) = with_result(&mut conn, who, id).await?;
         let view = self.view_with_position(&mut conn, job).await?;
-        Ok((view, stored_result.map(|r| r.0)))
+        Ok((view, result))
     }
 
     pub async fn job_result(&self, who: &Principal, id: Uuid) -> Result<JobResult> {
         let mut conn = self.pool.acquire().await?;
-        let qcloud_store::jobs::WithResult { job: row, stored_result } =
-            qcloud_store::jobs::get_with_result(&mut conn, &who.project, id)
-                .await?
-                .ok_or_else(|| ServiceError::not_found("job", id))?;
-        match row.status {
-            JobStatus::Completed => {
-                let result = stored_result
-                    .ok_or_else(|| ServiceError::Internal(format!("completed job {id} has no stored result")))?;
-                Ok(JobResult { job_id: id, result: result.0 })
-            }
-            JobStatus::Failed | JobStatus::Canceled => Err(ServiceError::conflict(
+        let (row, result) = with_result(&mut conn, who, id).await?;
+        match (row.status, result) {
+            (JobStatus::Completed, Some(result)) => Ok(JobResult { job_id: id, result }),
+            (JobStatus::Failed | JobStatus::Canceled, _) => Err(ServiceError::conflict(
                 "job_has_no_result",
                 format!("job {id} is {}: {}", row.status, row.reason.as_deref().unwrap_or("no result")),
             )),
-            other => Err(ServiceError::conflict("job_not_finished", format!("job {id} is {other}; no result yet"))),
+            (other, _) => {
+                Err(ServiceError::conflict("job_not_finished", format!("job {id} is {other}; no result yet")))
+            }
         }
     }
 
@@ -520,4 +509,21 @@ fn closed_to_jobs(s: &qcloud_store::sessions::Session) -> Option<ServiceError> {
         ));
     }
     None
+}
+
+/// Job `id` of the caller's project and its result: `Some` exactly when the job has completed (a
+/// completed job without one is an internal fault).
+async fn with_result(
+    conn: &mut qcloud_store::PgConnection,
+    who: &Principal,
+    id: Uuid,
+) -> Result<(Job, Option<serde_json::Value>)> {
+    let qcloud_store::jobs::WithResult { job, stored_result } =
+        qcloud_store::jobs::get_with_result(conn, &who.project, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("job", id))?;
+    if job.status == JobStatus::Completed && stored_result.is_none() {
+        return Err(ServiceError::Internal(format!("completed job {id} has no stored result")));
+    }
+    Ok((job, stored_result.map(|r| r.0)))
 }

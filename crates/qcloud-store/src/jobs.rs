@@ -168,20 +168,23 @@ pub async fn insert(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Opti
 /// statement: run outside an explicit transaction it is one round trip and one implicit
 /// transaction (the insert and its wake-up commit together, or neither does).
 pub async fn insert_waking(conn: &mut PgConnection, j: NewJob<'_>) -> sqlx::Result<Option<Inserted>> {
-    let sql = format!(
-        "{INSERT_JOB},
+    let sql = format!("{INSERT_JOB}{WAKE_IF_IDLE}");
+    bind_new_job(sqlx::query_as(&sql), &j).bind(crate::channel::WAKE).fetch_optional(conn).await
+}
+
+/// The end of [`insert_waking`] and [`insert_into_session`], after their CTE `ins`: the inserted
+/// job, whether its device had no running job, and then `NOTIFY` on channel `$14`.
+const WAKE_IF_IDLE: &str = ",
          idle AS (
             SELECT ins.*, NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')
                    AS device_idle
             FROM ins)
          SELECT idle.*,
                 CASE WHEN idle.device_idle THEN (SELECT 1 FROM pg_notify($14, idle.device) AS x) END AS woke
-         FROM idle"
-    );
-    bind_new_job(sqlx::query_as(&sql), &j).bind(crate::channel::WAKE).fetch_optional(conn).await
-}
+         FROM idle";
 
-/// A session job without an idempotency key, in one statement (one implicit transaction when run
+/// A session job without an idempotency key (a keyed job takes [`insert`] in a transaction, which
+/// answers a replay), in one statement (one implicit transaction when run
 /// outside an explicit one): the session row is touched (`last_job_submitted`, which also locks it
 /// against a concurrent close) only when it is the caller's, open, accepting jobs and on
 /// `j.device`; the job is inserted only then, with the session's priority unless `own_priority`;
@@ -192,40 +195,20 @@ pub async fn insert_into_session(
     j: NewJob<'_>,
     own_priority: bool,
 ) -> sqlx::Result<Option<Inserted>> {
-    sqlx::query_as(
+    // The parameters of [`bind_new_job`], then the wake-up channel ($14) and `own_priority` ($15).
+    let sql = format!(
         "WITH s AS (
             UPDATE sessions SET last_job_submitted = now()
             WHERE id = $5 AND project = $2 AND device = $4 AND state <> 'closed' AND accepting_jobs
             RETURNING id, priority),
          ins AS (
             INSERT INTO jobs (id, project, user_name, device, session_id, program, payload, shots, tags,
-                    priority, max_execution_ms)
-            SELECT $1, $2, $3, $4, s.id, $6, $7, $8, $9, CASE WHEN $11 THEN $10 ELSE s.priority END, $12
+                    priority, idempotency_key, max_execution_ms, request_hash)
+            SELECT $1, $2, $3, $4, s.id, $6, $7, $8, $9, CASE WHEN $15 THEN $10 ELSE s.priority END, $11, $12, $13
             FROM s
-            RETURNING *),
-         idle AS (
-            SELECT ins.*, NOT EXISTS (SELECT 1 FROM jobs r WHERE r.device = ins.device AND r.status = 'running')
-                   AS device_idle
-            FROM ins)
-         SELECT idle.*,
-                CASE WHEN idle.device_idle THEN (SELECT 1 FROM pg_notify($13, idle.device) AS x) END AS woke
-         FROM idle",
-    )
-    .bind(j.id)
-    .bind(j.project)
-    .bind(j.user)
-    .bind(j.device)
-    .bind(j.session_id)
-    .bind(j.program)
-    .bind(Json(j.payload))
-    .bind(j.shots)
-    .bind(j.tags)
-    .bind(j.priority.rank())
-    .bind(own_priority)
-    .bind(j.max_execution.num_milliseconds())
-    .bind(crate::channel::WAKE)
-    .fetch_optional(conn)
-    .await
+            RETURNING *){WAKE_IF_IDLE}"
+    );
+    bind_new_job(sqlx::query_as(&sql), &j).bind(crate::channel::WAKE).bind(own_priority).fetch_optional(conn).await
 }
 
 /// One job of a bulk insert (no idempotency key: a bulk request is one unit).

@@ -6,7 +6,6 @@ last result, client clock), the device span (first job started to last finished,
 and what the timing model predicts (the same model as qcloud_core::predicted_wall_ms)."""
 
 import argparse
-import os
 import time
 import warnings
 from datetime import datetime
@@ -15,7 +14,8 @@ warnings.filterwarnings("ignore")
 import requests  # noqa: E402
 from qiskit.circuit.random import random_circuit  # noqa: E402
 from qiskit.transpiler import generate_preset_pass_manager  # noqa: E402
-from qiskit_ibm_runtime import Batch, QiskitRuntimeService, SamplerV2, Session  # noqa: E402
+from common import connect  # noqa: E402
+from qiskit_ibm_runtime import Batch, SamplerV2, Session  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--url", required=True)
@@ -25,12 +25,9 @@ p.add_argument("--circuits", type=int, default=50)
 p.add_argument("--shots", type=int, default=1000)
 p.add_argument("--window", type=int, default=16, help="the scheduler's prepare_ahead (default 16)")
 a = p.parse_args()
-os.environ.update(IAM_URL=f"{a.url}/ibm", GLOBAL_SEARCH_URL=f"{a.url}/ibm", GLOBAL_CATALOG_URL=f"{a.url}/ibm/catalog")
-svc = QiskitRuntimeService(channel="ibm_quantum_platform", token=a.token, url=f"{a.url}/ibm/api/v1",
-                           url_resolver=lambda url, *x, **k: url)
+backend = connect(a.url, a.token, a.backend)
 H = {"Authorization": f"Bearer {a.token}"}
 timing = requests.get(f"{a.url}/v1/devices/{a.backend}", headers=H).json()["timing"]
-backend = svc.backend(a.backend)
 circuits = [random_circuit(3, 4, measure=True, seed=100 + i) for i in range(a.circuits)]
 isa = generate_preset_pass_manager(optimization_level=1, backend=backend, seed_transpiler=0).run(circuits)
 

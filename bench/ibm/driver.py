@@ -4,14 +4,12 @@ the client's poll interval (0.5 s in job mode, 0.1 s in a session: a job that en
 interval, half of one on average)."""
 
 import argparse
-import os
 import time
 import warnings
 
 warnings.filterwarnings("ignore")
-from qiskit import QuantumCircuit  # noqa: E402
-from qiskit.transpiler import generate_preset_pass_manager  # noqa: E402
-from qiskit_ibm_runtime import Batch, QiskitRuntimeService, SamplerV2, Session  # noqa: E402
+from common import bell, connect  # noqa: E402
+from qiskit_ibm_runtime import Batch, SamplerV2, Session  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--url", required=True)
@@ -23,16 +21,8 @@ p.add_argument("--shots", type=int, default=1024)
 p.add_argument("--trace", action="store_true",
                help="also print the HTTP calls of one job in job mode and one in a session, with their timing")
 a = p.parse_args()
-os.environ.update(IAM_URL=f"{a.url}/ibm", GLOBAL_SEARCH_URL=f"{a.url}/ibm", GLOBAL_CATALOG_URL=f"{a.url}/ibm/catalog")
-svc = QiskitRuntimeService(channel="ibm_quantum_platform", token=a.token, url=f"{a.url}/ibm/api/v1",
-                           url_resolver=lambda url, *x, **k: url)
-backend = svc.backend(a.backend)
-qc = QuantumCircuit(2, 2)
-qc.h(0)
-qc.cx(0, 1)
-qc.measure([0, 1], [0, 1])
-isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(qc)
-SamplerV2(mode=backend).run([isa], shots=a.shots).result()  # warm-up: caches, first connection
+backend = connect(a.url, a.token, a.backend)
+isa = bell(backend, a.shots)
 
 
 # Where each row's wall time goes: time inside HTTP calls (qcloud's work plus loopback and the

@@ -4,7 +4,6 @@ qiskit-ibm-runtime client, every HTTP call timed (the client's requests.Session.
 
 import argparse
 import collections
-import os
 import re
 import time
 import warnings
@@ -16,22 +15,13 @@ p.add_argument("--token", required=True)
 p.add_argument("--backend", default="ibm_sim")
 p.add_argument("--jobs", type=int, default=60)
 a = p.parse_args()
-url, token = a.url, a.token
-os.environ.update(IAM_URL=f"{url}/ibm", GLOBAL_SEARCH_URL=f"{url}/ibm", GLOBAL_CATALOG_URL=f"{url}/ibm/catalog")
-from qiskit import QuantumCircuit  # noqa: E402
-from qiskit.transpiler import generate_preset_pass_manager  # noqa: E402
-from qiskit_ibm_runtime import Batch, QiskitRuntimeService, SamplerV2  # noqa: E402
+from common import bell, connect  # noqa: E402
+from qiskit_ibm_runtime import Batch, SamplerV2  # noqa: E402
 import requests  # noqa: E402
 
-svc = QiskitRuntimeService(channel="ibm_quantum_platform", token=token, url=f"{url}/ibm/api/v1",
-                           url_resolver=lambda u, *x, **k: u)
-backend = svc.backend(a.backend)
-qc = QuantumCircuit(2, 2)
-qc.h(0)
-qc.cx(0, 1)
-qc.measure([0, 1], [0, 1])
-isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(qc)
-SamplerV2(mode=backend).run([isa], shots=1024).result()
+url = a.url
+backend = connect(url, a.token, a.backend)
+isa = bell(backend, 1024)
 _req = requests.Session.request
 times = collections.defaultdict(list)
 

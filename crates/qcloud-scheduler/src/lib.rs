@@ -8,6 +8,7 @@
 
 mod caches;
 pub mod checks;
+mod completer;
 mod leader;
 mod worker;
 
@@ -36,6 +37,8 @@ pub struct SchedulerConfig {
     pub shutdown_grace: Duration,
     /// Whether this replica takes part in leader election (a worker-only replica says no).
     pub lead: bool,
+    /// Most job completions recorded in one transaction (1: each worker completes its own).
+    pub completion_batch: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -47,6 +50,7 @@ impl Default for SchedulerConfig {
             prepare_ahead: 16,
             shutdown_grace: Duration::from_secs(10),
             lead: true,
+            completion_batch: 64,
         }
     }
 }
@@ -63,6 +67,8 @@ pub(crate) struct Shared {
     pub run_wake: Notify,
     pub shutdown: CancellationToken,
     pub caches: caches::Caches,
+    /// Batches the workers' completions (none with `completion_batch` 1).
+    pub completer: Option<completer::Completer>,
 }
 
 impl Shared {
@@ -85,6 +91,12 @@ impl Scheduler {
     /// Start the scheduler loops of this replica.
     pub async fn start(svc: Service, registry: Registry, cfg: SchedulerConfig) -> anyhow::Result<Scheduler> {
         let me = Uuid::now_v7();
+        let (completer, completer_tasks) = if cfg.completion_batch > 1 {
+            let (c, t) = completer::Completer::start(svc.clone(), me, cfg.completion_batch);
+            (Some(c), t)
+        } else {
+            (None, Vec::new())
+        };
         let shared = Arc::new(Shared {
             svc,
             registry,
@@ -94,11 +106,13 @@ impl Scheduler {
             run_wake: Notify::new(),
             shutdown: CancellationToken::new(),
             caches: caches::Caches::default(),
+            completer,
         });
         let listener = shared.svc.wakeups().await?;
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();
         info!(replica = %me, "scheduler started");
-        let mut tasks = vec![tokio::spawn(listen(shared.clone(), listener, wake_tx))];
+        let mut tasks = completer_tasks;
+        tasks.push(tokio::spawn(listen(shared.clone(), listener, wake_tx)));
         if shared.cfg.lead {
             tasks.push(tokio::spawn(leader::run(shared.clone(), wake_rx)));
         }

@@ -103,6 +103,14 @@ async fn run_one(shared: &Arc<Shared>, job: ClaimedJob) -> Option<ClaimedJob> {
         }
     };
     let chain = !shared.shutdown.is_cancelled();
+    if chain {
+        match shared.complete_batched(&job, &outcome, usage).await {
+            Some(Ok(Completion { next })) => return next.map(|b| *b),
+            Some(Err(ServiceError::LeaseLost)) => return None,
+            // Not recorded: complete it here, with retries.
+            Some(Err(_)) | None => {}
+        }
+    }
     for attempt in 0..5u32 {
         match shared.svc.complete_job(&job, outcome.clone(), usage, chain).await {
             Ok(Completion { next }) => return next.map(|b| *b),

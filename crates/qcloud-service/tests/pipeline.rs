@@ -8,7 +8,7 @@ use chrono::Duration;
 use qcloud_core::rules::{SessionTtls, TtlPolicy};
 use qcloud_service::devices::{AddDevice, UpdateDevice};
 use qcloud_service::jobs::{CancelJob, SubmitJob};
-use qcloud_service::pipeline::{ClaimedJob, Completion, Fence, Lease, Outcome};
+use qcloud_service::pipeline::{ClaimedJob, Completion, Done, Fence, Lease, Outcome};
 use qcloud_service::sessions::{CancelSession, CloseSession, OpenSession};
 use qcloud_service::{
     DeviceStatus, DriverKind, IdlePolicy, Principal, Priority, Service, ServiceConfig, ServiceError, SessionMode,
@@ -690,6 +690,103 @@ async fn worker_dispatch_leases_to_the_caller(pool: PgPool) {
     assert_eq!(e.status(j).await, "completed");
 }
 
+/// A batched completion ([`Service::complete_jobs`]) records each job as the one-job path does
+/// and makes the same decision for each freed device: rule 3 on a free device (bob's high
+/// priority job before alice's earlier one), the session's next job on a device a session holds,
+/// nothing on a device with an empty queue. A job whose lease was lost is refused on its own:
+/// nothing of it is recorded and its device is not touched, while the others complete.
+#[sqlx::test(migrator = "qcloud_store::MIGRATOR")]
+async fn batched_completion_decides_like_the_one_job_path(pool: PgPool) {
+    let e = env(pool).await;
+    let w = Uuid::now_v7();
+    let (d1, d2, d3, d4, d5) =
+        (e.device("d1").await, e.device("d2").await, e.device("d3").await, e.device("d4").await, e.device("d5").await);
+    let j1 = e.job(&e.alice, &d1).await;
+    let j1_next = e.job(&e.alice, &d1).await;
+    let j2 = e.job(&e.alice, &d2).await;
+    let s = e.session(&e.alice, session_req(&d3, "dedicated")).await;
+    let sj1 = e.session_job(&e.alice, s).await;
+    let sj2 = e.session_job(&e.alice, s).await;
+    let j4 = e.job(&e.alice, &d4).await;
+    let j4_next = e.job(&e.alice, &d4).await;
+    let j5 = e.job(&e.bob, &d5).await;
+    let r1 = e.start(&d1, w, j1).await;
+    let r2 = e.start(&d2, w, j2).await;
+    let j2_alice = e.job(&e.alice, &d2).await;
+    let j2_bob = e.job_prio(&e.bob, &d2, "high").await;
+    let r3 = e.start(&d3, w, sj1).await;
+    let r4 = e.start(&d4, w, j4).await;
+    let r5 = e.start(&d5, w, j5).await;
+    // d4's lease was lost: a stale epoch.
+    let r4 = ClaimedJob { lease: Lease { epoch: r4.lease.epoch - 1, ..r4.lease }, ..r4 };
+    let ok = |n: i64| Outcome::Completed { result: json!({"n": n}) };
+    let failed = Outcome::Failed { reason: "the device broke".into(), code: "device_error" };
+    let done = vec![
+        Done { job: r1, outcome: ok(1), usage_seconds: 0.25 },
+        Done { job: r2, outcome: ok(2), usage_seconds: 0.5 },
+        Done { job: r3, outcome: ok(3), usage_seconds: 0.125 },
+        Done { job: r4, outcome: ok(4), usage_seconds: 1.0 },
+        Done { job: r5, outcome: failed, usage_seconds: 0.0 },
+    ];
+    let answers = e.svc.complete_jobs(w, &done).await.unwrap();
+    assert_eq!(answers.len(), 5);
+    let next = |i: usize| match &answers[i] {
+        Ok(Completion { next }) => next.as_ref().map(|n| (n.id, n.lease.owner, n.session_id)),
+        Err(err) => panic!("job {i}: {err:?}"),
+    };
+    assert_eq!(next(0), Some((j1_next, w, None)), "d1 goes on with its queue, leased to the worker");
+    assert_eq!(next(1), Some((j2_bob, w, None)), "rule 3: bob's high priority job first");
+    assert_eq!(next(2), Some((sj2, w, Some(s))), "the session holding d3 goes on");
+    assert!(matches!(answers[3], Err(ServiceError::LeaseLost)), "{:?}", answers[3]);
+    assert_eq!(next(4), None, "nothing queued on d5");
+
+    for (id, status) in [(j1, "completed"), (j2, "completed"), (sj1, "completed"), (j5, "failed")] {
+        assert_eq!(e.status(id).await, status, "{id}");
+    }
+    for (id, owner) in [(j1_next, Some(w)), (j2_bob, Some(w)), (sj2, Some(w))] {
+        let row = e.row(id).await;
+        assert_eq!((row.status.as_str(), row.lease_owner, row.attempt), ("running", owner, 1));
+    }
+    assert_eq!(e.status(j2_alice).await, "queued");
+    let failed = e.row(j5).await;
+    assert_eq!(
+        (failed.reason.as_deref(), failed.reason_code.as_deref()),
+        (Some("the device broke"), Some("device_error"))
+    );
+    // The lost lease: still running, nothing recorded, its device's queue untouched.
+    assert_eq!(e.status(j4).await, "running");
+    assert_eq!(e.status(j4_next).await, "queued");
+    let results: Vec<(Uuid, serde_json::Value)> =
+        sqlx::query_as("SELECT job_id, result FROM job_results ORDER BY result->>'n'")
+            .fetch_all(e.svc.pool())
+            .await
+            .unwrap();
+    assert_eq!(results, vec![(j1, json!({"n": 1})), (j2, json!({"n": 2})), (sj1, json!({"n": 3}))]);
+    let usage: Vec<(String, f64)> =
+        sqlx::query_as("SELECT device, sum(seconds) FROM device_usage GROUP BY device ORDER BY device")
+            .fetch_all(e.svc.pool())
+            .await
+            .unwrap();
+    assert_eq!(usage, vec![(d1.clone(), 0.25), (d2.clone(), 0.5), (d3.clone(), 0.125)]);
+    let (session_usage, completed_at): (f64, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT usage_seconds, last_job_completed FROM sessions WHERE id = $1")
+            .bind(s)
+            .fetch_one(e.svc.pool())
+            .await
+            .unwrap();
+    assert_eq!(session_usage, 0.125);
+    assert!(completed_at.is_some());
+    assert_eq!(e.holder(&d3).await, Some(s));
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE type IN ('job.completed', 'job.failed') AND job_id = ANY($1)",
+    )
+    .bind(vec![j1, j2, sj1, j4, j5])
+    .fetch_one(e.svc.pool())
+    .await
+    .unwrap();
+    assert_eq!(events, 4, "one terminal event per finished job");
+}
+
 /// Every use case at once on two devices (submits into sessions and job mode, closes, session
 /// and job cancels, pauses, leader dispatch and timers, two workers completing with chaining):
 /// nothing but the expected conflicts comes back (a deadlock or any other database error fails
@@ -732,13 +829,34 @@ async fn concurrent_use_cases_never_deadlock(pool: PgPool) {
             }
         }));
     }
-    // Two workers.
-    for _ in 0..2 {
+    // Two workers: one completes job by job, the other completes what it holds in one batch.
+    for batched in [false, true] {
         let (e, errors, stop) = (e.clone(), errors.clone(), stop.clone());
         background.push(tokio::spawn(async move {
             let me = Uuid::now_v7();
             while !stop.load(Ordering::Relaxed) {
                 let claimed = check(&errors, "claim", e.svc.claim_jobs(me, 4).await).unwrap_or_default();
+                if batched {
+                    let mut held = claimed;
+                    while !held.is_empty() {
+                        let done: Vec<Done> = held
+                            .drain(..)
+                            .map(|job| Done {
+                                job,
+                                outcome: Outcome::Completed { result: json!({}) },
+                                usage_seconds: 0.001,
+                            })
+                            .collect();
+                        let answers = check(&errors, "complete batch", e.svc.complete_jobs(me, &done).await);
+                        for answer in answers.unwrap_or_default() {
+                            if let Some(Completion { next: Some(n) }) = check(&errors, "complete in batch", answer) {
+                                held.push(*n);
+                            }
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    continue;
+                }
                 for job in claimed {
                     let mut current = Some(job);
                     while let Some(job) = current.take() {

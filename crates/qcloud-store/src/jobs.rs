@@ -406,27 +406,47 @@ impl<'r> FromRow<'r, PgRow> for CandidateRow {
 /// (pending or inactive) with a queued job; each as (is_session, id, project, priority, arrival
 /// sequence). `limit` bounds the projects and the sessions considered.
 pub async fn candidates(conn: &mut PgConnection, device: &str, limit: i64) -> sqlx::Result<Vec<CandidateRow>> {
-    sqlx::query_as(
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| candidates_of("$1"));
+    sqlx::query_as(&SQL).bind(device).bind(limit).fetch_all(conn).await
+}
+
+/// [`candidates`] of several devices in one query, each row with its device.
+pub async fn candidates_many(
+    conn: &mut PgConnection,
+    devices: &[String],
+    limit: i64,
+) -> sqlx::Result<Vec<(String, CandidateRow)>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT dev.name AS candidate_device, c.* FROM unnest($1::text[]) AS dev(name)
+             CROSS JOIN LATERAL ({}) c",
+            candidates_of("dev.name")
+        )
+    });
+    let rows: Vec<PgRow> = sqlx::query(&SQL).bind(devices).bind(limit).fetch_all(conn).await?;
+    rows.iter().map(|r| Ok((r.try_get("candidate_device")?, CandidateRow::from_row(r)?))).collect()
+}
+
+/// The candidates query of [`candidates`] for the device `device` (a parameter or a column),
+/// with `$2` as the limit.
+fn candidates_of(device: &str) -> String {
+    format!(
         "(WITH RECURSIVE heads AS (
             (SELECT job_id AS id, project, priority, seq FROM job_queue
-             WHERE device = $1 AND session_id IS NULL
+             WHERE device = {device} AND session_id IS NULL
              ORDER BY project, priority DESC, seq LIMIT 1)
             UNION ALL
             SELECT n.* FROM heads h CROSS JOIN LATERAL (
                 SELECT job_id AS id, project, priority, seq FROM job_queue
-                WHERE device = $1 AND session_id IS NULL AND project > h.project
+                WHERE device = {device} AND session_id IS NULL AND project > h.project
                 ORDER BY project, priority DESC, seq LIMIT 1) n)
           SELECT false AS is_session, id, project, priority, seq FROM heads LIMIT $2)
          UNION ALL
          (SELECT true, s.id, s.project, s.priority, q.seq FROM sessions s
           CROSS JOIN LATERAL (SELECT min(seq) AS seq FROM job_queue j WHERE j.session_id = s.id) q
-          WHERE s.device = $1 AND s.state IN ('pending', 'inactive') AND q.seq IS NOT NULL
-          ORDER BY s.priority DESC, q.seq LIMIT $2)",
+          WHERE s.device = {device} AND s.state IN ('pending', 'inactive') AND q.seq IS NOT NULL
+          ORDER BY s.priority DESC, q.seq LIMIT $2)"
     )
-    .bind(device)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
 }
 
 /// The next queued job of a session (arrival order).
@@ -464,29 +484,37 @@ pub async fn start(
     owner: Option<Uuid>,
     lease_ms: i64,
 ) -> sqlx::Result<Option<Started>> {
-    sqlx::query_as(
-        "WITH started AS (
-            UPDATE jobs SET status = 'running', started_at = clock_timestamp(), assigned_term = $2, lease_owner = $3,
+    sqlx::query_as(&START_ONE)
+        .bind(id)
+        .bind(term)
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(crate::channel::RUN)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The assignments of a start: running since now, for the leader's term `$2` or leased to the
+/// worker `$3` for `$4` ms (a new attempt), or (neither) unowned, for a claimer or an agent.
+const START_SET: &str = "status = 'running', started_at = clock_timestamp(), assigned_term = $2, lease_owner = $3,
                    lease_epoch = lease_epoch + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
                    attempt = attempt + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
                    lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
-                                           ELSE now() + make_interval(secs => $4::float8 / 1000) END
+                                           ELSE now() + make_interval(secs => $4::float8 / 1000) END";
+
+static START_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH started AS (
+            UPDATE jobs SET {START_SET}
             WHERE id = $1 AND status = 'queued' RETURNING *),
          session AS (
             UPDATE sessions SET last_job_started = started.started_at FROM started
             WHERE sessions.id = started.session_id RETURNING sessions.mode)
          SELECT started.*, (SELECT mode FROM session) AS session_mode,
                 CASE WHEN $3::uuid IS NULL THEN (SELECT 1 FROM pg_notify($5, started.device) AS x) END AS woke
-         FROM started",
+         FROM started"
     )
-    .bind(id)
-    .bind(term)
-    .bind(owner)
-    .bind(lease_ms)
-    .bind(crate::channel::RUN)
-    .fetch_optional(conn)
-    .await
-}
+});
 
 /// [`start`] the next queued job of a session (arrival order, as [`next_in_session`] picks it),
 /// in one statement. `None` when the session has no queued job (or it stopped being queued
@@ -498,13 +526,20 @@ pub async fn start_next_in_session(
     owner: Option<Uuid>,
     lease_ms: i64,
 ) -> sqlx::Result<Option<Started>> {
-    sqlx::query_as(
+    sqlx::query_as(&START_NEXT_IN_SESSION)
+        .bind(session)
+        .bind(term)
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(crate::channel::RUN)
+        .fetch_optional(conn)
+        .await
+}
+
+static START_NEXT_IN_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "WITH started AS (
-            UPDATE jobs SET status = 'running', started_at = clock_timestamp(), assigned_term = $2, lease_owner = $3,
-                   lease_epoch = lease_epoch + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
-                   attempt = attempt + CASE WHEN $3::uuid IS NULL THEN 0 ELSE 1 END,
-                   lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
-                                           ELSE now() + make_interval(secs => $4::float8 / 1000) END
+            UPDATE jobs SET {START_SET}
             WHERE id = (SELECT job_id FROM job_queue WHERE session_id = $1 ORDER BY seq LIMIT 1)
               AND status = 'queued' RETURNING *),
          session AS (
@@ -512,15 +547,26 @@ pub async fn start_next_in_session(
             WHERE sessions.id = started.session_id RETURNING sessions.mode)
          SELECT started.*, (SELECT mode FROM session) AS session_mode,
                 CASE WHEN $3::uuid IS NULL THEN (SELECT 1 FROM pg_notify($5, started.device) AS x) END AS woke
-         FROM started",
+         FROM started"
     )
-    .bind(session)
-    .bind(term)
-    .bind(owner)
-    .bind(lease_ms)
-    .bind(crate::channel::RUN)
-    .fetch_optional(conn)
-    .await
+});
+
+/// [`start`] several job-mode jobs at once, each leased to the worker `owner` (a batched
+/// completion's next jobs). Jobs that stopped being queued meanwhile are left out.
+pub async fn start_many(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    owner: Uuid,
+    lease_ms: i64,
+) -> sqlx::Result<Vec<Started>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE jobs SET {START_SET}
+             WHERE id = ANY($1) AND status = 'queued' AND session_id IS NULL
+             RETURNING *, NULL::text AS session_mode"
+        )
+    });
+    sqlx::query_as(&SQL).bind(ids).bind(None::<i64>).bind(owner).bind(lease_ms).fetch_all(conn).await
 }
 
 /// A claimed job with its device, read in the claim's statement.
@@ -686,6 +732,89 @@ pub async fn finish_leased_locking(
     .bind(session)
     .bind(log)
     .fetch_optional(conn)
+    .await
+}
+
+/// One job's completion in [`finish_many`].
+#[derive(Debug, Clone)]
+pub struct Finish<'a> {
+    pub id: Uuid,
+    pub epoch: i64,
+    pub status: JobStatus,
+    pub reason: Option<&'a str>,
+    pub reason_code: Option<&'a str>,
+    pub usage_seconds: f64,
+    pub result: Option<&'a serde_json::Value>,
+    pub log: Option<&'a str>,
+}
+
+/// Lock device rows in name order (the order every multi-device transaction takes them in).
+pub async fn lock_devices(conn: &mut PgConnection, names: &[String]) -> sqlx::Result<Vec<Device>> {
+    sqlx::query_as("SELECT * FROM devices WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE")
+        .bind(names)
+        .fetch_all(conn)
+        .await
+}
+
+/// Lock session rows in id order.
+pub async fn lock_sessions(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1 FROM sessions WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(ids)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// [`finish_leased`] for many jobs of the worker `owner` in one statement: each job finishes only
+/// while its own lease (owner, epoch) holds, and a job whose lease was lost is left out of the
+/// answer without affecting the others. The results, the device usage and the sessions' counters
+/// (`last_job_completed`, `usage_seconds`, as [`finish_leased_locking`] records them) are written
+/// for the finished jobs only. The caller has locked their devices and sessions first (lock order).
+pub async fn finish_many(conn: &mut PgConnection, owner: Uuid, jobs: &[Finish<'_>]) -> sqlx::Result<Vec<Job>> {
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let epochs: Vec<i64> = jobs.iter().map(|j| j.epoch).collect();
+    let statuses: Vec<&str> = jobs.iter().map(|j| j.status.as_str()).collect();
+    let reasons: Vec<Option<&str>> = jobs.iter().map(|j| j.reason).collect();
+    let codes: Vec<Option<&str>> = jobs.iter().map(|j| j.reason_code).collect();
+    let usage: Vec<f64> = jobs.iter().map(|j| j.usage_seconds).collect();
+    let results: Vec<Option<Json<&serde_json::Value>>> = jobs.iter().map(|j| j.result.map(Json)).collect();
+    let logs: Vec<Option<&str>> = jobs.iter().map(|j| j.log).collect();
+    sqlx::query_as(
+        "WITH c AS (
+            SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::float8[],
+                                 $8::jsonb[], $9::text[]) AS c(id, epoch, status, reason, code, usage, result, log)),
+         done AS (
+            UPDATE jobs j SET status = c.status, reason = c.reason, reason_code = c.code, usage_seconds = c.usage,
+                   finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,
+                   log = COALESCE(c.log, j.log)
+            FROM c WHERE j.id = c.id AND j.status = 'running' AND j.lease_owner = $1 AND j.lease_epoch = c.epoch
+            RETURNING j.*),
+         res AS (
+            INSERT INTO job_results (job_id, result)
+            SELECT c.id, c.result FROM c JOIN done ON done.id = c.id WHERE c.result IS NOT NULL
+            ON CONFLICT (job_id) DO NOTHING),
+         used AS (
+            INSERT INTO device_usage (device, project, bucket, seconds)
+            SELECT device, project, date_trunc('minute', now()), sum(usage_seconds) FROM done
+            WHERE usage_seconds > 0 GROUP BY device, project
+            ON CONFLICT (device, project, bucket) DO UPDATE SET seconds = device_usage.seconds + EXCLUDED.seconds),
+         sess AS (
+            UPDATE sessions s SET last_job_completed = now(), usage_seconds = s.usage_seconds + t.usage
+            FROM (SELECT session_id, sum(usage_seconds) AS usage FROM done WHERE session_id IS NOT NULL
+                  GROUP BY session_id) t
+            WHERE s.id = t.session_id)
+         SELECT * FROM done",
+    )
+    .bind(owner)
+    .bind(&ids)
+    .bind(&epochs)
+    .bind(&statuses)
+    .bind(&reasons)
+    .bind(&codes)
+    .bind(&usage)
+    .bind(&results)
+    .bind(&logs)
+    .fetch_all(conn)
     .await
 }
 

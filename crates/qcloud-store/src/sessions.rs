@@ -136,16 +136,26 @@ pub struct Holder {
 }
 
 pub async fn lock_holder(conn: &mut PgConnection, device: &str) -> sqlx::Result<Option<Holder>> {
-    sqlx::query_as(
-        "SELECT s.*, now() AS db_now,
-                EXISTS (SELECT 1 FROM job_queue j WHERE j.session_id = s.id) AS has_queued,
-                EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id AND j.status = 'running') AS has_running
-         FROM sessions s WHERE s.device = $1 AND s.state = 'active' FOR NO KEY UPDATE OF s",
-    )
-    .bind(device)
-    .fetch_optional(conn)
+    sqlx::query_as(&format!("{HOLDERS} WHERE s.device = $1 AND s.state = 'active' FOR NO KEY UPDATE OF s"))
+        .bind(device)
+        .fetch_optional(conn)
+        .await
+}
+
+/// [`lock_holder`] of several devices, locked in session id order.
+pub async fn lock_holders(conn: &mut PgConnection, devices: &[String]) -> sqlx::Result<Vec<Holder>> {
+    sqlx::query_as(&format!(
+        "{HOLDERS} WHERE s.device = ANY($1) AND s.state = 'active' ORDER BY s.id FOR NO KEY UPDATE OF s"
+    ))
+    .bind(devices)
+    .fetch_all(conn)
     .await
 }
+
+const HOLDERS: &str = "SELECT s.*, now() AS db_now,
+        EXISTS (SELECT 1 FROM job_queue j WHERE j.session_id = s.id) AS has_queued,
+        EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id AND j.status = 'running') AS has_running
+    FROM sessions s";
 
 /// Whether the session has queued jobs and running jobs.
 pub async fn job_presence(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<(bool, bool)> {

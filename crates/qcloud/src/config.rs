@@ -88,6 +88,8 @@ pub struct Config {
     pub devices_file: Option<PathBuf>,
     /// Jobs this replica runs at once.
     pub workers: usize,
+    /// Most completions recorded in one transaction (1: each job in its own).
+    pub completion_batch: usize,
     /// Do not take part in leader election.
     pub no_leader: bool,
     /// Default interactive TTL of sessions, seconds.
@@ -177,6 +179,7 @@ impl Default for Config {
             no_seed: false,
             devices_file: None,
             workers: 256,
+            completion_batch: 64,
             no_leader: false,
             interactive_ttl: 60.0,
             max_ttl: 28_800.0,
@@ -235,6 +238,7 @@ const ENV_KEYS: &[(&str, &[&str], Kind)] = &[
     ("no_seed", &["QCLOUD_NO_SEED"], Kind::Flag),
     ("devices_file", &["QCLOUD_DEVICES"], Kind::Text),
     ("workers", &["QCLOUD_WORKERS"], Kind::Number),
+    ("completion_batch", &["QCLOUD_COMPLETION_BATCH"], Kind::Number),
     ("no_leader", &["QCLOUD_NO_LEADER"], Kind::Flag),
     ("interactive_ttl", &["QCLOUD_INTERACTIVE_TTL"], Kind::Number),
     ("max_ttl", &["QCLOUD_MAX_TTL"], Kind::Number),
@@ -390,6 +394,11 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+    /// Most job completions one transaction records; 1 records each job in its own
+    /// [env: QCLOUD_COMPLETION_BATCH] [default: 64]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_batch: Option<usize>,
     /// Do not take part in leader election (a worker-only replica) [env: QCLOUD_NO_LEADER]
     #[arg(long, action = clap::ArgAction::SetTrue)]
     #[serde(skip_serializing_if = "is_false")]
@@ -675,6 +684,9 @@ impl Config {
         }
         if self.workers == 0 {
             return Err(invalid("workers", "must be at least 1".into()));
+        }
+        if self.completion_batch == 0 {
+            return Err(invalid("completion_batch", "must be at least 1".into()));
         }
         if let Some(t) = &self.admin_token {
             if t.chars().count() < 16 {

@@ -128,6 +128,7 @@ pub fn http_limits(c: &Config) -> http::HttpLimits {
 fn scheduler_config(c: &Config) -> SchedulerConfig {
     SchedulerConfig {
         workers: c.workers.max(1),
+        completion_batch: c.completion_batch.max(1),
         tick: Duration::from_millis(c.tick_ms.max(10)),
         leader_ttl: Duration::from_millis(c.leader_ttl_ms.max(300)),
         shutdown_grace: Duration::try_from_secs_f64(c.shutdown_grace.max(0.0)).unwrap_or(Duration::MAX),

@@ -16,6 +16,17 @@ pub enum Outcome {
     Canceled { reason: String },
 }
 
+impl Outcome {
+    /// The job's terminal status, reason, reason code and result.
+    pub(crate) fn parts(&self) -> (JobStatus, Option<&str>, Option<&'static str>, Option<&serde_json::Value>) {
+        match self {
+            Outcome::Completed { result } => (JobStatus::Completed, None, None, Some(result)),
+            Outcome::Failed { reason, code } => (JobStatus::Failed, Some(reason.as_str()), Some(*code), None),
+            Outcome::Canceled { reason } => (JobStatus::Canceled, Some(reason.as_str()), Some("canceled"), None),
+        }
+    }
+}
+
 /// What a completion did: it was recorded, and (when chaining) the device's next job started,
 /// already leased to the caller. A lost lease is [`ServiceError::LeaseLost`].
 #[derive(Debug)]
@@ -48,20 +59,12 @@ impl Service {
         chain: bool,
         log: Option<&str>,
     ) -> Result<Completion> {
-        let (status, reason, code) = match &outcome {
-            Outcome::Completed { .. } => (JobStatus::Completed, None, None),
-            Outcome::Failed { reason, code } => (JobStatus::Failed, Some(reason.as_str()), Some(*code)),
-            Outcome::Canceled { reason } => (JobStatus::Canceled, Some(reason.as_str()), Some("canceled")),
-        };
+        let (status, reason, code, result) = outcome.parts();
         let mut tx = self.pool().begin().await?;
         // Lock order: device, session, then the job (see the module docs), all in the first
         // statement: the device row is locked, the completion recorded on the session (its lock)
         // and the job finished while the lease holds. If the lease turns out lost, all of it
         // rolls back.
-        let result = match &outcome {
-            Outcome::Completed { result } => Some(result),
-            _ => None,
-        };
         let Some(qcloud_store::jobs::Finished { job: done, device }) = qcloud_store::jobs::finish_leased_locking(
             &mut tx,
             job.id,

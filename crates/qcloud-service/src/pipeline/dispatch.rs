@@ -127,8 +127,19 @@ impl Service {
 
     /// Rule 3's candidates for a free device, with fair-share usage filled in.
     async fn candidates(&self, conn: &mut PgConnection, device: &str) -> Result<Vec<Candidate>> {
-        let mut out: Vec<Candidate> = qcloud_store::jobs::candidates(conn, device, self.cfg.candidate_limit)
-            .await?
+        let rows = qcloud_store::jobs::candidates(conn, device, self.cfg.candidate_limit).await?;
+        self.with_usage(conn, device, rows).await
+    }
+
+    /// Rule 3's candidates from their rows, with fair-share usage filled in when more than one
+    /// project competes for the device.
+    pub(crate) async fn with_usage(
+        &self,
+        conn: &mut PgConnection,
+        device: &str,
+        rows: Vec<qcloud_store::jobs::CandidateRow>,
+    ) -> Result<Vec<Candidate>> {
+        let mut out: Vec<Candidate> = rows
             .into_iter()
             .map(|c| Candidate {
                 kind: if c.is_session { CandidateKind::Session(c.id) } else { CandidateKind::Job(c.id) },

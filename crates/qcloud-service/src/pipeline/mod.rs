@@ -10,6 +10,7 @@
 //! which does not block the `FOR KEY SHARE` locks that foreign keys take on insert). Taking locks in
 //! one order is what keeps concurrent submits, dispatches and completions free of deadlocks.
 
+pub mod batch;
 pub mod completion;
 pub mod dispatch;
 pub mod leases;
@@ -17,6 +18,7 @@ pub mod rescue;
 pub mod timers;
 pub mod wake;
 
+pub use batch::Done;
 pub use completion::{Completion, Outcome};
 pub use dispatch::Fence;
 pub use qcloud_store::devices::Device;

@@ -552,7 +552,11 @@ static START_NEXT_IN_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock:
 });
 
 /// [`start`] several job-mode jobs at once, each leased to the worker `owner` (a batched
-/// completion's next jobs). Jobs that stopped being queued meanwhile are left out.
+/// completion's next jobs: rule 3's job candidates, which come from the job-mode queue, so no
+/// session's `last_job_started` is due). Jobs that stopped being queued meanwhile are left out.
+/// (No `session_id IS NULL` test here: with statistics that lag a fast-growing queue, the planner
+/// took it to an index scan of `jobs_session` over every queued job-mode job, instead of the
+/// primary key.)
 pub async fn start_many(
     conn: &mut PgConnection,
     ids: &[Uuid],
@@ -562,7 +566,7 @@ pub async fn start_many(
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "UPDATE jobs SET {START_SET}
-             WHERE id = ANY($1) AND status = 'queued' AND session_id IS NULL
+             WHERE id = ANY($1) AND status = 'queued'
              RETURNING *, NULL::text AS session_mode"
         )
     });

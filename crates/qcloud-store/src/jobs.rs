@@ -423,7 +423,7 @@ pub async fn candidates_many(
             candidates_of("dev.name")
         )
     });
-    let rows: Vec<PgRow> = sqlx::query(&SQL).bind(devices).bind(limit).fetch_all(conn).await?;
+    let rows: Vec<PgRow> = sqlx::query(&SQL).persistent(false).bind(devices).bind(limit).fetch_all(conn).await?;
     rows.iter().map(|r| Ok((r.try_get("candidate_device")?, CandidateRow::from_row(r)?))).collect()
 }
 
@@ -739,6 +739,15 @@ pub async fn finish_leased_locking(
     .await
 }
 
+// The statements of a batched completion ([`lock_devices`], [`lock_sessions`], [`finish_many`],
+// [`candidates_many`], [`start_many`], `sessions::lock_holders`) are not kept as prepared
+// statements: each is planned when it runs. A kept statement gets one generic plan (the server
+// forces generic plans), made at its first run and reused while the relation's cache entry holds.
+// For `= ANY($1)` over an array, the plan made when `jobs` is small is a scan of the table (EXPLAIN
+// of the generic plan on a 300-row table), and a plan made while the statistics knew of few queued
+// jobs was a scan of a whole index (see migration 0015); either would then run against a queue of
+// 100,000 jobs. Planning once per batch costs little beside that.
+
 /// One job's completion in [`finish_many`].
 #[derive(Debug, Clone)]
 pub struct Finish<'a> {
@@ -755,6 +764,7 @@ pub struct Finish<'a> {
 /// Lock device rows in name order (the order every multi-device transaction takes them in).
 pub async fn lock_devices(conn: &mut PgConnection, names: &[String]) -> sqlx::Result<Vec<Device>> {
     sqlx::query_as("SELECT * FROM devices WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE")
+        .persistent(false)
         .bind(names)
         .fetch_all(conn)
         .await
@@ -763,6 +773,7 @@ pub async fn lock_devices(conn: &mut PgConnection, names: &[String]) -> sqlx::Re
 /// Lock session rows in id order.
 pub async fn lock_sessions(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
     sqlx::query("SELECT 1 FROM sessions WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .persistent(false)
         .bind(ids)
         .execute(conn)
         .await
@@ -809,6 +820,7 @@ pub async fn finish_many(conn: &mut PgConnection, owner: Uuid, jobs: &[Finish<'_
             WHERE s.id = t.session_id)
          SELECT * FROM done",
     )
+    .persistent(false)
     .bind(owner)
     .bind(&ids)
     .bind(&epochs)

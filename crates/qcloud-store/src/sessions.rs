@@ -142,11 +142,13 @@ pub async fn lock_holder(conn: &mut PgConnection, device: &str) -> sqlx::Result<
         .await
 }
 
-/// [`lock_holder`] of several devices, locked in session id order.
+/// [`lock_holder`] of several devices, locked in session id order (planned at each run, as the
+/// other statements of a batched completion: see `jobs::lock_devices`).
 pub async fn lock_holders(conn: &mut PgConnection, devices: &[String]) -> sqlx::Result<Vec<Holder>> {
     sqlx::query_as(&format!(
         "{HOLDERS} WHERE s.device = ANY($1) AND s.state = 'active' ORDER BY s.id FOR NO KEY UPDATE OF s"
     ))
+    .persistent(false)
     .bind(devices)
     .fetch_all(conn)
     .await

@@ -484,14 +484,8 @@ pub async fn start(
     owner: Option<Uuid>,
     lease_ms: i64,
 ) -> sqlx::Result<Option<Started>> {
-    sqlx::query_as(&START_ONE)
-        .bind(id)
-        .bind(term)
-        .bind(owner)
-        .bind(lease_ms)
-        .bind(crate::channel::RUN)
-        .fetch_optional(conn)
-        .await
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| start_one_sql("$1"));
+    start_one(conn, &SQL, id, term, owner, lease_ms).await
 }
 
 /// The assignments of a start: running since now, for the leader's term `$2` or leased to the
@@ -502,11 +496,13 @@ const START_SET: &str = "status = 'running', started_at = clock_timestamp(), ass
                    lease_expires_at = CASE WHEN $3::uuid IS NULL THEN NULL
                                            ELSE now() + make_interval(secs => $4::float8 / 1000) END";
 
-static START_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The statement that starts the queued job `job` (an SQL expression of `$1`): the job, its
+/// session's `last_job_started`, and without an owner `NOTIFY` on channel `$5`.
+fn start_one_sql(job: &str) -> String {
     format!(
         "WITH started AS (
             UPDATE jobs SET {START_SET}
-            WHERE id = $1 AND status = 'queued' RETURNING *),
+            WHERE id = {job} AND status = 'queued' RETURNING *),
          session AS (
             UPDATE sessions SET last_job_started = started.started_at FROM started
             WHERE sessions.id = started.session_id RETURNING sessions.mode)
@@ -514,7 +510,26 @@ static START_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 CASE WHEN $3::uuid IS NULL THEN (SELECT 1 FROM pg_notify($5, started.device) AS x) END AS woke
          FROM started"
     )
-});
+}
+
+/// Run a statement of [`start_one_sql`] with `key` as `$1`.
+async fn start_one(
+    conn: &mut PgConnection,
+    sql: &str,
+    key: Uuid,
+    term: Option<i64>,
+    owner: Option<Uuid>,
+    lease_ms: i64,
+) -> sqlx::Result<Option<Started>> {
+    sqlx::query_as(sql)
+        .bind(key)
+        .bind(term)
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(crate::channel::RUN)
+        .fetch_optional(conn)
+        .await
+}
 
 /// [`start`] the next queued job of a session (arrival order, as [`next_in_session`] picks it),
 /// in one statement. `None` when the session has no queued job (or it stopped being queued
@@ -526,30 +541,11 @@ pub async fn start_next_in_session(
     owner: Option<Uuid>,
     lease_ms: i64,
 ) -> sqlx::Result<Option<Started>> {
-    sqlx::query_as(&START_NEXT_IN_SESSION)
-        .bind(session)
-        .bind(term)
-        .bind(owner)
-        .bind(lease_ms)
-        .bind(crate::channel::RUN)
-        .fetch_optional(conn)
-        .await
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        start_one_sql("(SELECT job_id FROM job_queue WHERE session_id = $1 ORDER BY seq LIMIT 1)")
+    });
+    start_one(conn, &SQL, session, term, owner, lease_ms).await
 }
-
-static START_NEXT_IN_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "WITH started AS (
-            UPDATE jobs SET {START_SET}
-            WHERE id = (SELECT job_id FROM job_queue WHERE session_id = $1 ORDER BY seq LIMIT 1)
-              AND status = 'queued' RETURNING *),
-         session AS (
-            UPDATE sessions SET last_job_started = started.started_at FROM started
-            WHERE sessions.id = started.session_id RETURNING sessions.mode)
-         SELECT started.*, (SELECT mode FROM session) AS session_mode,
-                CASE WHEN $3::uuid IS NULL THEN (SELECT 1 FROM pg_notify($5, started.device) AS x) END AS woke
-         FROM started"
-    )
-});
 
 /// [`start`] several job-mode jobs at once, each leased to the worker `owner` (a batched
 /// completion's next jobs: rule 3's job candidates, which come from the job-mode queue, so no
@@ -570,7 +566,7 @@ pub async fn start_many(
              RETURNING *, NULL::text AS session_mode"
         )
     });
-    sqlx::query_as(&SQL).bind(ids).bind(None::<i64>).bind(owner).bind(lease_ms).fetch_all(conn).await
+    sqlx::query_as(&SQL).persistent(false).bind(ids).bind(None::<i64>).bind(owner).bind(lease_ms).fetch_all(conn).await
 }
 
 /// A claimed job with its device, read in the claim's statement.
